@@ -1,0 +1,640 @@
+//! The checker: names, types and sense, from [`ast::Program`] to the typed
+//! [`ir::Policy`]. It reports every problem it finds (not just the first)
+//! and never gives a policy when there is an error.
+//!
+//! Split in two: this module walks items, rules, statements and actions;
+//! [`expr`] types expressions, converts literals and builds constant sets.
+
+mod expr;
+
+use crate::ast::{self, ActionKind, Item, StmtKind};
+use crate::context::{FIELDS, ROOTS};
+use crate::diagnostics::{closest, Diagnostic};
+use crate::ir::{self, Action, ConstSet, Expr, ExprKind, Policy, Stmt};
+use crate::parser;
+use crate::span::Span;
+use crate::types::{qtype_from_str, Type, QTYPES};
+use crate::value::Value;
+use std::collections::HashMap;
+
+/// Default TTL of `answer` and `rewrite` when no `ttl` is given.
+pub const DEFAULT_TTL: i64 = 300;
+
+/// The result of checking one source file.
+#[derive(Debug)]
+pub struct Checked {
+    /// The syntax tree (with error nodes where parsing recovered).
+    pub ast: ast::Program,
+    /// The policy, when there were no errors.
+    pub policy: Option<Policy>,
+    /// Errors and warnings, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Number of errors (not warnings).
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Parses and checks a source file.
+pub fn check(src: &str) -> Checked {
+    let (ast, mut diagnostics) = parser::parse(src);
+    let mut ck = Checker::new();
+    let policy = ck.program(&ast);
+    diagnostics.append(&mut ck.diags);
+    diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
+    let policy = if diagnostics.iter().any(Diagnostic::is_error) { None } else { Some(policy) };
+    Checked { ast, policy, diagnostics }
+}
+
+struct ConstInfo<'a> {
+    decl: &'a ast::ConstDecl,
+    used: bool,
+}
+
+struct SetInfo<'a> {
+    decl: &'a ast::SetDecl,
+    used: bool,
+}
+
+struct InputState {
+    path: String,
+    ty: Option<Type>,
+    /// The declaration, or the first use that fixed the type.
+    fixed_at: Option<Span>,
+    declared: bool,
+    first_use: Span,
+}
+
+struct Local {
+    name: String,
+    slot: u32,
+    ty: Type,
+}
+
+pub(crate) struct Checker<'a> {
+    diags: Vec<Diagnostic>,
+    consts: HashMap<&'a str, ConstInfo<'a>>,
+    sets: HashMap<&'a str, SetInfo<'a>>,
+    inputs: Vec<InputState>,
+    input_ids: HashMap<String, u32>,
+    scopes: Vec<Vec<Local>>,
+    next_local: u32,
+    const_sets: Vec<ConstSet>,
+    set_cache: HashMap<(usize, String), u32>,
+    regexes: Vec<regex::Regex>,
+    regex_cache: HashMap<String, u32>,
+    pending_eq: Vec<(u32, u32, Span)>,
+}
+
+/// A statement list after checking, and whether it always decides (so
+/// anything after it is unreachable).
+struct BlockOut {
+    stmts: Vec<Stmt>,
+    decides: Option<Span>,
+}
+
+impl<'a> Checker<'a> {
+    fn new() -> Self {
+        Checker {
+            diags: Vec::new(),
+            consts: HashMap::new(),
+            sets: HashMap::new(),
+            inputs: Vec::new(),
+            input_ids: HashMap::new(),
+            scopes: Vec::new(),
+            next_local: 0,
+            const_sets: Vec::new(),
+            set_cache: HashMap::new(),
+            regexes: Vec::new(),
+            regex_cache: HashMap::new(),
+            pending_eq: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn program(&mut self, prog: &'a ast::Program) -> Policy {
+        self.declarations(prog);
+
+        let mut rules: Vec<(ir::Rule, usize)> = Vec::new();
+        let mut names: HashMap<&str, Span> = HashMap::new();
+        // Bare statements form one implicit rule, in source order, sharing a scope.
+        let mut main_body = Vec::new();
+        let mut main_decides: Option<Span> = None;
+        let mut main_span: Option<(Span, usize)> = None;
+        let mut main_unreachable_reported = false;
+        self.scopes.push(Vec::new());
+        let main_scope = self.scopes.len();
+        let mut main_locals = 0;
+
+        for (order, item) in prog.items.iter().enumerate() {
+            match item {
+                Item::Rule(r) => {
+                    if let Some(prev) = names.insert(&r.name.name, r.name.span) {
+                        self.error(
+                            Diagnostic::error("E0023", format!("duplicate rule name `{}`", r.name.name), r.name.span)
+                                .with_label("defined again here")
+                                .with_secondary(prev, "first defined here")
+                                .with_help("rule names identify rules in metrics and logs; give each rule its own name"),
+                        );
+                    }
+                    // Each rule has its own locals; the implicit rule's scope is set aside.
+                    let saved_scopes = std::mem::take(&mut self.scopes);
+                    let saved_next = std::mem::replace(&mut self.next_local, 0);
+                    self.scopes.push(Vec::new());
+                    let guard = r.guard.as_ref().map(|g| self.cond(g));
+                    let body = self.block(&r.body.stmts);
+                    let locals = self.next_local;
+                    self.scopes = saved_scopes;
+                    self.next_local = saved_next;
+                    rules.push((
+                        ir::Rule {
+                            name: r.name.name.clone(),
+                            priority: r.priority.map_or(0, |p| p.0),
+                            guard,
+                            body: body.stmts,
+                            locals,
+                            span: r.span,
+                            implicit: false,
+                        },
+                        order,
+                    ));
+                }
+                Item::Stmt(s) => {
+                    if main_span.is_none() {
+                        main_span = Some((s.span, order));
+                    }
+                    debug_assert_eq!(self.scopes.len(), main_scope);
+                    if let Some(at) = main_decides {
+                        if !main_unreachable_reported {
+                            main_unreachable_reported = true;
+                            self.unreachable(s.span, at);
+                        }
+                        let _ = self.stmt(s);
+                        continue;
+                    }
+                    let out = self.stmt(s);
+                    main_decides = out.decides;
+                    main_body.extend(out.stmts);
+                    main_locals = self.next_local;
+                }
+                Item::Const(_) | Item::Set(_) | Item::Input(_) => {}
+            }
+        }
+        self.scopes.pop();
+
+        if let Some((span, order)) = main_span {
+            if let Some(prev) = names.get("main") {
+                self.error(
+                    Diagnostic::error("E0023", "duplicate rule name `main`", *prev)
+                        .with_label("a rule named `main` here")
+                        .with_secondary(span, "bare statements form the implicit rule `main`")
+                        .with_help("rename the rule, or move the bare statements into it"),
+                );
+            }
+            rules.push((
+                ir::Rule {
+                    name: "main".into(),
+                    priority: 0,
+                    guard: None,
+                    body: main_body,
+                    locals: main_locals,
+                    span,
+                    implicit: true,
+                },
+                order,
+            ));
+        }
+
+        self.finish_inputs();
+        for (rule, _) in &mut rules {
+            self.zonk_rule(rule);
+        }
+        self.unused_warnings();
+
+        // Higher priority first; ties keep source order.
+        rules.sort_by(|a, b| b.0.priority.cmp(&a.0.priority).then(a.1.cmp(&b.1)));
+        Policy {
+            rules: rules.into_iter().map(|r| r.0).collect(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| ir::Input { path: i.path.clone(), ty: i.ty.clone().unwrap_or(Type::Unknown) })
+                .collect(),
+            sets: std::mem::take(&mut self.const_sets),
+            regexes: std::mem::take(&mut self.regexes),
+            declared_sets: self.sets.len(),
+        }
+    }
+
+    /// First pass: consts, sets and inputs, so they may be used before
+    /// their declaration.
+    fn declarations(&mut self, prog: &'a ast::Program) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for item in &prog.items {
+            let (name, span) = match item {
+                Item::Const(c) => (&c.name.name, c.name.span),
+                Item::Set(s) => (&s.name.name, s.name.span),
+                _ => continue,
+            };
+            if let Some(prev) = seen.insert(name, span) {
+                self.error(
+                    Diagnostic::error("E0022", format!("`{name}` is defined twice"), span)
+                        .with_label("defined again here")
+                        .with_secondary(prev, "first defined here"),
+                );
+                continue;
+            }
+            match item {
+                Item::Const(c) => {
+                    if !expr::is_literal(&c.value) {
+                        self.error(
+                            Diagnostic::error("E0044", format!("the value of const `{name}` is not a literal"), c.value.span)
+                                .with_label("not a literal")
+                                .with_help("a const holds a literal: a number, string, address, prefix, bool, or a list of them"),
+                        );
+                    }
+                    self.consts.insert(name, ConstInfo { decl: c, used: false });
+                }
+                Item::Set(s) => {
+                    let ok = matches!(&s.value.kind, ast::ExprKind::List(items) if items.iter().all(expr::is_literal));
+                    if !ok {
+                        self.error(
+                            Diagnostic::error("E0044", format!("set `{name}` must be a list of literals"), s.value.span)
+                                .with_label("not a list of literals")
+                                .with_help("write the members in brackets: `set name = [\"a.example\", \"*.b.example\"]`"),
+                        );
+                    }
+                    self.sets.insert(name, SetInfo { decl: s, used: false });
+                }
+                _ => {}
+            }
+        }
+        for item in &prog.items {
+            let Item::Input(i) = item else { continue };
+            let path = &i.path.name;
+            let root = path.split('.').next().unwrap_or("");
+            if ROOTS.contains(&root) {
+                self.error(
+                    Diagnostic::error("E0027", format!("`{path}` is a context path, not an injected variable"), i.path.span)
+                        .with_label(format!("`{root}.` paths are filled in by the server"))
+                        .with_help("choose another root for injected variables, e.g. `user.` or `app.`"),
+                );
+                continue;
+            }
+            let elem = match Type::from_name(&i.ty.name.name) {
+                Some(t) => t,
+                None => {
+                    let mut d = Diagnostic::error("E0026", format!("unknown type `{}`", i.ty.name.name), i.ty.name.span)
+                        .with_label("not a type");
+                    d = match closest(&i.ty.name.name, Type::NAMES.iter().copied()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!("types are {}", Type::NAMES.join(", "))),
+                    };
+                    self.error(d);
+                    Type::Unknown
+                }
+            };
+            let ty = if i.ty.list { Type::List(Box::new(elem)) } else { elem };
+            if let Some(&id) = self.input_ids.get(path.as_str()) {
+                let prev = self.inputs[id as usize].fixed_at.unwrap_or(i.span);
+                self.error(
+                    Diagnostic::error("E0022", format!("input `{path}` is declared twice"), i.path.span)
+                        .with_label("declared again here")
+                        .with_secondary(prev, "first declared here"),
+                );
+                continue;
+            }
+            let id = self.inputs.len() as u32;
+            self.inputs.push(InputState {
+                path: path.clone(),
+                ty: Some(ty),
+                fixed_at: Some(i.span),
+                declared: true,
+                first_use: i.span,
+            });
+            self.input_ids.insert(path.clone(), id);
+        }
+    }
+
+    fn unreachable(&mut self, span: Span, decided_at: Span) {
+        self.error(
+            Diagnostic::error("E0040", "unreachable statement", span)
+                .with_label("this is never evaluated")
+                .with_secondary(decided_at, "every path reaching here has already decided with `then`")
+                .with_help("remove it, or put it before the `then`"),
+        );
+    }
+
+    fn block(&mut self, stmts: &'a [ast::Stmt]) -> BlockOut {
+        self.scopes.push(Vec::new());
+        let mut out = Vec::new();
+        let mut decides = None;
+        let mut reported = false;
+        for s in stmts {
+            if let Some(at) = decides {
+                if !reported {
+                    reported = true;
+                    self.unreachable(s.span, at);
+                }
+                let _ = self.stmt(s);
+                continue;
+            }
+            let o = self.stmt(s);
+            decides = o.decides;
+            out.extend(o.stmts);
+        }
+        self.scopes.pop();
+        BlockOut { stmts: out, decides }
+    }
+
+    fn stmt(&mut self, s: &'a ast::Stmt) -> BlockOut {
+        match &s.kind {
+            StmtKind::If { cond, then_block, else_branch } => {
+                let cond = self.cond(cond);
+                let t = self.block(&then_block.stmts);
+                let e = match else_branch {
+                    None => BlockOut { stmts: vec![], decides: None },
+                    Some(ast::Else::Block(b)) => self.block(&b.stmts),
+                    Some(ast::Else::If(s)) => self.stmt(s),
+                };
+                let decides = match (t.decides, e.decides) {
+                    (Some(_), Some(_)) => Some(s.span),
+                    _ => None,
+                };
+                BlockOut { stmts: vec![Stmt::If { cond, then_body: t.stmts, else_body: e.stmts }], decides }
+            }
+            StmtKind::Let { name, value } => {
+                let value = self.expr_value(value);
+                let slot = self.next_local;
+                self.next_local += 1;
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.push(Local { name: name.name.clone(), slot, ty: value.ty.clone() });
+                }
+                BlockOut { stmts: vec![Stmt::Let { local: slot, value }], decides: None }
+            }
+            StmtKind::Then(a) => {
+                let action = self.action(a);
+                BlockOut { stmts: vec![Stmt::Then { action, span: s.span }], decides: Some(s.span) }
+            }
+            StmtKind::Error => BlockOut { stmts: vec![], decides: None },
+        }
+    }
+
+    fn action(&mut self, a: &'a ast::Action) -> Action {
+        match &a.kind {
+            ActionKind::Value(e) => Action::Value(self.expr_value(e)),
+            ActionKind::Answer { rtype, data, ttl } => {
+                let code = match qtype_from_str(&rtype.name) {
+                    Some(c) => c,
+                    None => {
+                        let mut d = Diagnostic::error("E0042", format!("unknown record type `{}`", rtype.name), rtype.span)
+                            .with_label("not a record type");
+                        if let Some(s) = closest(&rtype.name.to_ascii_uppercase(), QTYPES.iter().map(|q| q.0)) {
+                            d = d.with_help(format!("did you mean `{s}`?"));
+                        }
+                        self.error(d);
+                        0
+                    }
+                };
+                let data = data.iter().map(|d| self.record_data(code, &rtype.name, d)).collect();
+                Action::Answer { rtype: code, data, ttl: self.ttl(ttl.as_ref()) }
+            }
+            ActionKind::Rewrite { target, ttl } => {
+                let target = self.name_operand(target, "a rewrite target");
+                Action::Rewrite { target, ttl: self.ttl(ttl.as_ref()) }
+            }
+            ActionKind::Forward(pool) => {
+                // A bare word that names nothing is the pool's name: `forward backup`.
+                if let ast::ExprKind::Ident(n) = &pool.kind {
+                    if !self.is_bound(n) {
+                        return Action::Forward(lit(Value::Str(n.as_str().into()), Type::String, pool.span));
+                    }
+                }
+                Action::Forward(self.coerce(pool, &Type::String, None))
+            }
+            ActionKind::Nxdomain => Action::Nxdomain,
+            ActionKind::Nodata => Action::Nodata,
+            ActionKind::Refuse => Action::Refuse,
+            ActionKind::Servfail => Action::Servfail,
+            ActionKind::Drop => Action::Drop,
+            ActionKind::Truncate => Action::Truncate,
+            ActionKind::Pass => Action::Pass,
+        }
+    }
+
+    fn ttl(&mut self, ttl: Option<&'a ast::Expr>) -> Expr {
+        let Some(e) = ttl else {
+            return lit(Value::Int(DEFAULT_TTL), Type::Int, Span::default());
+        };
+        let t = self.coerce(e, &Type::Int, None);
+        if let ExprKind::Lit(Value::Int(v)) = t.kind {
+            if !(0..=i64::from(i32::MAX)).contains(&v) {
+                self.error(
+                    Diagnostic::error("E0043", format!("TTL {v} is out of range"), e.span)
+                        .with_label("TTLs are 0 to 2147483647 seconds (RFC 2181)"),
+                );
+            }
+        }
+        t
+    }
+
+    /// Record data for `answer TYPE ...`, checked against the type.
+    fn record_data(&mut self, rtype: u16, mnemonic: &str, d: &'a ast::Expr) -> Expr {
+        match rtype {
+            1 | 28 => {
+                let want_v4 = rtype == 1;
+                let e = self.coerce_with(d, &Type::Ip, None, "E0041", &format!("answer {mnemonic} needs an IP address"));
+                if let ExprKind::Lit(Value::Ip(ip)) = &e.kind {
+                    if ip.is_ipv4() != want_v4 {
+                        let fam = if want_v4 { "IPv4" } else { "IPv6" };
+                        self.error(
+                            Diagnostic::error("E0041", format!("`{ip}` is not an {fam} address"), d.span)
+                                .with_label(format!("answer {mnemonic} needs an {fam} address"))
+                                .with_help(if want_v4 { "use `answer AAAA` for IPv6 addresses" } else { "use `answer A` for IPv4 addresses" }),
+                        );
+                    }
+                }
+                e
+            }
+            0 => self.expr_value(d),
+            // CNAME, NS, PTR, DNAME: a name.
+            2 | 5 | 12 | 39 => self.name_operand(d, &format!("answer {mnemonic} data")),
+            _ => {
+                let e = self.coerce_with(d, &Type::String, None, "E0041", &format!("answer {mnemonic} needs text data"));
+                if let ExprKind::Lit(Value::Str(s)) = &e.kind {
+                    if let Some(problem) = expr::rdata_problem(rtype, s) {
+                        self.error(
+                            Diagnostic::error("E0041", format!("invalid {mnemonic} record data"), d.span)
+                                .with_label(problem),
+                        );
+                    }
+                }
+                e
+            }
+        }
+    }
+
+    fn is_bound(&self, name: &str) -> bool {
+        self.lookup_local(name).is_some() || self.consts.contains_key(name) || self.sets.contains_key(name)
+    }
+
+    fn lookup_local(&self, name: &str) -> Option<(u32, Type)> {
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().rev())
+            .find(|l| l.name == name)
+            .map(|l| (l.slot, l.ty.clone()))
+    }
+
+    /// Resolves pending equalities between untyped inputs and reports the
+    /// ones whose type nothing fixed.
+    fn finish_inputs(&mut self) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (a, b, span) in self.pending_eq.clone() {
+                let (ta, tb) = (self.inputs[a as usize].ty.clone(), self.inputs[b as usize].ty.clone());
+                match (ta, tb) {
+                    (Some(t), None) => {
+                        self.inputs[b as usize].ty = Some(t);
+                        self.inputs[b as usize].fixed_at = Some(span);
+                        changed = true;
+                    }
+                    (None, Some(t)) => {
+                        self.inputs[a as usize].ty = Some(t);
+                        self.inputs[a as usize].fixed_at = Some(span);
+                        changed = true;
+                    }
+                    (Some(x), Some(y)) if x != y => {
+                        let (pa, pb) = (self.inputs[a as usize].path.clone(), self.inputs[b as usize].path.clone());
+                        self.error(
+                            Diagnostic::error("E0030", "mismatched types", span)
+                                .with_label(format!("`{pa}` is {x} but `{pb}` is {y}")),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            self.pending_eq.retain(|(a, b, _)| {
+                self.inputs[*a as usize].ty.is_none() || self.inputs[*b as usize].ty.is_none()
+            });
+        }
+        let unresolved: Vec<(String, Span)> = self
+            .inputs
+            .iter()
+            .filter(|i| i.ty.is_none())
+            .map(|i| (i.path.clone(), i.first_use))
+            .collect();
+        for (path, span) in unresolved {
+            self.error(
+                Diagnostic::error("E0034", format!("cannot infer the type of `{path}`"), span)
+                    .with_label("nothing here says what type this variable has")
+                    .with_help(format!("declare it, e.g. `input {path} : string`")),
+            );
+        }
+    }
+
+    fn zonk_rule(&self, rule: &mut ir::Rule) {
+        if let Some(g) = &mut rule.guard {
+            self.zonk_expr(g);
+        }
+        self.zonk_stmts(&mut rule.body);
+    }
+
+    fn zonk_stmts(&self, stmts: &mut [Stmt]) {
+        for s in stmts {
+            match s {
+                Stmt::If { cond, then_body, else_body } => {
+                    self.zonk_expr(cond);
+                    self.zonk_stmts(then_body);
+                    self.zonk_stmts(else_body);
+                }
+                Stmt::Let { value, .. } => self.zonk_expr(value),
+                Stmt::Then { action, .. } => match action {
+                    Action::Value(e) | Action::Forward(e) => self.zonk_expr(e),
+                    Action::Answer { data, ttl, .. } => {
+                        data.iter_mut().for_each(|d| self.zonk_expr(d));
+                        self.zonk_expr(ttl);
+                    }
+                    Action::Rewrite { target, ttl } => {
+                        self.zonk_expr(target);
+                        self.zonk_expr(ttl);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Fills in the types of inputs whose type was inferred after the node was built.
+    fn zonk_expr(&self, e: &mut Expr) {
+        match &mut e.kind {
+            ExprKind::Input(i) => {
+                if e.ty == Type::Unknown {
+                    e.ty = self.inputs[*i as usize].ty.clone().unwrap_or(Type::Unknown);
+                }
+            }
+            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => self.zonk_expr(a),
+            ExprKind::InSet { needle, .. } => self.zonk_expr(needle),
+            ExprKind::And(a, b)
+            | ExprKind::Or(a, b)
+            | ExprKind::Cmp(_, a, b)
+            | ExprKind::StartsWith(a, b)
+            | ExprKind::EndsWith(a, b)
+            | ExprKind::Arith(_, a, b)
+            | ExprKind::Concat(a, b)
+            | ExprKind::InExpr { needle: a, haystack: b, .. } => {
+                self.zonk_expr(a);
+                self.zonk_expr(b);
+            }
+            ExprKind::Call(_, args) | ExprKind::List(args) => args.iter_mut().for_each(|a| self.zonk_expr(a)),
+            ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Local(_) => {}
+        }
+        if let Type::List(inner) = &e.ty {
+            if **inner == Type::Unknown {
+                if let ExprKind::List(items) = &e.kind {
+                    if let Some(first) = items.first() {
+                        e.ty = Type::List(Box::new(first.ty.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn unused_warnings(&mut self) {
+        let mut unused: Vec<(Span, String, &str)> = Vec::new();
+        for (name, c) in &self.consts {
+            if !c.used {
+                unused.push((c.decl.name.span, name.to_string(), "const"));
+            }
+        }
+        for (name, s) in &self.sets {
+            if !s.used {
+                unused.push((s.decl.name.span, name.to_string(), "set"));
+            }
+        }
+        unused.sort();
+        for (span, name, what) in unused {
+            self.diags.push(
+                Diagnostic::warning("W0002", format!("{what} `{name}` is never used"), span)
+                    .with_label("defined here"),
+            );
+        }
+    }
+}
+
+fn lit(v: Value, ty: Type, span: Span) -> Expr {
+    Expr { kind: ExprKind::Lit(v), ty, span }
+}
+
+/// Every known context path, for suggestions.
+fn field_paths() -> impl Iterator<Item = &'static str> {
+    FIELDS.iter().map(|f| f.path)
+}

@@ -1,1 +1,129 @@
-fn main() {}
+//! `dnspolicy`: check, evaluate (and, in later versions, compile and
+//! serve) DNS traffic policies. The CLI is thin: it reads files, calls the
+//! compiler crate and prints.
+
+mod check_cmd;
+mod eval_cmd;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// dnspolicy — a policy language and toolchain for DNS traffic steering.
+///
+/// Write rules such as `if {client.region} == "CN-BJ" { then rewrite
+/// "cdn-bj.example.com" ttl 300 }` in a `.dsl` file, check them with
+/// `dnspolicy check`, and try them on a query with `dnspolicy eval`.
+#[derive(Parser, Debug)]
+#[command(name = "dnspolicy", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check policy files: syntax, names and types. Exit 0 when clean, 1 on
+    /// errors, 2 on usage or I/O errors.
+    Check(CheckArgs),
+    /// Evaluate a policy for one query and print the verdict as JSON on the
+    /// last line of stdout (`null` when no rule decided).
+    Eval(EvalArgs),
+}
+
+/// How diagnostics are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Rendered for people, with source excerpts (colour only on a terminal).
+    Human,
+    /// One JSON object per diagnostic per line, on stdout, for editors and scripts.
+    Json,
+}
+
+/// When to use colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Policy files (`.dsl`) to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// When to colour human-readable output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+/// A policy and a query context to evaluate it in.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  \
+    dnspolicy eval examples/seed.dsl --vars '{\"user\":{\"age\":20},\"order\":{\"total\":150}}'\n  \
+    dnspolicy eval examples/geo.dsl --query www.example.com --region CN-BJ --explain\n  \
+    dnspolicy eval examples/geo.dsl --query www.example.com --client 198.51.100.7 --type AAAA\n\n\
+    Fields not given are missing: every comparison that reads them is false.")]
+pub struct EvalArgs {
+    /// The policy file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Injected variables as a JSON object: nested (`{"user":{"age":20}}`) or dotted (`{"user.age":20}`).
+    #[arg(long, value_name = "JSON", conflicts_with = "vars_file")]
+    pub vars: Option<String>,
+    /// Read injected variables from a JSON file.
+    #[arg(long, value_name = "F")]
+    pub vars_file: Option<PathBuf>,
+    /// The question name (`query.name`).
+    #[arg(long, value_name = "NAME")]
+    pub query: Option<String>,
+    /// The question type (`query.type`); defaults to A when --query is given.
+    #[arg(long = "type", value_name = "TYPE", requires = "query")]
+    pub qtype: Option<String>,
+    /// The client's source address (`client.ip`; also `client.subnet` as its /24 or /56 unless --ecs is given).
+    #[arg(long, value_name = "IP")]
+    pub client: Option<String>,
+    /// EDNS Client Subnet (`client.subnet`), e.g. 198.51.100.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub ecs: Option<String>,
+    /// GeoIP region, ISO 3166-2 (`client.region`), e.g. CN-BJ.
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// GeoIP country, ISO 3166-1 alpha-2 (`client.country`), e.g. CN.
+    #[arg(long, value_name = "C")]
+    pub country: Option<String>,
+    /// GeoIP city (`client.city`).
+    #[arg(long, value_name = "CITY")]
+    pub city: Option<String>,
+    /// Autonomous system number (`client.asn`).
+    #[arg(long, value_name = "N")]
+    pub asn: Option<i64>,
+    /// Transport (`query.transport`).
+    #[arg(long, value_name = "T", value_parser = ["udp", "tcp"])]
+    pub transport: Option<String>,
+    /// Evaluation time as Unix seconds (`time.*`); defaults to now.
+    #[arg(long, value_name = "UNIX")]
+    pub time: Option<i64>,
+    /// Print which rule and which conditions decided, before the verdict.
+    #[arg(long)]
+    pub explain: bool,
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(a) => check_cmd::run(&a.files, a.format, a.color),
+        Command::Eval(a) => eval_cmd::run(&a),
+    }
+}

@@ -1,0 +1,89 @@
+//! `dnspolicy check FILE...`
+
+use crate::output::{plural, print_human, print_json, use_color};
+use crate::{ColorChoice, Format};
+use dnspolicy_compiler::check;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+struct FileResult {
+    errors: usize,
+    warnings: usize,
+    rules: usize,
+    sets: usize,
+}
+
+/// Checks every file; exit 0 when all are clean, 1 on errors, 2 on I/O errors.
+pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
+    let color = use_color(color);
+    let mut io_error = false;
+    let mut results = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let src = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot read {name}: {e}");
+                io_error = true;
+                continue;
+            }
+        };
+        let checked = check(&src);
+        match format {
+            Format::Human => print_human(&checked.diagnostics, &name, &src, color),
+            Format::Json => print_json(&checked.diagnostics, &name, &src),
+        }
+        let errors = checked.error_count();
+        let (rules, sets) = checked.policy.as_ref().map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
+        let r = FileResult { errors, warnings: checked.diagnostics.len() - errors, rules, sets };
+        if files.len() > 1 {
+            summary_line(&format!("{name}: {}", summary(&r)), format);
+        }
+        results.push(r);
+    }
+    let total = FileResult {
+        errors: results.iter().map(|r| r.errors).sum(),
+        warnings: results.iter().map(|r| r.warnings).sum(),
+        rules: results.iter().map(|r| r.rules).sum(),
+        sets: results.iter().map(|r| r.sets).sum(),
+    };
+    if files.len() > 1 || results.is_empty() {
+        let mut line = summary(&total);
+        if !results.is_empty() {
+            line.push_str(&format!(" in {}", plural(results.len(), "file")));
+        }
+        if !io_error || !results.is_empty() {
+            summary_line(&line, format);
+        }
+    } else {
+        summary_line(&summary(&total), format);
+    }
+    if io_error {
+        ExitCode::from(2)
+    } else if total.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn summary(r: &FileResult) -> String {
+    let mut s = if r.errors > 0 {
+        plural(r.errors, "error")
+    } else {
+        format!("ok: {}, {}", plural(r.rules, "rule"), plural(r.sets, "set"))
+    };
+    if r.warnings > 0 {
+        s.push_str(&format!(", {}", plural(r.warnings, "warning")));
+    }
+    s
+}
+
+/// Summaries go to stdout for people and to stderr in JSON mode, so that
+/// stdout stays pure JSON lines there.
+fn summary_line(line: &str, format: Format) {
+    match format {
+        Format::Human => println!("{line}"),
+        Format::Json => eprintln!("{line}"),
+    }
+}

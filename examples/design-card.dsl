@@ -1,0 +1,1 @@
+if <user.age> > 18 < then "VIP" >

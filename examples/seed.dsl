@@ -1,0 +1,1 @@
+if {user.age} > 18 && {order.total} >= 100 { then "VIP" } else { if {user.tier} == "gold" { then "GOLD_VIP" } }

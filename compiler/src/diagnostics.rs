@@ -119,8 +119,6 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0042", "unknown record type"),
     ("E0043", "TTL out of range"),
     ("E0044", "const or set value is not a literal"),
-    ("E0045", "assignment to a name that is not a local"),
-    ("E0046", "value cannot be a verdict"),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
 ];

@@ -229,8 +229,10 @@ pub enum Tok<'input> {
     /// An integer literal.
     #[regex(r"[0-9]+", |lex| lex.slice().parse::<i64>().map_err(|_| LexErrorKind::IntOverflow))]
     Int(i64),
-    /// A string literal, escapes resolved.
+    /// A string literal, escapes resolved; or a raw string `r"..."` (no
+    /// escapes: handy for regexes).
     #[regex(r#""([^"\\\n]|\\[^\n])*""#, unescape)]
+    #[regex(r#"r"[^"\n]*""#, |lex| { let s = lex.slice(); s[2..s.len() - 1].to_string() })]
     #[regex(r#""([^"\\\n]|\\[^\n])*"#, unterminated)]
     Str(String),
     /// An IPv4 or IPv6 address literal.

@@ -39,6 +39,19 @@ pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
     };
     diags.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
     diags.dedup_by(|a, b| a.primary.span == b.primary.span && a.code == b.code);
+    // Error recovery is coarse: after a syntax error, further syntax errors
+    // on the same line are nearly always its echo, so only the first stays.
+    let idx = crate::diagnostics::LineIndex::new(src);
+    let mut last_syntax_line = None;
+    diags.retain(|d| {
+        if !matches!(d.code, "E0010" | "E0011" | "E0012") {
+            return true;
+        }
+        let line = idx.line_col(d.primary.span.start).0;
+        let echo = last_syntax_line == Some(line);
+        last_syntax_line = Some(line);
+        !echo
+    });
     (program, diags)
 }
 
@@ -67,7 +80,8 @@ fn lex_diagnostic(e: &LexError) -> Diagnostic {
         }
         LexErrorKind::InvalidEscape(esc) => {
             Diagnostic::error("E0003", format!("invalid escape `{esc}` in string literal"), e.span)
-                .with_help("valid escapes are \\n \\t \\r \\0 \\\\ \\\" and \\u{XXXX}")
+                .with_label(format!("`{esc}` is not an escape"))
+                .with_help("valid escapes are \\n \\t \\r \\0 \\\\ \\\" and \\u{XXXX}; for a regex, a raw string r\"...\" keeps backslashes as written")
         }
         LexErrorKind::IntOverflow => Diagnostic::error("E0004", "integer literal out of range", e.span)
             .with_label("does not fit in a 64-bit signed integer")

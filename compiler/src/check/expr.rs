@@ -193,11 +193,15 @@ impl<'a> Checker<'a> {
         code: &'static str,
         what: &str,
     ) -> Expr {
+        if *want == Type::Unknown {
+            return self.expr_value(e);
+        }
         if let Some(Flex::Str(s, span)) = self.flex(e) {
             return match convert_str(s, want) {
                 Ok(v) => lit(v, want.clone(), span),
                 Err(ConvError::Mismatch) => {
-                    self.mismatch(e.span, &Type::String, other, want, None);
+                    let input = self.other_input.take();
+                    self.mismatch_with(e.span, &Type::String, other, want, input);
                     lit(Value::Str(s.into()), Type::Unknown, span)
                 }
                 Err(ConvError::Wildcard) => {
@@ -231,6 +235,9 @@ impl<'a> Checker<'a> {
 
     /// Checks an already typed expression against `want`.
     fn expect(&mut self, t: Expr, want: &Type, other: Option<(Span, &Type)>, code: &'static str, what: &str) -> Expr {
+        if *want == Type::Unknown {
+            return t;
+        }
         if t.ty == *want || t.ty == Type::Unknown && !matches!(t.kind, ExprKind::Input(_)) {
             return t;
         }
@@ -253,6 +260,29 @@ impl<'a> Checker<'a> {
             self.mismatch(t.span, &t.ty, other, want, Some(&t));
         }
         Expr { ty: want.clone(), ..t }
+    }
+
+    /// Reports that `span` (of type `found`) meets an injected variable
+    /// `input` whose type `want` was fixed elsewhere: a conflict on the
+    /// variable, shown with the place that fixed its type.
+    fn mismatch_with(&mut self, span: Span, found: &Type, other: Option<(Span, &Type)>, want: &Type, input: Option<u32>) {
+        if let Some(id) = input {
+            let st: &InputState = &self.inputs[id as usize];
+            if let Some(fixed) = st.fixed_at {
+                let how = if st.declared { "declared" } else { "inferred" };
+                let mut d = Diagnostic::error("E0031", format!("conflicting types for `{}`", st.path), span)
+                    .with_label(format!("`{}` is compared with {found} here", st.path))
+                    .with_secondary(fixed, format!("{how} as {want} here"));
+                if let Some((os, _)) = other {
+                    if os != fixed {
+                        d = d.with_secondary(os, format!("`{}` is {want}", st.path));
+                    }
+                }
+                self.error(d.with_help("an injected variable has one type; declare it with `input` to make the intent clear"));
+                return;
+            }
+        }
+        self.mismatch(span, found, other, want, None);
     }
 
     /// Reports a type mismatch, as a conflict on an injected variable when
@@ -391,25 +421,44 @@ impl<'a> Checker<'a> {
     /// A list in value position: elements must share one type; string
     /// literals follow the first typed element.
     fn list(&mut self, items: &'a [ast::Expr], span: Span) -> Expr {
+        let mut typed: Vec<Option<Expr>> = Vec::with_capacity(items.len());
         let mut elem: Option<(Type, Span)> = None;
         for i in items {
-            if self.flex(i).is_none() {
-                let t = self.expr(i);
-                if t.ty != Type::Unknown {
-                    elem = Some((t.ty, i.span));
-                    break;
-                }
+            if self.flex(i).is_some() {
+                typed.push(None);
+                continue;
             }
+            let t = self.expr(i);
+            if elem.is_none() && t.ty != Type::Unknown {
+                elem = Some((t.ty.clone(), i.span));
+            }
+            typed.push(Some(t));
         }
         let (ety, espan) = elem.unwrap_or((Type::String, span));
         let mut out = Vec::with_capacity(items.len());
-        for i in items {
-            let t = self.coerce(i, &ety, Some((espan, &ety)));
+        for (i, t) in items.iter().zip(typed) {
+            let t = match t {
+                Some(t) => {
+                    if self.infer(&t, &ety) {
+                        Expr { ty: ety.clone(), ..t }
+                    } else {
+                        t
+                    }
+                }
+                None => match self.flex(i) {
+                    Some(Flex::Str(s, sp)) => match convert_str(s, &ety) {
+                        Ok(v) => lit(v, ety.clone(), sp),
+                        Err(ConvError::Mismatch) => lit(Value::Str(s.into()), Type::String, sp),
+                        Err(_) => self.coerce(i, &ety, Some((espan, &ety))),
+                    },
+                    _ => self.expr_value(i),
+                },
+            };
             if t.ty != ety && t.ty != Type::Unknown {
                 self.error(
                     Diagnostic::error("E0036", "list elements have different types", i.span)
                         .with_label(format!("this is {}", t.ty))
-                        .with_secondary(espan, format!("this is {ety}")),
+                        .with_secondary(espan, format!("this is {ety}, so every element must be")),
                 );
             }
             out.push(t);
@@ -663,7 +712,11 @@ impl<'a> Checker<'a> {
                     let y = self.expect(y, &x.ty.clone(), Some((a.span, &x.ty.clone())), "E0030", "");
                     return (x, y);
                 }
+                if let ExprKind::Input(id) = y.kind {
+                    self.other_input = Some(id);
+                }
                 let x = self.coerce(a, &y.ty.clone(), Some((b.span, &y.ty.clone())));
+                self.other_input = None;
                 (x, y)
             }
             (None, Some(_)) => {

@@ -41,8 +41,14 @@ impl Checked {
 /// Parses and checks a source file.
 pub fn check(src: &str) -> Checked {
     let (ast, mut diagnostics) = parser::parse(src);
+    let syntax_errors = diagnostics.iter().any(Diagnostic::is_error);
     let mut ck = Checker::new();
     let policy = ck.program(&ast);
+    let check_errors = ck.diags.iter().any(Diagnostic::is_error);
+    // Statements lost to a syntax error distort reachability, and a
+    // misspelt name makes its definition look unused: those reports would
+    // be noise next to the real errors.
+    ck.diags.retain(|d| !(syntax_errors && d.code == "E0040") && !((syntax_errors || check_errors) && d.code == "W0002"));
     diagnostics.append(&mut ck.diags);
     diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
     let policy = if diagnostics.iter().any(Diagnostic::is_error) { None } else { Some(policy) };
@@ -87,6 +93,9 @@ pub(crate) struct Checker<'a> {
     regexes: Vec<regex::Regex>,
     regex_cache: HashMap<String, u32>,
     pending_eq: Vec<(u32, u32, Span)>,
+    /// The injected variable on the other side of the comparison being
+    /// checked, so a literal that does not fit reports a conflict on it.
+    other_input: Option<u32>,
 }
 
 /// A statement list after checking, and whether it always decides (so
@@ -111,6 +120,7 @@ impl<'a> Checker<'a> {
             regexes: Vec::new(),
             regex_cache: HashMap::new(),
             pending_eq: Vec::new(),
+            other_input: None,
         }
     }
 

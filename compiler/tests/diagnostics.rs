@@ -1,0 +1,36 @@
+//! Snapshot tests of rendered diagnostics: one small `.dsl` file per case
+//! under `tests/diagnostics/`, whose first line lists the codes it must
+//! produce (`# expect: E0030 E0040`). The snapshot holds the source and the
+//! ariadne rendering (no colour) plus the JSON form of the first diagnostic.
+
+use dnspolicy_compiler::check;
+use dnspolicy_compiler::diagnostics::{render, render_json};
+use std::collections::BTreeSet;
+
+#[test]
+fn rendered_diagnostics() {
+    let mut wrong_codes = Vec::new();
+    insta::glob!("diagnostics/*.dsl", |path| {
+        let src = std::fs::read_to_string(path).expect("case file is readable");
+        let file = path.file_name().and_then(|n| n.to_str()).expect("utf-8 file name");
+        let expected: BTreeSet<&str> = src
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect:"))
+            .expect("first line is `# expect: CODE...`")
+            .split_whitespace()
+            .collect();
+        let checked = check(&src);
+        let got: BTreeSet<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+        if got != expected {
+            wrong_codes.push(format!("{file}: expected {expected:?}, got {got:?}"));
+        }
+        if checked.error_count() > 0 {
+            assert!(checked.policy.is_none(), "{file}: a policy with errors must not be produced");
+        }
+        let rendered = render(&checked.diagnostics, file, &src, false);
+        let json = render_json(&checked.diagnostics[..1], file, &src);
+        insta::assert_snapshot!(format!("--- SOURCE ---\n{src}--- RENDERED ---\n{rendered}--- JSON (first) ---\n{json}"));
+    });
+    assert!(wrong_codes.is_empty(), "{}", wrong_codes.join("\n"));
+}

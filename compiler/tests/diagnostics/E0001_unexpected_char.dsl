@@ -1,0 +1,2 @@
+# expect: E0001
+if {client.asn} == 64496 @ { then refuse }

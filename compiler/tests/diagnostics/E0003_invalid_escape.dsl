@@ -1,0 +1,2 @@
+# expect: E0003
+if {client.city} == "Bei\jing" { then "cn" }

@@ -1,0 +1,2 @@
+# expect: E0010
+if {query.name} = "www.example.com" { then nxdomain }

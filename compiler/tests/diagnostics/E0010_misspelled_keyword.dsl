@@ -1,0 +1,2 @@
+# expect: E0010
+rule r { if {client.asn} == 1 { thn refuse } }

@@ -1,0 +1,3 @@
+# expect: E0011
+rule geo priority 10 {
+    if {client.region} == "CN-BJ" { then rewrite "cdn-bj.example.com" }

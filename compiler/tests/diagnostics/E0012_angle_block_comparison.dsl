@@ -1,0 +1,2 @@
+# expect: E0012
+if <user.age> > 18 < then <user.age> > 65 >

@@ -1,0 +1,2 @@
+# expect: E0020
+if {cleint.region} == "CN-BJ" { then rewrite "cdn-bj.example.com" }

@@ -1,0 +1,2 @@
+# expect: E0020
+if {client.regoin} == "CN-BJ" { then rewrite "cdn-bj.example.com" }

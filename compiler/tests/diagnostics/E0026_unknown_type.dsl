@@ -1,0 +1,3 @@
+# expect: E0026
+input user.tier : strng
+if {user.tier} == "gold" { then "GOLD" }

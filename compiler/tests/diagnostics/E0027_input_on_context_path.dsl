@@ -1,0 +1,2 @@
+# expect: E0027
+input client.ip : ip

@@ -1,0 +1,2 @@
+# expect: E0030
+if {client.asn} == {client.city} { then refuse }

@@ -1,0 +1,3 @@
+# expect: E0031
+if {user.age} > 18 { then "adult" }
+rule other { if {user.age} == "unknown" { then "?" } }

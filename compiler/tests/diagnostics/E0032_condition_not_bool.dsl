@@ -1,0 +1,2 @@
+# expect: E0032
+if {client.asn} { then refuse }

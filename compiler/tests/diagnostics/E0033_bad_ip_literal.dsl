@@ -1,0 +1,2 @@
+# expect: E0033
+if {client.ip} == "not-an-ip" { then refuse }

@@ -1,0 +1,2 @@
+# expect: E0033
+if {query.type} == "AAAAA" { then nodata }

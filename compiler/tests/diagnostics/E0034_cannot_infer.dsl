@@ -1,0 +1,2 @@
+# expect: E0034
+then {user.pool}

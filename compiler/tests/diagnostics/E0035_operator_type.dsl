@@ -1,0 +1,2 @@
+# expect: E0035
+if {query.name} > 3 { then refuse }

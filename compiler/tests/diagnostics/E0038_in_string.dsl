@@ -1,0 +1,2 @@
+# expect: E0038
+if {query.name} in "example.com" { then refuse }

@@ -1,0 +1,5 @@
+# expect: E0040
+rule r {
+    then nxdomain
+    then refuse
+}

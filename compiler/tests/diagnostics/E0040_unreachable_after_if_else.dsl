@@ -1,0 +1,3 @@
+# expect: E0040
+if {client.region} == "CN-BJ" { then "bj" } else { then "global" }
+then "never"

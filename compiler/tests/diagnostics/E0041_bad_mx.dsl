@@ -1,0 +1,2 @@
+# expect: E0041
+then answer MX "mail.example.com"

@@ -1,0 +1,2 @@
+# expect: E0042
+then answer AAA 192.0.2.1

@@ -1,0 +1,3 @@
+# expect: E0044
+const LIMIT = {user.limit}
+if {client.asn} == LIMIT { then refuse }

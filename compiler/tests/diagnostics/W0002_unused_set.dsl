@@ -1,0 +1,3 @@
+# expect: W0002
+set unused = ["a.example"]
+if {query.name} == "b.example" { then refuse }

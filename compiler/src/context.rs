@@ -5,8 +5,10 @@
 //! Context paths become slots at compile time ([`Field`] indexes a flat
 //! array), so evaluation never looks a path up by name.
 
+use crate::ir::Policy;
 use crate::types::Type;
 use crate::value::Value;
+use serde_json::Value as Json;
 use std::collections::HashMap;
 
 /// A context path known to the language.
@@ -142,6 +144,39 @@ impl Context {
         self.set(Field::TimeHour, Value::Int(secs / 3600));
         // 1970-01-01 was a Thursday (4 in ISO numbering).
         self.set(Field::TimeWeekday, Value::Int((days + 3).rem_euclid(7) + 1));
+    }
+}
+
+impl Context {
+    /// Builds a context from a flat JSON object keyed by dotted paths:
+    /// context paths (`"query.name": "www.example.com"`) and the policy's
+    /// injected variables (`"user.age": 20`). Values are converted to each
+    /// path's type; `client.subnet` defaults from `client.ip`. Used by tests
+    /// and tools that replay recorded contexts.
+    pub fn from_json(policy: &Policy, j: &Json) -> Result<Context, String> {
+        let Json::Object(map) = j else { return Err("a context is a JSON object".into()) };
+        let mut ctx = Context::default();
+        for (k, v) in map {
+            if let Some(f) = Field::from_path(k) {
+                let val = Value::from_json(v, &f.info().ty)
+                    .ok_or_else(|| format!("`{k}`: {v} is not a {}", f.info().ty))?;
+                if let (Field::ClientIp, Value::Ip(ip)) = (f, &val) {
+                    if ctx.get(Field::ClientSubnet).is_none() {
+                        ctx.set(Field::ClientSubnet, Value::Cidr(crate::interp::default_subnet(*ip)));
+                    }
+                }
+                ctx.set(f, val);
+            } else if k == "time" {
+                ctx.set_time(v.as_i64().ok_or("`time` is Unix seconds")?);
+            } else if let Some(input) = policy.inputs.iter().find(|i| &i.path == k) {
+                let val = Value::from_json(v, &input.ty)
+                    .ok_or_else(|| format!("`{k}`: {v} is not a {}", input.ty))?;
+                ctx.set_var(k, val);
+            } else {
+                return Err(format!("`{k}` is neither a context path nor an input of this policy"));
+            }
+        }
+        Ok(ctx)
     }
 }
 

@@ -3,7 +3,10 @@
 
 fn main() {
     let grammar_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grammar");
-    println!("cargo:rerun-if-changed={}", grammar_dir.join("dnspolicy.lalrpop").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        grammar_dir.join("dnspolicy.lalrpop").display()
+    );
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
     lalrpop::Configuration::new()
         .set_in_dir(&grammar_dir)

@@ -34,8 +34,16 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             Format::Json => print_json(&checked.diagnostics, &name, &src),
         }
         let errors = checked.error_count();
-        let (rules, sets) = checked.policy.as_ref().map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
-        let r = FileResult { errors, warnings: checked.diagnostics.len() - errors, rules, sets };
+        let (rules, sets) = checked
+            .policy
+            .as_ref()
+            .map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
+        let r = FileResult {
+            errors,
+            warnings: checked.diagnostics.len() - errors,
+            rules,
+            sets,
+        };
         if files.len() > 1 {
             summary_line(&format!("{name}: {}", summary(&r)), format);
         }

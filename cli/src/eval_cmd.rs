@@ -26,7 +26,8 @@ pub fn run(args: &EvalArgs) -> ExitCode {
 
 fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
     let name = args.file.display().to_string();
-    let src = std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let src =
+        std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {name}: {e}"))?;
     let checked = check(&src);
     let color = use_color(args.color);
     print_human(&checked.diagnostics, &name, &src, color);
@@ -35,14 +36,21 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     };
     let ctx = build_context(args, &policy)?;
-    let eval = if args.explain { policy.eval_traced(&ctx) } else { policy.eval(&ctx) };
+    let eval = if args.explain {
+        policy.eval_traced(&ctx)
+    } else {
+        policy.eval(&ctx)
+    };
     if let Some(trace) = &eval.trace {
         print!("{}", explain(&policy, &trace.steps, &src, &name));
         if eval.verdict.is_none() {
             println!("no rule decided");
         }
         if eval.missing_reads > 0 {
-            println!("({} read(s) of missing values, which compare false)", eval.missing_reads);
+            println!(
+                "({} read(s) of missing values, which compare false)",
+                eval.missing_reads
+            );
         }
     }
     let out = eval.verdict.as_ref().map_or(Json::Null, |v| v.to_json());
@@ -56,15 +64,21 @@ fn build_context(args: &EvalArgs, policy: &Policy) -> Result<Context, String> {
         let n = canonical_name(q).map_err(|e| format!("--query: {e}"))?;
         ctx.set(Field::QueryName, Value::Name(n.into()));
         let t = args.qtype.as_deref().unwrap_or("A");
-        let code = qtype_from_str(t).ok_or_else(|| format!("--type: `{t}` is not a record type"))?;
+        let code =
+            qtype_from_str(t).ok_or_else(|| format!("--type: `{t}` is not a record type"))?;
         ctx.set(Field::QueryType, Value::Qtype(code));
         ctx.set(Field::QueryClass, Value::Str("IN".into()));
         ctx.set(Field::QueryRecursionDesired, Value::Bool(true));
         ctx.set(Field::QueryDnssecOk, Value::Bool(false));
-        ctx.set(Field::QueryTransport, Value::Str(args.transport.as_deref().unwrap_or("udp").into()));
+        ctx.set(
+            Field::QueryTransport,
+            Value::Str(args.transport.as_deref().unwrap_or("udp").into()),
+        );
     }
     if let Some(c) = &args.client {
-        let ip: IpAddr = c.parse().map_err(|_| format!("--client: `{c}` is not an IP address"))?;
+        let ip: IpAddr = c
+            .parse()
+            .map_err(|_| format!("--client: `{c}` is not an IP address"))?;
         ctx.set(Field::ClientIp, Value::Ip(ip));
         ctx.set(Field::ClientSubnet, Value::Cidr(default_subnet(ip)));
     }
@@ -92,22 +106,27 @@ fn build_context(args: &EvalArgs, policy: &Policy) -> Result<Context, String> {
 
     let vars_text = match (&args.vars, &args.vars_file) {
         (Some(v), _) => Some(v.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+        ),
         (None, None) => None,
     };
     if let Some(text) = vars_text {
-        let json: Json = serde_json::from_str(&text).map_err(|e| format!("--vars is not valid JSON: {e}"))?;
+        let json: Json =
+            serde_json::from_str(&text).map_err(|e| format!("--vars is not valid JSON: {e}"))?;
         let Json::Object(_) = json else {
             return Err("--vars must be a JSON object, e.g. '{\"user\":{\"age\":20}}'".into());
         };
         let mut flat = BTreeMap::new();
         flatten("", &json, &mut flat);
         for input in &policy.inputs {
-            let Some(j) = flat.get(input.path.as_str()) else { continue };
+            let Some(j) = flat.get(input.path.as_str()) else {
+                continue;
+            };
             match Value::from_json(j, &input.ty) {
                 Some(v) => ctx.set_var(&input.path, v),
                 None => eprintln!(
-                    "warning: variable `{}` is {j}, not a {}; treated as missing",
+                    "warning: variable `{}` is {j}, which is not of type {}; treated as missing",
                     input.path, input.ty
                 ),
             }
@@ -120,7 +139,11 @@ fn build_context(args: &EvalArgs, policy: &Policy) -> Result<Context, String> {
 fn flatten<'a>(prefix: &str, j: &'a Json, out: &mut BTreeMap<String, &'a Json>) {
     if let Json::Object(map) = j {
         for (k, v) in map {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             flatten(&key, v, out);
         }
     } else if !prefix.is_empty() {
@@ -129,7 +152,11 @@ fn flatten<'a>(prefix: &str, j: &'a Json, out: &mut BTreeMap<String, &'a Json>) 
 }
 
 fn snippet(src: &str, span: dnspolicy_compiler::Span) -> String {
-    let text: String = span.text(src).split_whitespace().collect::<Vec<_>>().join(" ");
+    let text: String = span
+        .text(src)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if text.chars().count() > 72 {
         format!("{}...", text.chars().take(69).collect::<String>())
     } else {
@@ -151,16 +178,33 @@ fn explain(policy: &Policy, steps: &[Step], src: &str, file: &str) -> String {
             Step::Rule(i) => {
                 let r = &policy.rules[*i];
                 let kind = if r.implicit { " (bare statements)" } else { "" };
-                out.push_str(&format!("rule {}{kind}, priority {}, at {}\n", r.name, r.priority, at(r.span)));
+                out.push_str(&format!(
+                    "rule {}{kind}, priority {}, at {}\n",
+                    r.name,
+                    r.priority,
+                    at(r.span)
+                ));
             }
             Step::Guard { span, result } => {
-                out.push_str(&format!("  when {}  => {result}  ({})\n", snippet(src, *span), at(*span)));
+                out.push_str(&format!(
+                    "  when {}  => {result}  ({})\n",
+                    snippet(src, *span),
+                    at(*span)
+                ));
             }
             Step::Cond { span, result } => {
-                out.push_str(&format!("  if {}  => {result}  ({})\n", snippet(src, *span), at(*span)));
+                out.push_str(&format!(
+                    "  if {}  => {result}  ({})\n",
+                    snippet(src, *span),
+                    at(*span)
+                ));
             }
             Step::Decided { span } => {
-                out.push_str(&format!("  decided by: {}  ({})\n", snippet(src, *span), at(*span)));
+                out.push_str(&format!(
+                    "  decided by: {}  ({})\n",
+                    snippet(src, *span),
+                    at(*span)
+                ));
             }
             Step::MissingValue { span } => {
                 out.push_str(&format!(

@@ -16,7 +16,13 @@ use std::process::ExitCode;
 /// "cdn-bj.example.com" ttl 300 }` in a `.dsl` file, check them with
 /// `dnspolicy check`, and try them on a query with `dnspolicy eval`.
 #[derive(Parser, Debug)]
-#[command(name = "dnspolicy", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "dnspolicy",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +35,7 @@ enum Command {
     Check(CheckArgs),
     /// Evaluate a policy for one query and print the verdict as JSON on the
     /// last line of stdout (`null` when no rule decided).
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 /// How diagnostics are printed.

@@ -360,7 +360,11 @@ fn zero_block(b: &mut Block) {
 fn zero_stmt(s: &mut Stmt) {
     s.span = Span::default();
     match &mut s.kind {
-        StmtKind::If { cond, then_block, else_branch } => {
+        StmtKind::If {
+            cond,
+            then_block,
+            else_branch,
+        } => {
             zero_expr(cond);
             zero_block(then_block);
             match else_branch {
@@ -412,5 +416,8 @@ fn zero_expr(e: &mut Expr) {
 
 /// Builds a binary node spanning `l..r` (used by the grammar's actions).
 pub(crate) fn bin(op: BinOp, a: Expr, b: Expr, l: u32, r: u32) -> Expr {
-    Expr { kind: ExprKind::Binary(op, Box::new(a), Box::new(b)), span: Span::new(l, r) }
+    Expr {
+        kind: ExprKind::Binary(op, Box::new(a), Box::new(b)),
+        span: Span::new(l, r),
+    }
 }

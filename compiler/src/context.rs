@@ -154,7 +154,9 @@ impl Context {
     /// path's type; `client.subnet` defaults from `client.ip`. Used by tests
     /// and tools that replay recorded contexts.
     pub fn from_json(policy: &Policy, j: &Json) -> Result<Context, String> {
-        let Json::Object(map) = j else { return Err("a context is a JSON object".into()) };
+        let Json::Object(map) = j else {
+            return Err("a context is a JSON object".into());
+        };
         let mut ctx = Context::default();
         for (k, v) in map {
             if let Some(f) = Field::from_path(k) {
@@ -162,7 +164,10 @@ impl Context {
                     .ok_or_else(|| format!("`{k}`: {v} is not a {}", f.info().ty))?;
                 if let (Field::ClientIp, Value::Ip(ip)) = (f, &val) {
                     if ctx.get(Field::ClientSubnet).is_none() {
-                        ctx.set(Field::ClientSubnet, Value::Cidr(crate::interp::default_subnet(*ip)));
+                        ctx.set(
+                            Field::ClientSubnet,
+                            Value::Cidr(crate::interp::default_subnet(*ip)),
+                        );
                     }
                 }
                 ctx.set(f, val);
@@ -173,7 +178,9 @@ impl Context {
                     .ok_or_else(|| format!("`{k}`: {v} is not a {}", input.ty))?;
                 ctx.set_var(k, val);
             } else {
-                return Err(format!("`{k}` is neither a context path nor an input of this policy"));
+                return Err(format!(
+                    "`{k}` is neither a context path nor an input of this policy"
+                ));
             }
         }
         Ok(ctx)

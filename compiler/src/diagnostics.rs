@@ -48,7 +48,10 @@ impl Diagnostic {
             code,
             severity: Severity::Error,
             message: message.into(),
-            primary: Label { span, message: String::new() },
+            primary: Label {
+                span,
+                message: String::new(),
+            },
             secondary: Vec::new(),
             help: None,
         }
@@ -56,7 +59,10 @@ impl Diagnostic {
 
     /// A warning with code `code` at `span`.
     pub fn warning(code: &'static str, message: impl Into<String>, span: Span) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message, span) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message, span)
+        }
     }
 
     /// Sets the message shown at the primary span.
@@ -67,7 +73,10 @@ impl Diagnostic {
 
     /// Adds a related span.
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.secondary.push(Label { span, message: message.into() });
+        self.secondary.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -143,7 +152,10 @@ impl<'a> LineIndex<'a> {
         let at = (at as usize).min(self.src.len());
         let line = self.starts.partition_point(|&s| s <= at) - 1;
         let start = self.starts[line];
-        let col = self.src.get(start..at).map_or(at - start, |s| s.chars().count());
+        let col = self
+            .src
+            .get(start..at)
+            .map_or(at - start, |s| s.chars().count());
         (line + 1, col + 1)
     }
 }
@@ -176,7 +188,9 @@ pub fn render(diags: &[Diagnostic], file: &str, src: &str, color: bool) -> Strin
             .with_code(d.code)
             .with_message(&d.message)
             .with_label({
-                let l = ALabel::new((file, clamp(d.primary.span))).with_color(primary_color).with_order(0);
+                let l = ALabel::new((file, clamp(d.primary.span)))
+                    .with_color(primary_color)
+                    .with_order(0);
                 if d.primary.message.is_empty() {
                     l
                 } else {
@@ -239,7 +253,14 @@ pub fn render_json(diags: &[Diagnostic], file: &str, src: &str) -> String {
     let range = |s: Span| {
         let (line, column) = idx.line_col(s.start);
         let (end_line, end_column) = idx.line_col(s.end);
-        JsonRange { start: s.start, end: s.end, line, column, end_line, end_column }
+        JsonRange {
+            start: s.start,
+            end: s.end,
+            line,
+            column,
+            end_line,
+            end_column,
+        }
     };
     let mut out = String::new();
     for d in diags {
@@ -253,7 +274,10 @@ pub fn render_json(diags: &[Diagnostic], file: &str, src: &str) -> String {
             related: d
                 .secondary
                 .iter()
-                .map(|l| JsonLabel { range: range(l.span), message: &l.message })
+                .map(|l| JsonLabel {
+                    range: range(l.span),
+                    message: &l.message,
+                })
                 .collect(),
             help: d.help.as_deref(),
         };
@@ -309,7 +333,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(closest("client.regoin", ["client.region", "client.ip"]), Some("client.region"));
+        assert_eq!(
+            closest("client.regoin", ["client.region", "client.ip"]),
+            Some("client.region")
+        );
         assert_eq!(closest("zzz", ["client.region"]), None);
     }
 }

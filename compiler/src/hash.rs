@@ -101,6 +101,9 @@ mod tests {
             let c = crate::types::Cidr::containing(IpAddr::V4((i << 8).into()), 24);
             buckets[(hash_value(&Value::Cidr(c)) % 100) as usize] += 1;
         }
-        assert!(buckets.iter().all(|&b| (800..1200).contains(&b)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|&b| (800..1200).contains(&b)),
+            "{buckets:?}"
+        );
     }
 }

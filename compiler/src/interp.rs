@@ -106,7 +106,12 @@ impl Policy {
                 break;
             }
         }
-        Evaluation { verdict: outcome.0, rule: outcome.1, missing_reads: it.missing, trace: it.trace }
+        Evaluation {
+            verdict: outcome.0,
+            rule: outcome.1,
+            missing_reads: it.missing,
+            trace: it.trace,
+        }
     }
 }
 
@@ -123,7 +128,10 @@ impl Interp<'_, '_> {
         self.locals.resize(rule.locals as usize, None);
         if let Some(g) = &rule.guard {
             let ok = self.cond(g);
-            self.step(Step::Guard { span: g.span, result: ok });
+            self.step(Step::Guard {
+                span: g.span,
+                result: ok,
+            });
             if !ok {
                 return None;
             }
@@ -146,9 +154,16 @@ impl Interp<'_, '_> {
 
     fn stmt(&mut self, s: &Stmt) -> Flow {
         match s {
-            Stmt::If { cond, then_body, else_body } => {
+            Stmt::If {
+                cond,
+                then_body,
+                else_body,
+            } => {
                 let c = self.cond(cond);
-                self.step(Step::Cond { span: cond.span, result: c });
+                self.step(Step::Cond {
+                    span: cond.span,
+                    result: c,
+                });
                 self.block(if c { then_body } else { else_body })
             }
             Stmt::Let { local, value } => {
@@ -187,13 +202,22 @@ impl Interp<'_, '_> {
                     }
                     out.push(v);
                 }
-                Verdict::Answer { rtype: *rtype, data: out, ttl: self.ttl(ttl)? }
+                Verdict::Answer {
+                    rtype: *rtype,
+                    data: out,
+                    ttl: self.ttl(ttl)?,
+                }
             }
             Action::Rewrite { target, ttl } => match self.eval(target)? {
-                Value::Name(n) => Verdict::Rewrite { target: n.to_string(), ttl: self.ttl(ttl)? },
+                Value::Name(n) => Verdict::Rewrite {
+                    target: n.to_string(),
+                    ttl: self.ttl(ttl)?,
+                },
                 _ => return None,
             },
-            Action::Forward(p) => Verdict::Forward { pool: self.eval(p)?.to_string() },
+            Action::Forward(p) => Verdict::Forward {
+                pool: self.eval(p)?.to_string(),
+            },
             Action::Nxdomain => Verdict::Nxdomain,
             Action::Nodata => Verdict::Nodata,
             Action::Refuse => Verdict::Refuse,
@@ -227,7 +251,11 @@ impl Interp<'_, '_> {
             ExprKind::Input(i) => {
                 let input = &self.policy.inputs[*i as usize];
                 // A value of the wrong type is treated as missing, never trusted.
-                let v = self.ctx.var(&input.path).filter(|v| value_fits(v, &input.ty)).cloned();
+                let v = self
+                    .ctx
+                    .var(&input.path)
+                    .filter(|v| value_fits(v, &input.ty))
+                    .cloned();
                 self.count(v)
             }
             ExprKind::Local(l) => self.locals[*l as usize].clone(),
@@ -245,14 +273,26 @@ impl Interp<'_, '_> {
                     _ => false,
                 }))
             }
-            ExprKind::InSet { needle, set, negate } => {
-                let Some(n) = self.eval(needle) else { return Some(Value::Bool(false)) };
+            ExprKind::InSet {
+                needle,
+                set,
+                negate,
+            } => {
+                let Some(n) = self.eval(needle) else {
+                    return Some(Value::Bool(false));
+                };
                 let found = in_const_set(&self.policy.sets[*set as usize], &n);
                 Some(Value::Bool(found != *negate))
             }
-            ExprKind::InExpr { needle, haystack, negate } => {
+            ExprKind::InExpr {
+                needle,
+                haystack,
+                negate,
+            } => {
                 let (n, h) = (self.eval(needle), self.eval(haystack));
-                let (Some(n), Some(h)) = (n, h) else { return Some(Value::Bool(false)) };
+                let (Some(n), Some(h)) = (n, h) else {
+                    return Some(Value::Bool(false));
+                };
                 let found = match (&n, &h) {
                     (_, Value::List(items)) => items.contains(&n),
                     (Value::Ip(ip), Value::Cidr(c)) => c.contains(ip),
@@ -262,12 +302,16 @@ impl Interp<'_, '_> {
                 Some(Value::Bool(found != *negate))
             }
             ExprKind::Matches(a, re) => {
-                let Some(v) = self.eval(a) else { return Some(Value::Bool(false)) };
+                let Some(v) = self.eval(a) else {
+                    return Some(Value::Bool(false));
+                };
                 let text = match &v {
                     Value::Str(s) | Value::Name(s) => s,
                     _ => return Some(Value::Bool(false)),
                 };
-                Some(Value::Bool(self.policy.regexes[*re as usize].is_match(text)))
+                Some(Value::Bool(
+                    self.policy.regexes[*re as usize].is_match(text),
+                ))
             }
             ExprKind::StartsWith(a, b) | ExprKind::EndsWith(a, b) => {
                 let starts = matches!(e.kind, ExprKind::StartsWith(..));
@@ -306,7 +350,9 @@ impl Interp<'_, '_> {
                     (Func::Hash, v) => Value::Int(hash_value(&v)),
                     (Func::Lower, Value::Str(s)) => Value::Str(s.to_lowercase().into()),
                     (Func::Lower, v @ Value::Name(_)) => v,
-                    (Func::Len, Value::Str(s) | Value::Name(s)) => Value::Int(s.chars().count() as i64),
+                    (Func::Len, Value::Str(s) | Value::Name(s)) => {
+                        Value::Int(s.chars().count() as i64)
+                    }
                     (Func::Len, Value::List(items)) => Value::Int(items.len() as i64),
                     _ => return None,
                 })
@@ -348,7 +394,9 @@ fn compare(op: CmpOp, a: &Value, b: &Value) -> bool {
         CmpOp::Eq => a == b,
         CmpOp::Ne => a != b,
         _ => {
-            let (Value::Int(a), Value::Int(b)) = (a, b) else { return false };
+            let (Value::Int(a), Value::Int(b)) = (a, b) else {
+                return false;
+            };
             match op {
                 CmpOp::Lt => a < b,
                 CmpOp::Le => a <= b,

@@ -47,9 +47,7 @@ pub struct LexError {
 /// A token. Borrowed text points into the source.
 #[derive(Logos, Clone, Debug, PartialEq)]
 #[logos(error = LexErrorKind)]
-#[logos(skip r"[ \t\r\n\f]+")]
-#[logos(skip(r"#[^\n]*", allow_greedy = true))]
-#[logos(skip(r"//[^\n]*", allow_greedy = true))]
+#[logos(skip(r"([ \t\r\n\f]+|#[^\n]*|//[^\n]*)", allow_greedy = true))]
 pub enum Tok<'input> {
     // Items.
     /// `const`
@@ -302,7 +300,9 @@ fn ip_literal<'a>(lex: &mut logos::Lexer<'a, Tok<'a>>) -> Result<IpAddr, LexErro
 }
 
 fn cidr_literal<'a>(lex: &mut logos::Lexer<'a, Tok<'a>>) -> Result<Cidr, LexErrorKind> {
-    lex.slice().parse::<Cidr>().map_err(LexErrorKind::InvalidCidr)
+    lex.slice()
+        .parse::<Cidr>()
+        .map_err(LexErrorKind::InvalidCidr)
 }
 
 impl Tok<'_> {
@@ -383,9 +383,36 @@ impl Tok<'_> {
 /// Every reserved word of the language, in one place. Editor grammars are
 /// tested against this table so highlighting cannot drift from the lexer.
 pub const KEYWORDS: &[&str] = &[
-    "const", "set", "input", "rule", "priority", "when", "if", "else", "let", "then", "answer",
-    "rewrite", "ttl", "forward", "nxdomain", "nodata", "refuse", "servfail", "drop", "truncate",
-    "pass", "in", "not", "and", "or", "matches", "starts_with", "ends_with", "true", "false",
+    "const",
+    "set",
+    "input",
+    "rule",
+    "priority",
+    "when",
+    "if",
+    "else",
+    "let",
+    "then",
+    "answer",
+    "rewrite",
+    "ttl",
+    "forward",
+    "nxdomain",
+    "nodata",
+    "refuse",
+    "servfail",
+    "drop",
+    "truncate",
+    "pass",
+    "in",
+    "not",
+    "and",
+    "or",
+    "matches",
+    "starts_with",
+    "ends_with",
+    "true",
+    "false",
 ];
 
 /// A token with its byte offsets, as the grammar consumes it.
@@ -460,7 +487,12 @@ mod tests {
     fn brace_and_angle_variables() {
         assert_eq!(
             kinds("{user.age} <user.age>"),
-            vec![Tok::LBrace, Tok::Path("user.age"), Tok::RBrace, Tok::AngleVar("user.age")]
+            vec![
+                Tok::LBrace,
+                Tok::Path("user.age"),
+                Tok::RBrace,
+                Tok::AngleVar("user.age")
+            ]
         );
     }
 
@@ -476,13 +508,25 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(kinds("10.1.0.0/16")[0], Tok::Cidr("10.1.0.0/16".parse().unwrap()));
-        assert_eq!(kinds("192.0.2.50")[0], Tok::Ip("192.0.2.50".parse().unwrap()));
-        assert_eq!(kinds("2001:db8:100::/48")[0], Tok::Cidr("2001:db8:100::/48".parse().unwrap()));
+        assert_eq!(
+            kinds("10.1.0.0/16")[0],
+            Tok::Cidr("10.1.0.0/16".parse().unwrap())
+        );
+        assert_eq!(
+            kinds("192.0.2.50")[0],
+            Tok::Ip("192.0.2.50".parse().unwrap())
+        );
+        assert_eq!(
+            kinds("2001:db8:100::/48")[0],
+            Tok::Cidr("2001:db8:100::/48".parse().unwrap())
+        );
         assert_eq!(kinds("::1")[0], Tok::Ip("::1".parse().unwrap()));
         assert_eq!(kinds("fe80::1")[0], Tok::Ip("fe80::1".parse().unwrap()));
         // One colon is punctuation (input declarations), not an address.
-        assert_eq!(kinds("a : string"), vec![Tok::Ident("a"), Tok::Colon, Tok::Ident("string")]);
+        assert_eq!(
+            kinds("a : string"),
+            vec![Tok::Ident("a"), Tok::Colon, Tok::Ident("string")]
+        );
         assert_eq!(kinds("deadbeef"), vec![Tok::Ident("deadbeef")]);
     }
 

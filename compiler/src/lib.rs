@@ -17,6 +17,7 @@
 //! assert_eq!(policy.eval(&ctx).verdict, Some(Verdict::Value(Value::Str("VIP".into()))));
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod ast;
 pub mod check;

@@ -8,7 +8,13 @@ use crate::span::Span;
 use lalrpop_util::{lalrpop_mod, ErrorRecovery, ParseError};
 
 lalrpop_mod!(
-    #[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs, unused_parens)]
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        unused_qualifications,
+        missing_docs,
+        unused_parens
+    )]
     #[allow(rust_2018_idioms, unreachable_pub, clippy::unwrap_used)]
     grammar,
     "/dnspolicy.rs"
@@ -63,9 +69,14 @@ pub fn parse_expr(src: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
     }
     let mut recovered = Vec::new();
     let ctx = ErrCtx { src, toks: &toks };
-    match grammar::ExprParser::new().parse(&mut recovered, toks.iter().cloned().map(Ok::<_, LexError>)) {
+    match grammar::ExprParser::new()
+        .parse(&mut recovered, toks.iter().cloned().map(Ok::<_, LexError>))
+    {
         Ok(e) if recovered.is_empty() => Ok(e),
-        Ok(_) => Err(recovered.into_iter().map(|r| ctx.parse_diagnostic(r.error)).collect()),
+        Ok(_) => Err(recovered
+            .into_iter()
+            .map(|r| ctx.parse_diagnostic(r.error))
+            .collect()),
         Err(e) => Err(vec![ctx.parse_diagnostic(e)]),
     }
 }
@@ -112,27 +123,36 @@ impl ErrCtx<'_, '_> {
 
     fn parse_diagnostic(&self, e: ParseError<u32, Tok<'_>, LexError>) -> Diagnostic {
         match e {
-            ParseError::InvalidToken { location } => {
-                Diagnostic::error("E0001", "unexpected character", Span::new(location, location + 1))
-            }
+            ParseError::InvalidToken { location } => Diagnostic::error(
+                "E0001",
+                "unexpected character",
+                Span::new(location, location + 1),
+            ),
             ParseError::UnrecognizedEof { location, expected } => {
                 let at = Span::new(location, location);
                 Diagnostic::error("E0011", "unexpected end of file", at)
                     .with_label(format!("expected {}", expected_list(&expected)))
             }
-            ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
+            ParseError::UnrecognizedToken {
+                token: (l, tok, r),
+                expected,
+            } => {
                 let span = Span::new(l, r);
                 let expects_operator = expected.iter().any(|e| e == "\"==\"");
                 let expects_expr = expected.iter().any(|e| e == "\"<path>\"");
                 if matches!(tok, Tok::AngleVar(_)) && expects_operator {
-                    let Tok::AngleVar(p) = tok else { unreachable!() };
+                    let Tok::AngleVar(p) = tok else {
+                        unreachable!()
+                    };
                     return Diagnostic::error(
                         "E0012",
                         format!("`<{p}>` reads as a variable here, not as a comparison"),
                         span,
                     )
                     .with_label("`<path>` without spaces is the angle spelling of a variable")
-                    .with_help(format!("to compare, put spaces around the operators: `< {p} >`"));
+                    .with_help(format!(
+                        "to compare, put spaces around the operators: `< {p} >`"
+                    ));
                 }
                 if tok == Tok::Lt && expects_expr {
                     return Diagnostic::error("E0012", "`<` cannot start an expression", span)
@@ -151,10 +171,13 @@ impl ErrCtx<'_, '_> {
                          put a comparison there in parentheses: `< then ({a} > 1) >`",
                     );
                 }
-                let mut d = Diagnostic::error("E0010", format!("unexpected {}", tok.describe()), span)
-                    .with_label(format!("expected {}", expected_list(&expected)));
+                let mut d =
+                    Diagnostic::error("E0010", format!("unexpected {}", tok.describe()), span)
+                        .with_label(format!("expected {}", expected_list(&expected)));
                 if let Tok::Ident(word) = tok {
-                    if let Some(kw) = crate::diagnostics::closest(word, lexer::KEYWORDS.iter().copied()) {
+                    if let Some(kw) =
+                        crate::diagnostics::closest(word, lexer::KEYWORDS.iter().copied())
+                    {
                         if expected.iter().any(|e| e.trim_matches('"') == kw) {
                             d = d.with_help(format!("did you mean the keyword `{kw}`?"));
                         }
@@ -166,9 +189,11 @@ impl ErrCtx<'_, '_> {
                 let _ = self.src;
                 d
             }
-            ParseError::ExtraToken { token: (l, tok, r) } => {
-                Diagnostic::error("E0010", format!("unexpected {}", tok.describe()), Span::new(l, r))
-            }
+            ParseError::ExtraToken { token: (l, tok, r) } => Diagnostic::error(
+                "E0010",
+                format!("unexpected {}", tok.describe()),
+                Span::new(l, r),
+            ),
             ParseError::User { error } => lex_diagnostic(&error),
         }
     }
@@ -182,9 +207,8 @@ fn expected_list(expected: &[String]) -> String {
     for e in expected {
         let t = e.trim_matches('"');
         match t {
-            "int" | "string" | "ip" | "cidr" | "<path>" | "true" | "false" | "(" | "[" | "-" | "not" => {
-                has_expr = true
-            }
+            "int" | "string" | "ip" | "cidr" | "<path>" | "true" | "false" | "(" | "[" | "-"
+            | "not" => has_expr = true,
             "ident" => names.push("a name".into()),
             "path" => names.push("a path".into()),
             "<block" => names.push("`<` (block)".into()),

@@ -82,7 +82,10 @@ pub struct Cidr {
 
 impl Default for Cidr {
     fn default() -> Self {
-        Cidr { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), len: 0 }
+        Cidr {
+            addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            len: 0,
+        }
     }
 }
 
@@ -90,7 +93,10 @@ impl Cidr {
     /// The prefix of length `len` that contains `addr` (host bits cleared).
     pub fn containing(addr: IpAddr, len: u8) -> Cidr {
         let len = len.min(max_len(&addr));
-        Cidr { addr: mask(addr, len), len }
+        Cidr {
+            addr: mask(addr, len),
+            len,
+        }
     }
 
     /// Whether `ip` lies inside this prefix. An IPv4 address is never inside
@@ -122,12 +128,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -139,13 +153,22 @@ impl FromStr for Cidr {
     /// Parses `addr/len`. Host bits must be zero: `10.0.0.1/8` is refused
     /// with a suggestion, because it usually hides a typo.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("`{s}` has no /prefix length"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` has no /prefix length"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IP address"))?;
         let len: u8 = l
             .parse()
             .ok()
             .filter(|l| *l <= max_len(&addr))
-            .ok_or_else(|| format!("prefix length /{l} is out of range for `{a}` (0..={})", max_len(&addr)))?;
+            .ok_or_else(|| {
+                format!(
+                    "prefix length /{l} is out of range for `{a}` (0..={})",
+                    max_len(&addr)
+                )
+            })?;
         let c = Cidr::containing(addr, len);
         if c.addr != addr {
             return Err(format!("{s} has host bits set (did you mean {c}?)"));
@@ -224,7 +247,9 @@ pub fn canonical_name(s: &str) -> Result<String, String> {
             return Err(format!("`{s}` has a label longer than 63 characters"));
         }
         if !label.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
-            return Err(format!("`{s}` has a character that is not allowed in a DNS name"));
+            return Err(format!(
+                "`{s}` has a character that is not allowed in a DNS name"
+            ));
         }
     }
     Ok(t.to_ascii_lowercase())
@@ -263,7 +288,10 @@ mod tests {
         assert!(c.contains(&"10.1.255.3".parse().unwrap()));
         assert!(!c.contains(&"10.2.0.1".parse().unwrap()));
         assert!(!c.contains(&"::1".parse().unwrap()));
-        assert!("10.1.0.1/16".parse::<Cidr>().unwrap_err().contains("10.1.0.0/16"));
+        assert!("10.1.0.1/16"
+            .parse::<Cidr>()
+            .unwrap_err()
+            .contains("10.1.0.0/16"));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(&"1.2.3.4".parse().unwrap()));
@@ -273,7 +301,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(canonical_name("WWW.Example.com.").unwrap(), "www.example.com");
+        assert_eq!(
+            canonical_name("WWW.Example.com.").unwrap(),
+            "www.example.com"
+        );
         assert!(canonical_name("a..b").is_err());
         assert!(name_has_suffix("www.example.com", "example.com"));
         assert!(!name_has_suffix("badexample.com", "example.com"));

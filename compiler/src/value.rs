@@ -70,7 +70,11 @@ impl Value {
             (Type::Cidr, Json::String(s)) => Value::Cidr(s.parse().ok()?),
             (Type::Qtype, Json::String(s)) => Value::Qtype(crate::types::qtype_from_str(s)?),
             (Type::List(t), Json::Array(items)) => Value::List(
-                items.iter().map(|i| Value::from_json(i, t)).collect::<Option<Vec<_>>>()?.into(),
+                items
+                    .iter()
+                    .map(|i| Value::from_json(i, t))
+                    .collect::<Option<Vec<_>>>()?
+                    .into(),
             ),
             _ => return None,
         })

@@ -18,7 +18,11 @@ fn semantics_cases() {
     paths.sort();
     assert!(paths.len() >= 10, "expected the case files");
     for path in paths {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let src = std::fs::read_to_string(&path).expect("readable");
         let checked = check(&src);
         let Some(policy) = checked.policy else {
@@ -36,7 +40,10 @@ fn semantics_cases() {
                     continue;
                 }
             };
-            let got = policy.eval(&ctx).verdict.map_or(Json::Null, |v| v.to_json());
+            let got = policy
+                .eval(&ctx)
+                .verdict
+                .map_or(Json::Null, |v| v.to_json());
             evals += 1;
             if got != want {
                 failures.push(format!("{name}: {ctx_json} => expected {want}, got {got}"));

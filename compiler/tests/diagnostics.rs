@@ -12,7 +12,10 @@ fn rendered_diagnostics() {
     let mut wrong_codes = Vec::new();
     insta::glob!("diagnostics/*.dsl", |path| {
         let src = std::fs::read_to_string(path).expect("case file is readable");
-        let file = path.file_name().and_then(|n| n.to_str()).expect("utf-8 file name");
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 file name");
         let expected: BTreeSet<&str> = src
             .lines()
             .next()
@@ -26,11 +29,16 @@ fn rendered_diagnostics() {
             wrong_codes.push(format!("{file}: expected {expected:?}, got {got:?}"));
         }
         if checked.error_count() > 0 {
-            assert!(checked.policy.is_none(), "{file}: a policy with errors must not be produced");
+            assert!(
+                checked.policy.is_none(),
+                "{file}: a policy with errors must not be produced"
+            );
         }
         let rendered = render(&checked.diagnostics, file, &src, false);
         let json = render_json(&checked.diagnostics[..1], file, &src);
-        insta::assert_snapshot!(format!("--- SOURCE ---\n{src}--- RENDERED ---\n{rendered}--- JSON (first) ---\n{json}"));
+        insta::assert_snapshot!(format!(
+            "--- SOURCE ---\n{src}--- RENDERED ---\n{rendered}--- JSON (first) ---\n{json}"
+        ));
     });
     assert!(wrong_codes.is_empty(), "{}", wrong_codes.join("\n"));
 }

@@ -12,8 +12,11 @@ fn tree(src: &str) -> Program {
 
 #[test]
 fn design_card_equals_brace_form() {
-    let card = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/design-card.dsl"))
-        .expect("examples/design-card.dsl");
+    let card = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/design-card.dsl"
+    ))
+    .expect("examples/design-card.dsl");
     assert_eq!(card, r#"if <user.age> > 18 < then "VIP" >"#);
     assert_eq!(tree(&card), tree(r#"if {user.age} > 18 { then "VIP" }"#));
 }
@@ -24,7 +27,10 @@ fn spellings_mix_freely() {
     let angles = r#"rule r < if <a.b> >= 1 && <c> == "x" < let y = <a.b> + 1 then y > else < then nxdomain > >"#;
     assert_eq!(tree(braces), tree(angles));
     // Parenthesised comparisons are fine inside angle blocks.
-    assert_eq!(tree("if <a> > 1 < then (<a> > 2) >"), tree("if {a} > 1 { then ({a} > 2) }"));
+    assert_eq!(
+        tree("if <a> > 1 < then (<a> > 2) >"),
+        tree("if {a} > 1 { then ({a} > 2) }")
+    );
 }
 
 #[test]
@@ -37,8 +43,15 @@ fn seed_example_shape() {
     );
     let p = tree(&src);
     assert_eq!(p.items.len(), 1);
-    let Item::Stmt(s) = &p.items[0] else { panic!("a bare if") };
-    let StmtKind::If { cond, else_branch, .. } = &s.kind else { panic!("an if") };
+    let Item::Stmt(s) = &p.items[0] else {
+        panic!("a bare if")
+    };
+    let StmtKind::If {
+        cond, else_branch, ..
+    } = &s.kind
+    else {
+        panic!("an if")
+    };
     assert!(matches!(cond.kind, ExprKind::Binary(BinOp::And, _, _)));
     assert!(else_branch.is_some());
 }
@@ -52,7 +65,11 @@ fn shape(src: &str) -> String {
             ExprKind::Var(p) => p.clone(),
             ExprKind::Ident(n) => n.clone(),
             ExprKind::Int(i) => i.to_string(),
-            ExprKind::Call(f, args) => format!("{}({})", f.name, args.iter().map(go).collect::<Vec<_>>().join(",")),
+            ExprKind::Call(f, args) => format!(
+                "{}({})",
+                f.name,
+                args.iter().map(go).collect::<Vec<_>>().join(",")
+            ),
             other => format!("{other:?}"),
         }
     }
@@ -76,12 +93,16 @@ fn precedence_and_associativity() {
 
 #[test]
 fn keywords_may_be_path_segments() {
-    assert_eq!(shape("{user.set} == {app.then.if}"), "(user.set == app.then.if)");
+    assert_eq!(
+        shape("{user.set} == {app.then.if}"),
+        "(user.set == app.then.if)"
+    );
 }
 
 #[test]
 fn several_syntax_errors_in_one_run() {
-    let (_, diags) = parse("rule a { if {x} == { then 1 } }\nrule b { then }\nrule c { let = 3 }\n");
+    let (_, diags) =
+        parse("rule a { if {x} == { then 1 } }\nrule b { then }\nrule c { let = 3 }\n");
     let lines: Vec<_> = diags.iter().map(|d| d.code).collect();
     assert!(lines.len() >= 3, "{diags:?}");
 }

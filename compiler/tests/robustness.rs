@@ -8,14 +8,91 @@ use serde_json::json;
 
 /// Token texts of the language, plus near-misses, for random token soups.
 const VOCAB: &[&str] = &[
-    "const", "set", "input", "rule", "priority", "when", "if", "else", "let", "then", "answer",
-    "rewrite", "ttl", "forward", "nxdomain", "nodata", "refuse", "servfail", "drop", "truncate",
-    "pass", "in", "not", "and", "or", "matches", "starts_with", "ends_with", "true", "false", "==",
-    "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "=", ",", ":", "(", ")", "[", "]", "{", "}",
-    "!", "&&", "||", "x", "user.age", "<user.age>", "{client.ip}", "{query.name}", "A", "AAAA",
-    "TXT", "0", "18", "-1", "99999999999999999999", "\"s\"", "\"*.example.com\"", "\"\\q\"", "\"open",
-    "10.0.0.0/8", "10.0.0.1/8", "1.2.3.4", "1.2.3.999", "::1", "2001:db8::/32", "hash", "lower",
-    "len", "#c\n", "\n", "r\"(a\"", "@", "int", "string", "[string]",
+    "const",
+    "set",
+    "input",
+    "rule",
+    "priority",
+    "when",
+    "if",
+    "else",
+    "let",
+    "then",
+    "answer",
+    "rewrite",
+    "ttl",
+    "forward",
+    "nxdomain",
+    "nodata",
+    "refuse",
+    "servfail",
+    "drop",
+    "truncate",
+    "pass",
+    "in",
+    "not",
+    "and",
+    "or",
+    "matches",
+    "starts_with",
+    "ends_with",
+    "true",
+    "false",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "=",
+    ",",
+    ":",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "!",
+    "&&",
+    "||",
+    "x",
+    "user.age",
+    "<user.age>",
+    "{client.ip}",
+    "{query.name}",
+    "A",
+    "AAAA",
+    "TXT",
+    "0",
+    "18",
+    "-1",
+    "99999999999999999999",
+    "\"s\"",
+    "\"*.example.com\"",
+    "\"\\q\"",
+    "\"open",
+    "10.0.0.0/8",
+    "10.0.0.1/8",
+    "1.2.3.4",
+    "1.2.3.999",
+    "::1",
+    "2001:db8::/32",
+    "hash",
+    "lower",
+    "len",
+    "#c\n",
+    "\n",
+    "r\"(a\"",
+    "@",
+    "int",
+    "string",
+    "[string]",
 ];
 
 proptest! {
@@ -49,14 +126,22 @@ fn int_expr() -> impl Strategy<Value = String> {
         Just("hash({client.subnet})".to_string()),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
-        (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/", "%"]), inner)
+        (
+            inner.clone(),
+            prop::sample::select(vec!["+", "-", "*", "/", "%"]),
+            inner,
+        )
             .prop_map(|(a, op, b)| format!("({a} {op} {b})"))
     })
 }
 
 fn bool_expr() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
-        (int_expr(), prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]), int_expr())
+        (
+            int_expr(),
+            prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]),
+            int_expr()
+        )
             .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
         prop::sample::select(vec![
             "{query.name} in names",
@@ -76,7 +161,11 @@ fn bool_expr() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(3, 10, 2, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["&&", "||"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec!["&&", "||"]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
             inner.prop_map(|a| format!("!({a})")),
         ]
@@ -123,8 +212,18 @@ fn program() -> impl Strategy<Value = String> {
 
 fn context() -> impl Strategy<Value = serde_json::Value> {
     (
-        prop::option::of(prop::sample::select(vec!["www.example.com", "a.example.net", "example.net", "x.test"])),
-        prop::option::of(prop::sample::select(vec!["10.1.2.3", "192.0.2.1", "2001:db8::5", "::1"])),
+        prop::option::of(prop::sample::select(vec![
+            "www.example.com",
+            "a.example.net",
+            "example.net",
+            "x.test",
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            "10.1.2.3",
+            "192.0.2.1",
+            "2001:db8::5",
+            "::1",
+        ])),
         prop::option::of(prop::sample::select(vec!["CN-BJ", "US-CA", ""])),
         prop::option::of(-3i64..30),
         prop::option::of(any::<bool>()),
@@ -186,6 +285,11 @@ fn context_table_paths_all_resolve() {
     for f in FIELDS {
         let src = format!("then {{{}}}", f.path);
         let checked = check(&src);
-        assert!(checked.policy.is_some(), "{}: {:?}", f.path, checked.diagnostics);
+        assert!(
+            checked.policy.is_some(),
+            "{}: {:?}",
+            f.path,
+            checked.diagnostics
+        );
     }
 }

@@ -32,7 +32,11 @@ pub(super) fn is_literal(e: &ast::Expr) -> bool {
         | ast::ExprKind::Ip(_)
         | ast::ExprKind::Cidr(_)
         | ast::ExprKind::Error => true,
-        ast::ExprKind::Ident(n) => qtype_from_str(n).is_some() && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        ast::ExprKind::Ident(n) => {
+            qtype_from_str(n).is_some()
+                && n.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }
         ast::ExprKind::List(items) => items.iter().all(is_literal),
         _ => false,
     }
@@ -50,8 +54,13 @@ pub(super) fn rdata_problem(rtype: u16, s: &str) -> Option<String> {
         },
         // SRV: priority weight port target
         33 => match parts.as_slice() {
-            [a, b, c, n] if [a, b, c].iter().all(|x| x.parse::<u16>().is_ok()) && name_ok(n) => None,
-            _ => Some("SRV data is `PRIORITY WEIGHT PORT TARGET`, e.g. \"10 5 443 edge.example.com\"".into()),
+            [a, b, c, n] if [a, b, c].iter().all(|x| x.parse::<u16>().is_ok()) && name_ok(n) => {
+                None
+            }
+            _ => Some(
+                "SRV data is `PRIORITY WEIGHT PORT TARGET`, e.g. \"10 5 443 edge.example.com\""
+                    .into(),
+            ),
         },
         16 if s.len() > 65_535 => Some("TXT data is longer than a DNS message can carry".into()),
         _ => None,
@@ -72,13 +81,17 @@ fn convert_str(s: &str, t: &Type) -> Result<Value, ConvError> {
             if s == "*" || s.starts_with("*.") {
                 return Err(ConvError::Wildcard);
             }
-            canonical_name(s).map(|n| Value::Name(n.into())).map_err(ConvError::Invalid)
+            canonical_name(s)
+                .map(|n| Value::Name(n.into()))
+                .map_err(ConvError::Invalid)
         }
         Type::Ip => s
             .parse::<IpAddr>()
             .map(Value::Ip)
             .map_err(|_| ConvError::Invalid(format!("`{s}` is not an IP address"))),
-        Type::Cidr => parse_cidr_or_host(s).map(Value::Cidr).map_err(ConvError::Invalid),
+        Type::Cidr => parse_cidr_or_host(s)
+            .map(Value::Cidr)
+            .map_err(ConvError::Invalid),
         Type::Qtype => qtype_from_str(s)
             .map(Value::Qtype)
             .ok_or_else(|| ConvError::Invalid(format!("`{s}` is not a record type"))),
@@ -90,7 +103,9 @@ fn parse_cidr_or_host(s: &str) -> Result<Cidr, String> {
     if s.contains('/') {
         s.parse()
     } else {
-        let ip: IpAddr = s.parse().map_err(|_| format!("`{s}` is not a prefix or address"))?;
+        let ip: IpAddr = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a prefix or address"))?;
         Ok(Cidr::containing(ip, crate::types::max_len(&ip)))
     }
 }
@@ -112,7 +127,9 @@ impl<'a> Checker<'a> {
                     let v = &c.decl.value;
                     return match &v.kind {
                         ast::ExprKind::Str(s) => Some(Flex::Str(s, e.span)),
-                        ast::ExprKind::List(items) => Some(Flex::List(items, items.as_ptr() as usize)),
+                        ast::ExprKind::List(items) => {
+                            Some(Flex::List(items, items.as_ptr() as usize))
+                        }
                         _ => None,
                     };
                 }
@@ -148,7 +165,10 @@ impl<'a> Checker<'a> {
     pub(super) fn cond(&mut self, e: &'a ast::Expr) -> Expr {
         let t = self.expr_value(e);
         if self.infer(&t, &Type::Bool) || t.ty == Type::Bool || t.ty == Type::Unknown {
-            return Expr { ty: Type::Bool, ..t };
+            return Expr {
+                ty: Type::Bool,
+                ..t
+            };
         }
         let help = match &t.ty {
             Type::Int => "compare it, e.g. `x > 0`",
@@ -161,7 +181,10 @@ impl<'a> Checker<'a> {
                 .with_label(format!("this is {}", t.ty))
                 .with_help(help),
         );
-        Expr { ty: Type::Bool, ..t }
+        Expr {
+            ty: Type::Bool,
+            ..t
+        }
     }
 
     /// If `e` is an injected variable whose type is not yet known, fixes it
@@ -179,7 +202,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Types `e` so that it has type `want`, converting a literal if needed.
-    pub(super) fn coerce(&mut self, e: &'a ast::Expr, want: &Type, other: Option<(Span, &Type)>) -> Expr {
+    pub(super) fn coerce(
+        &mut self,
+        e: &'a ast::Expr,
+        want: &Type,
+        other: Option<(Span, &Type)>,
+    ) -> Expr {
         self.coerce_with(e, want, other, "E0033", "")
     }
 
@@ -206,20 +234,31 @@ impl<'a> Checker<'a> {
                 }
                 Err(ConvError::Wildcard) => {
                     self.error(
-                        Diagnostic::error("E0039", format!("wildcard name `{s}` outside a set"), span)
-                            .with_label("a wildcard only means \"any subdomain\" inside a set or list")
-                            .with_help(format!(
-                                "test membership instead: `in [\"{s}\"]`, or use `ends_with \"{}\"`",
-                                s.trim_start_matches("*.")
-                            )),
+                        Diagnostic::error(
+                            "E0039",
+                            format!("wildcard name `{s}` outside a set"),
+                            span,
+                        )
+                        .with_label("a wildcard only means \"any subdomain\" inside a set or list")
+                        .with_help(format!(
+                            "test membership instead: `in [\"{s}\"]`, or use `ends_with \"{}\"`",
+                            s.trim_start_matches("*.")
+                        )),
                     );
                     lit(Value::Name("".into()), want.clone(), span)
                 }
                 Err(ConvError::Invalid(msg)) => {
-                    let message = if what.is_empty() { format!("`{s}` is not a valid {want}") } else { what.to_string() };
+                    let message = if what.is_empty() {
+                        format!("`{s}` is not a valid {want}")
+                    } else {
+                        what.to_string()
+                    };
                     let mut d = Diagnostic::error(code, message, span).with_label(msg);
                     if let Some((os, ot)) = other {
-                        d = d.with_secondary(os, format!("this is {ot}, so the string must be one too"));
+                        d = d.with_secondary(
+                            os,
+                            format!("this is {ot}, so the string must be one too"),
+                        );
                     }
                     self.error(d);
                     lit(Value::Str(s.into()), Type::Unknown, span)
@@ -234,7 +273,14 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks an already typed expression against `want`.
-    fn expect(&mut self, t: Expr, want: &Type, other: Option<(Span, &Type)>, code: &'static str, what: &str) -> Expr {
+    fn expect(
+        &mut self,
+        t: Expr,
+        want: &Type,
+        other: Option<(Span, &Type)>,
+        code: &'static str,
+        what: &str,
+    ) -> Expr {
         if *want == Type::Unknown {
             return t;
         }
@@ -242,7 +288,10 @@ impl<'a> Checker<'a> {
             return t;
         }
         if self.infer(&t, want) {
-            return Expr { ty: want.clone(), ..t };
+            return Expr {
+                ty: want.clone(),
+                ..t
+            };
         }
         // An address literal is a host prefix where a prefix is wanted.
         if let (Type::Cidr, ExprKind::Lit(Value::Ip(ip))) = (want, &t.kind) {
@@ -254,25 +303,40 @@ impl<'a> Checker<'a> {
         }
         if code == "E0041" && !what.is_empty() {
             self.error(
-                Diagnostic::error(code, what.to_string(), t.span).with_label(format!("this is {}", t.ty)),
+                Diagnostic::error(code, what.to_string(), t.span)
+                    .with_label(format!("this is {}", t.ty)),
             );
         } else {
             self.mismatch(t.span, &t.ty, other, want, Some(&t));
         }
-        Expr { ty: want.clone(), ..t }
+        Expr {
+            ty: want.clone(),
+            ..t
+        }
     }
 
     /// Reports that `span` (of type `found`) meets an injected variable
     /// `input` whose type `want` was fixed elsewhere: a conflict on the
     /// variable, shown with the place that fixed its type.
-    fn mismatch_with(&mut self, span: Span, found: &Type, other: Option<(Span, &Type)>, want: &Type, input: Option<u32>) {
+    fn mismatch_with(
+        &mut self,
+        span: Span,
+        found: &Type,
+        other: Option<(Span, &Type)>,
+        want: &Type,
+        input: Option<u32>,
+    ) {
         if let Some(id) = input {
             let st: &InputState = &self.inputs[id as usize];
             if let Some(fixed) = st.fixed_at {
                 let how = if st.declared { "declared" } else { "inferred" };
-                let mut d = Diagnostic::error("E0031", format!("conflicting types for `{}`", st.path), span)
-                    .with_label(format!("`{}` is compared with {found} here", st.path))
-                    .with_secondary(fixed, format!("{how} as {want} here"));
+                let mut d = Diagnostic::error(
+                    "E0031",
+                    format!("conflicting types for `{}`", st.path),
+                    span,
+                )
+                .with_label(format!("`{}` is compared with {found} here", st.path))
+                .with_secondary(fixed, format!("{how} as {want} here"));
                 if let Some((os, _)) = other {
                     if os != fixed {
                         d = d.with_secondary(os, format!("`{}` is {want}", st.path));
@@ -287,8 +351,19 @@ impl<'a> Checker<'a> {
 
     /// Reports a type mismatch, as a conflict on an injected variable when
     /// one side is an inferred input.
-    fn mismatch(&mut self, span: Span, found: &Type, other: Option<(Span, &Type)>, want: &Type, e: Option<&Expr>) {
-        if let Some(Expr { kind: ExprKind::Input(id), .. }) = e {
+    fn mismatch(
+        &mut self,
+        span: Span,
+        found: &Type,
+        other: Option<(Span, &Type)>,
+        want: &Type,
+        e: Option<&Expr>,
+    ) {
+        if let Some(Expr {
+            kind: ExprKind::Input(id),
+            ..
+        }) = e
+        {
             let st: &InputState = &self.inputs[*id as usize];
             if let Some(fixed) = st.fixed_at {
                 let how = if st.declared { "declared" } else { "inferred" };
@@ -300,8 +375,12 @@ impl<'a> Checker<'a> {
                 return;
             }
         }
-        let mut d = Diagnostic::error("E0030", format!("mismatched types: expected {want}, found {found}"), span)
-            .with_label(format!("this is {found}"));
+        let mut d = Diagnostic::error(
+            "E0030",
+            format!("mismatched types: expected {want}, found {found}"),
+            span,
+        )
+        .with_label(format!("this is {found}"));
         if let Some((os, ot)) = other {
             d = d.with_secondary(os, format!("this is {ot}"));
         }
@@ -310,7 +389,13 @@ impl<'a> Checker<'a> {
 
     /// Types an operand that must be a DNS name (rewrite targets, CNAME data).
     pub(super) fn name_operand(&mut self, e: &'a ast::Expr, what: &str) -> Expr {
-        self.coerce_with(e, &Type::Name, None, "E0041", &format!("{what} must be a DNS name"))
+        self.coerce_with(
+            e,
+            &Type::Name,
+            None,
+            "E0041",
+            &format!("{what} must be a DNS name"),
+        )
     }
 
     /// Types an expression with no expectation.
@@ -342,11 +427,17 @@ impl<'a> Checker<'a> {
 
     fn var(&mut self, path: &str, span: Span) -> Expr {
         if let Some(f) = Field::from_path(path) {
-            return Expr { kind: ExprKind::Field(f), ty: f.info().ty.clone(), span };
+            return Expr {
+                kind: ExprKind::Field(f),
+                ty: f.info().ty.clone(),
+                span,
+            };
         }
         let root = path.split('.').next().unwrap_or("");
         let declared = self.input_ids.contains_key(path);
-        let near_root = ROOTS.iter().any(|r| *r != root && edit_distance(root, r) <= 2 && root.len() > 2);
+        let near_root = ROOTS
+            .iter()
+            .any(|r| *r != root && edit_distance(root, r) <= 2 && root.len() > 2);
         if ROOTS.contains(&root) || (near_root && !declared) {
             let mut d = Diagnostic::error("E0020", format!("unknown context path `{path}`"), span)
                 .with_label("no such path");
@@ -354,7 +445,10 @@ impl<'a> Checker<'a> {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!(
                     "`{root}.` paths are: {}",
-                    field_paths().filter(|p| p.starts_with(root)).collect::<Vec<_>>().join(", ")
+                    field_paths()
+                        .filter(|p| p.starts_with(root))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             };
             if !ROOTS.contains(&root) {
@@ -370,18 +464,32 @@ impl<'a> Checker<'a> {
             Some(&id) => id,
             None => {
                 let id = self.inputs.len() as u32;
-                self.inputs.push(InputState { path: path.to_string(), ty: None, fixed_at: None, declared: false, first_use: span });
+                self.inputs.push(InputState {
+                    path: path.to_string(),
+                    ty: None,
+                    fixed_at: None,
+                    declared: false,
+                    first_use: span,
+                });
                 self.input_ids.insert(path.to_string(), id);
                 id
             }
         };
         let ty = self.inputs[id as usize].ty.clone().unwrap_or(Type::Unknown);
-        Expr { kind: ExprKind::Input(id), ty, span }
+        Expr {
+            kind: ExprKind::Input(id),
+            ty,
+            span,
+        }
     }
 
     fn ident(&mut self, name: &'a str, span: Span) -> Expr {
         if let Some((slot, ty)) = self.lookup_local(name) {
-            return Expr { kind: ExprKind::Local(slot), ty, span };
+            return Expr {
+                kind: ExprKind::Local(slot),
+                ty,
+                span,
+            };
         }
         if let Some(c) = self.consts.get_mut(name) {
             c.used = true;
@@ -393,16 +501,26 @@ impl<'a> Checker<'a> {
         if let Some(f) = self.flex_set(name) {
             return self.flex_default(f, span);
         }
-        if let Some(q) = qtype_from_str(name).filter(|_| QTYPES.iter().any(|(m, _)| *m == name) || name.starts_with("TYPE")) {
+        if let Some(q) = qtype_from_str(name)
+            .filter(|_| QTYPES.iter().any(|(m, _)| *m == name) || name.starts_with("TYPE"))
+        {
             return lit(Value::Qtype(q), Type::Qtype, span);
         }
-        let mut known: Vec<String> = self.scopes.iter().flatten().map(|l| l.name.clone()).collect();
+        let mut known: Vec<String> = self
+            .scopes
+            .iter()
+            .flatten()
+            .map(|l| l.name.clone())
+            .collect();
         known.extend(self.consts.keys().map(|k| k.to_string()));
         known.extend(self.sets.keys().map(|k| k.to_string()));
-        let mut d = Diagnostic::error("E0021", format!("unknown name `{name}`"), span).with_label("not defined");
+        let mut d = Diagnostic::error("E0021", format!("unknown name `{name}`"), span)
+            .with_label("not defined");
         if let Some(s) = closest(name, known.iter().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{s}`?"));
-        } else if Field::from_path(name).is_none() && name.contains('_') || name.chars().all(|c| c.is_ascii_lowercase()) {
+        } else if Field::from_path(name).is_none() && name.contains('_')
+            || name.chars().all(|c| c.is_ascii_lowercase())
+        {
             d = d.with_help(format!("to read a variable, write `{{{name}}}`; to define a name, use `let`, `const` or `set`"));
         }
         self.error(d);
@@ -440,7 +558,10 @@ impl<'a> Checker<'a> {
             let t = match t {
                 Some(t) => {
                     if self.infer(&t, &ety) {
-                        Expr { ty: ety.clone(), ..t }
+                        Expr {
+                            ty: ety.clone(),
+                            ..t
+                        }
                     } else {
                         t
                     }
@@ -474,7 +595,11 @@ impl<'a> Checker<'a> {
                 .collect();
             return lit(Value::List(vals.into()), ty, span);
         }
-        Expr { kind: ExprKind::List(out), ty, span }
+        Expr {
+            kind: ExprKind::List(out),
+            ty,
+            span,
+        }
     }
 
     fn call(&mut self, f: &'a ast::Ident, args: &'a [ast::Expr], span: Span) -> Expr {
@@ -483,8 +608,9 @@ impl<'a> Checker<'a> {
             "lower" => Func::Lower,
             "len" => Func::Len,
             other => {
-                let mut d = Diagnostic::error("E0024", format!("unknown function `{other}`"), f.span)
-                    .with_label("not a function");
+                let mut d =
+                    Diagnostic::error("E0024", format!("unknown function `{other}`"), f.span)
+                        .with_label("not a function");
                 d = match closest(other, ["hash", "lower", "len"]) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None => d.with_help("the functions are hash(x), lower(s) and len(x)"),
@@ -498,8 +624,12 @@ impl<'a> Checker<'a> {
         };
         if args.len() != 1 {
             self.error(
-                Diagnostic::error("E0025", format!("`{}` takes 1 argument, found {}", f.name, args.len()), span)
-                    .with_label("wrong number of arguments"),
+                Diagnostic::error(
+                    "E0025",
+                    format!("`{}` takes 1 argument, found {}", f.name, args.len()),
+                    span,
+                )
+                .with_label("wrong number of arguments"),
             );
             return lit(Value::Bool(false), Type::Unknown, span);
         }
@@ -507,10 +637,14 @@ impl<'a> Checker<'a> {
         let ty = match func {
             Func::Hash => Type::Int,
             Func::Len => {
-                if !matches!(a.ty, Type::String | Type::Name | Type::List(_) | Type::Unknown) || self.infer(&a, &Type::String) {
-                    if a.ty != Type::Unknown {
-                        self.bad_operand("len", &a, "a string, name or list");
-                    }
+                let inferred = self.infer(&a, &Type::String);
+                if !inferred
+                    && !matches!(
+                        a.ty,
+                        Type::String | Type::Name | Type::List(_) | Type::Unknown
+                    )
+                {
+                    self.bad_operand("len", &a, "a string, name or list");
                 }
                 Type::Int
             }
@@ -525,8 +659,19 @@ impl<'a> Checker<'a> {
                 }
             }
         };
-        let a = Expr { ty: if matches!(a.kind, ExprKind::Input(_)) && a.ty == Type::Unknown { self.input_ty(&a) } else { a.ty.clone() }, ..a };
-        Expr { kind: ExprKind::Call(func, vec![a]), ty, span }
+        let a = Expr {
+            ty: if matches!(a.kind, ExprKind::Input(_)) && a.ty == Type::Unknown {
+                self.input_ty(&a)
+            } else {
+                a.ty.clone()
+            },
+            ..a
+        };
+        Expr {
+            kind: ExprKind::Call(func, vec![a]),
+            ty,
+            span,
+        }
     }
 
     fn input_ty(&self, e: &Expr) -> Type {
@@ -538,8 +683,12 @@ impl<'a> Checker<'a> {
 
     fn bad_operand(&mut self, op: &str, e: &Expr, wanted: &str) {
         self.error(
-            Diagnostic::error("E0035", format!("`{op}` is not defined for {}", e.ty), e.span)
-                .with_label(format!("this is {}, `{op}` needs {wanted}", e.ty)),
+            Diagnostic::error(
+                "E0035",
+                format!("`{op}` is not defined for {}", e.ty),
+                e.span,
+            )
+            .with_label(format!("this is {}, `{op}` needs {wanted}", e.ty)),
         );
     }
 
@@ -548,12 +697,20 @@ impl<'a> Checker<'a> {
         match op {
             BinOp::Or | BinOp::And => {
                 let (x, y) = (self.cond(a), self.cond(b));
-                let k = if op == BinOp::Or { ExprKind::Or(x.into(), y.into()) } else { ExprKind::And(x.into(), y.into()) };
+                let k = if op == BinOp::Or {
+                    ExprKind::Or(x.into(), y.into())
+                } else {
+                    ExprKind::And(x.into(), y.into())
+                };
                 mk(k, Type::Bool)
             }
             BinOp::Eq | BinOp::Ne => {
                 let (x, y) = self.same_type(a, b);
-                let cop = if op == BinOp::Eq { CmpOp::Eq } else { CmpOp::Ne };
+                let cop = if op == BinOp::Eq {
+                    CmpOp::Eq
+                } else {
+                    CmpOp::Ne
+                };
                 mk(ExprKind::Cmp(cop, x.into(), y.into()), Type::Bool)
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
@@ -574,9 +731,13 @@ impl<'a> Checker<'a> {
                     Some(Flex::Str(pat, pspan)) => self.regex(pat, pspan),
                     _ => {
                         self.error(
-                            Diagnostic::error("E0037", "the pattern of `matches` must be a string literal", b.span)
-                                .with_label("not a string literal")
-                                .with_help("patterns are compiled once, when the policy is checked"),
+                            Diagnostic::error(
+                                "E0037",
+                                "the pattern of `matches` must be a string literal",
+                                b.span,
+                            )
+                            .with_label("not a string literal")
+                            .with_help("patterns are compiled once, when the policy is checked"),
                         );
                         0
                     }
@@ -585,9 +746,17 @@ impl<'a> Checker<'a> {
             }
             BinOp::StartsWith | BinOp::EndsWith => {
                 let x = self.text_operand(a, op.as_str());
-                let want = if x.ty == Type::Name { Type::Name } else { Type::String };
+                let want = if x.ty == Type::Name {
+                    Type::Name
+                } else {
+                    Type::String
+                };
                 let y = self.coerce(b, &want, Some((a.span, &want)));
-                let k = if op == BinOp::StartsWith { ExprKind::StartsWith(x.into(), y.into()) } else { ExprKind::EndsWith(x.into(), y.into()) };
+                let k = if op == BinOp::StartsWith {
+                    ExprKind::StartsWith(x.into(), y.into())
+                } else {
+                    ExprKind::EndsWith(x.into(), y.into())
+                };
                 mk(k, Type::Bool)
             }
             BinOp::Add if self.is_stringish(a) || self.is_stringish(b) => {
@@ -598,11 +767,17 @@ impl<'a> Checker<'a> {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
                 let x = self.int_operand(a, op, b.span);
                 let y = self.int_operand(b, op, a.span);
-                if matches!(op, BinOp::Div | BinOp::Rem) && matches!(y.kind, ExprKind::Lit(Value::Int(0))) {
+                if matches!(op, BinOp::Div | BinOp::Rem)
+                    && matches!(y.kind, ExprKind::Lit(Value::Int(0)))
+                {
                     self.diags.push(
-                        Diagnostic::warning("W0001", format!("`{}` by zero is always 0", op.as_str()), b.span)
-                            .with_label("this is zero")
-                            .with_help("policies never trap: division and remainder by zero give 0"),
+                        Diagnostic::warning(
+                            "W0001",
+                            format!("`{}` by zero is always 0", op.as_str()),
+                            b.span,
+                        )
+                        .with_label("this is zero")
+                        .with_help("policies never trap: division and remainder by zero give 0"),
                     );
                 }
                 let aop = match op {
@@ -621,11 +796,20 @@ impl<'a> Checker<'a> {
     fn is_stringish(&mut self, e: &'a ast::Expr) -> bool {
         match &e.kind {
             ast::ExprKind::Str(_) => true,
-            ast::ExprKind::Var(p) => Field::from_path(p).is_some_and(|f| f.info().ty == Type::String)
-                || self.input_ids.get(p.as_str()).and_then(|&i| self.inputs[i as usize].ty.clone()) == Some(Type::String),
+            ast::ExprKind::Var(p) => {
+                Field::from_path(p).is_some_and(|f| f.info().ty == Type::String)
+                    || self
+                        .input_ids
+                        .get(p.as_str())
+                        .and_then(|&i| self.inputs[i as usize].ty.clone())
+                        == Some(Type::String)
+            }
             ast::ExprKind::Ident(n) => {
                 matches!(self.lookup_local(n), Some((_, Type::String)))
-                    || self.consts.get(n.as_str()).is_some_and(|c| matches!(c.decl.value.kind, ast::ExprKind::Str(_)))
+                    || self
+                        .consts
+                        .get(n.as_str())
+                        .is_some_and(|c| matches!(c.decl.value.kind, ast::ExprKind::Str(_)))
             }
             ast::ExprKind::Call(f, _) => f.name == "lower",
             ast::ExprKind::Binary(BinOp::Add, a, b) => self.is_stringish(a) || self.is_stringish(b),
@@ -648,17 +832,27 @@ impl<'a> Checker<'a> {
             return t;
         }
         if let ExprKind::Input(_) = t.kind {
-            self.mismatch(t.span, &t.ty.clone(), Some((other, &Type::Int)), &Type::Int, Some(&t));
+            self.mismatch(
+                t.span,
+                &t.ty.clone(),
+                Some((other, &Type::Int)),
+                &Type::Int,
+                Some(&t),
+            );
         } else {
             self.error(
-                Diagnostic::error("E0035", format!("`{}` is not defined for {}", op.as_str(), t.ty), t.span)
-                    .with_label(format!("this is {}", t.ty))
-                    .with_secondary(other, "the other operand")
-                    .with_help(if t.ty == Type::String && matches!(op, BinOp::Add) {
-                        "`+` adds ints or joins strings, not both".to_string()
-                    } else {
-                        format!("`{}` works on ints", op.as_str())
-                    }),
+                Diagnostic::error(
+                    "E0035",
+                    format!("`{}` is not defined for {}", op.as_str(), t.ty),
+                    t.span,
+                )
+                .with_label(format!("this is {}", t.ty))
+                .with_secondary(other, "the other operand")
+                .with_help(if t.ty == Type::String && matches!(op, BinOp::Add) {
+                    "`+` adds ints or joins strings, not both".to_string()
+                } else {
+                    format!("`{}` works on ints", op.as_str())
+                }),
             );
         }
         Expr { ty: Type::Int, ..t }
@@ -668,7 +862,11 @@ impl<'a> Checker<'a> {
     fn text_operand(&mut self, e: &'a ast::Expr, op: &str) -> Expr {
         let t = self.expr_value(e);
         if matches!(t.ty, Type::String | Type::Name) || self.infer(&t, &Type::String) {
-            let ty = if t.ty == Type::Unknown { Type::String } else { t.ty.clone() };
+            let ty = if t.ty == Type::Unknown {
+                Type::String
+            } else {
+                t.ty.clone()
+            };
             return Expr { ty, ..t };
         }
         if t.ty != Type::Unknown {
@@ -690,7 +888,12 @@ impl<'a> Checker<'a> {
             }
             Err(e) => {
                 let msg = e.to_string();
-                let last = msg.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("invalid").trim().to_string();
+                let last = msg
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("invalid")
+                    .trim()
+                    .to_string();
                 self.error(
                     Diagnostic::error("E0037", "invalid regular expression", span)
                         .with_label(last.trim_start_matches("error: ").to_string())
@@ -709,7 +912,8 @@ impl<'a> Checker<'a> {
                 let y = self.expr(b);
                 if y.ty == Type::Unknown && matches!(y.kind, ExprKind::Input(_)) {
                     let x = self.expr_value(a);
-                    let y = self.expect(y, &x.ty.clone(), Some((a.span, &x.ty.clone())), "E0030", "");
+                    let y =
+                        self.expect(y, &x.ty.clone(), Some((a.span, &x.ty.clone())), "E0030", "");
                     return (x, y);
                 }
                 if let ExprKind::Input(id) = y.kind {
@@ -748,7 +952,11 @@ impl<'a> Checker<'a> {
 
     /// `needle in haystack` / `not in`.
     fn membership(&mut self, a: &'a ast::Expr, b: &'a ast::Expr, negate: bool, span: Span) -> Expr {
-        let mk = |kind| Expr { kind, ty: Type::Bool, span };
+        let mk = |kind| Expr {
+            kind,
+            ty: Type::Bool,
+            span,
+        };
         match self.flex(b) {
             Some(Flex::List(items, key)) => {
                 let mut needle = self.expr_value(a);
@@ -770,12 +978,27 @@ impl<'a> Checker<'a> {
                 }
                 if items.iter().all(is_literal) {
                     let set = self.const_set(items, key, &needle.ty, a.span);
-                    return mk(ExprKind::InSet { needle: needle.into(), set, negate });
+                    return mk(ExprKind::InSet {
+                        needle: needle.into(),
+                        set,
+                        negate,
+                    });
                 }
                 let elem = needle.ty.clone();
-                let hay: Vec<Expr> = items.iter().map(|i| self.coerce(i, &elem, Some((a.span, &elem)))).collect();
-                let hay = Expr { kind: ExprKind::List(hay), ty: Type::List(Box::new(elem)), span: b.span };
-                mk(ExprKind::InExpr { needle: needle.into(), haystack: hay.into(), negate })
+                let hay: Vec<Expr> = items
+                    .iter()
+                    .map(|i| self.coerce(i, &elem, Some((a.span, &elem))))
+                    .collect();
+                let hay = Expr {
+                    kind: ExprKind::List(hay),
+                    ty: Type::List(Box::new(elem)),
+                    span: b.span,
+                };
+                mk(ExprKind::InExpr {
+                    needle: needle.into(),
+                    haystack: hay.into(),
+                    negate,
+                })
             }
             Some(Flex::Str(..)) => {
                 let _ = self.expr_value(a);
@@ -795,31 +1018,57 @@ impl<'a> Checker<'a> {
                             needle.ty = Type::Ip;
                         }
                         if !matches!(needle.ty, Type::Ip | Type::Cidr | Type::Unknown) {
-                            self.mismatch(needle.span, &needle.ty.clone(), Some((b.span, &Type::Cidr)), &Type::Ip, Some(&needle));
+                            self.mismatch(
+                                needle.span,
+                                &needle.ty.clone(),
+                                Some((b.span, &Type::Cidr)),
+                                &Type::Ip,
+                                Some(&needle),
+                            );
                         }
                         if let ExprKind::Lit(Value::Cidr(c)) = hay.kind {
                             let id = self.const_sets.len() as u32;
                             self.const_sets.push(ConstSet::Cidrs(vec![c]));
-                            return mk(ExprKind::InSet { needle: needle.into(), set: id, negate });
+                            return mk(ExprKind::InSet {
+                                needle: needle.into(),
+                                set: id,
+                                negate,
+                            });
                         }
-                        mk(ExprKind::InExpr { needle: needle.into(), haystack: hay.into(), negate })
+                        mk(ExprKind::InExpr {
+                            needle: needle.into(),
+                            haystack: hay.into(),
+                            negate,
+                        })
                     }
                     Type::List(elem) => {
                         let elem = (**elem).clone();
                         let needle = self.coerce(a, &elem, Some((b.span, &elem)));
-                        mk(ExprKind::InExpr { needle: needle.into(), haystack: hay.into(), negate })
+                        mk(ExprKind::InExpr {
+                            needle: needle.into(),
+                            haystack: hay.into(),
+                            negate,
+                        })
                     }
                     Type::Unknown => {
                         let _ = self.expr_value(a);
-                        mk(ExprKind::InExpr { needle: Box::new(lit(Value::Bool(false), Type::Unknown, a.span)), haystack: hay.into(), negate })
+                        mk(ExprKind::InExpr {
+                            needle: Box::new(lit(Value::Bool(false), Type::Unknown, a.span)),
+                            haystack: hay.into(),
+                            negate,
+                        })
                     }
                     other => {
                         let other = other.clone();
                         let _ = self.expr_value(a);
                         self.error(
-                            Diagnostic::error("E0038", format!("the right side of `in` is {other}"), b.span)
-                                .with_label("not a list, set or prefix")
-                                .with_help("`in` tests membership in a list, a set, or a CIDR prefix"),
+                            Diagnostic::error(
+                                "E0038",
+                                format!("the right side of `in` is {other}"),
+                                b.span,
+                            )
+                            .with_label("not a list, set or prefix")
+                            .with_help("`in` tests membership in a list, a set, or a CIDR prefix"),
                         );
                         mk(ExprKind::Lit(Value::Bool(false)))
                     }
@@ -829,7 +1078,13 @@ impl<'a> Checker<'a> {
     }
 
     /// Builds (or reuses) the constant set for `items` looked up by values of type `t`.
-    fn const_set(&mut self, items: &'a [ast::Expr], key: usize, t: &Type, needle_span: Span) -> u32 {
+    fn const_set(
+        &mut self,
+        items: &'a [ast::Expr],
+        key: usize,
+        t: &Type,
+        needle_span: Span,
+    ) -> u32 {
         let cache_key = (key, t.to_string());
         if let Some(&id) = self.set_cache.get(&cache_key) {
             return id;
@@ -838,7 +1093,9 @@ impl<'a> Checker<'a> {
         let mut cidrs = Vec::new();
         let mut values = HashSet::new();
         for i in items {
-            let Some(elem) = self.const_elem(i, t, needle_span) else { continue };
+            let Some(elem) = self.const_elem(i, t, needle_span) else {
+                continue;
+            };
             match (t, elem) {
                 (Type::Name, Elem::Value(Value::Name(n))) => {
                     names.exact.insert(n);
@@ -867,12 +1124,20 @@ impl<'a> Checker<'a> {
     /// One literal set member, converted for lookups by values of type `t`
     /// (addresses become host prefixes in prefix sets).
     fn const_elem(&mut self, e: &'a ast::Expr, t: &Type, needle_span: Span) -> Option<Elem> {
-        let want = if *t == Type::Ip { Type::Cidr } else { t.clone() };
+        let want = if *t == Type::Ip {
+            Type::Cidr
+        } else {
+            t.clone()
+        };
         let bad = |ck: &mut Self, found: &str| {
             ck.error(
-                Diagnostic::error("E0030", format!("mismatched types: this set is looked up by {t} values, found {found}"), e.span)
-                    .with_label(format!("this is {found}"))
-                    .with_secondary(needle_span, format!("this is {t}")),
+                Diagnostic::error(
+                    "E0030",
+                    format!("mismatched types: this set is looked up by {t} values, found {found}"),
+                    e.span,
+                )
+                .with_label(format!("this is {found}"))
+                .with_secondary(needle_span, format!("this is {t}")),
             );
             None
         };
@@ -883,7 +1148,14 @@ impl<'a> Checker<'a> {
                     return match canonical_name(rest) {
                         Ok(n) => Some(Elem::Wildcard(n)),
                         Err(msg) => {
-                            self.error(Diagnostic::error("E0033", format!("`{s}` is not a valid name pattern"), e.span).with_label(msg));
+                            self.error(
+                                Diagnostic::error(
+                                    "E0033",
+                                    format!("`{s}` is not a valid name pattern"),
+                                    e.span,
+                                )
+                                .with_label(msg),
+                            );
                             None
                         }
                     };
@@ -894,9 +1166,16 @@ impl<'a> Checker<'a> {
                     Err(ConvError::Wildcard) => None,
                     Err(ConvError::Invalid(msg)) => {
                         self.error(
-                            Diagnostic::error("E0033", format!("`{s}` is not a valid {want}"), e.span)
-                                .with_label(msg)
-                                .with_secondary(needle_span, format!("this is {t}, so the set holds {want} values")),
+                            Diagnostic::error(
+                                "E0033",
+                                format!("`{s}` is not a valid {want}"),
+                                e.span,
+                            )
+                            .with_label(msg)
+                            .with_secondary(
+                                needle_span,
+                                format!("this is {t}, so the set holds {want} values"),
+                            ),
                         );
                         None
                     }
@@ -905,10 +1184,12 @@ impl<'a> Checker<'a> {
             ast::ExprKind::Int(v) if *t == Type::Int => Some(Elem::Value(Value::Int(*v))),
             ast::ExprKind::Bool(v) if *t == Type::Bool => Some(Elem::Value(Value::Bool(*v))),
             ast::ExprKind::Cidr(c) if want == Type::Cidr => Some(Elem::Value(Value::Cidr(*c))),
-            ast::ExprKind::Ip(ip) if want == Type::Cidr => {
-                Some(Elem::Value(Value::Cidr(Cidr::containing(*ip, crate::types::max_len(ip)))))
+            ast::ExprKind::Ip(ip) if want == Type::Cidr => Some(Elem::Value(Value::Cidr(
+                Cidr::containing(*ip, crate::types::max_len(ip)),
+            ))),
+            ast::ExprKind::Ident(n) if *t == Type::Qtype => {
+                qtype_from_str(n).map(|q| Elem::Value(Value::Qtype(q)))
             }
-            ast::ExprKind::Ident(n) if *t == Type::Qtype => qtype_from_str(n).map(|q| Elem::Value(Value::Qtype(q))),
             ast::ExprKind::Error => None,
             ast::ExprKind::Int(_) => bad(self, "int"),
             ast::ExprKind::Bool(_) => bad(self, "bool"),

@@ -48,11 +48,22 @@ pub fn check(src: &str) -> Checked {
     // Statements lost to a syntax error distort reachability, and a
     // misspelt name makes its definition look unused: those reports would
     // be noise next to the real errors.
-    ck.diags.retain(|d| !(syntax_errors && d.code == "E0040") && !((syntax_errors || check_errors) && d.code == "W0002"));
+    ck.diags.retain(|d| {
+        !(syntax_errors && d.code == "E0040")
+            && !((syntax_errors || check_errors) && d.code == "W0002")
+    });
     diagnostics.append(&mut ck.diags);
     diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
-    let policy = if diagnostics.iter().any(Diagnostic::is_error) { None } else { Some(policy) };
-    Checked { ast, policy, diagnostics }
+    let policy = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        Some(policy)
+    };
+    Checked {
+        ast,
+        policy,
+        diagnostics,
+    }
 }
 
 struct ConstInfo<'a> {
@@ -234,7 +245,10 @@ impl<'a> Checker<'a> {
             inputs: self
                 .inputs
                 .iter()
-                .map(|i| ir::Input { path: i.path.clone(), ty: i.ty.clone().unwrap_or(Type::Unknown) })
+                .map(|i| ir::Input {
+                    path: i.path.clone(),
+                    ty: i.ty.clone().unwrap_or(Type::Unknown),
+                })
                 .collect(),
             sets: std::mem::take(&mut self.const_sets),
             regexes: std::mem::take(&mut self.regexes),
@@ -269,7 +283,13 @@ impl<'a> Checker<'a> {
                                 .with_help("a const holds a literal: a number, string, address, prefix, bool, or a list of them"),
                         );
                     }
-                    self.consts.insert(name, ConstInfo { decl: c, used: false });
+                    self.consts.insert(
+                        name,
+                        ConstInfo {
+                            decl: c,
+                            used: false,
+                        },
+                    );
                 }
                 Item::Set(s) => {
                     let ok = matches!(&s.value.kind, ast::ExprKind::List(items) if items.iter().all(expr::is_literal));
@@ -280,7 +300,13 @@ impl<'a> Checker<'a> {
                                 .with_help("write the members in brackets: `set name = [\"a.example\", \"*.b.example\"]`"),
                         );
                     }
-                    self.sets.insert(name, SetInfo { decl: s, used: false });
+                    self.sets.insert(
+                        name,
+                        SetInfo {
+                            decl: s,
+                            used: false,
+                        },
+                    );
                 }
                 _ => {}
             }
@@ -291,17 +317,27 @@ impl<'a> Checker<'a> {
             let root = path.split('.').next().unwrap_or("");
             if ROOTS.contains(&root) {
                 self.error(
-                    Diagnostic::error("E0027", format!("`{path}` is a context path, not an injected variable"), i.path.span)
-                        .with_label(format!("`{root}.` paths are filled in by the server"))
-                        .with_help("choose another root for injected variables, e.g. `user.` or `app.`"),
+                    Diagnostic::error(
+                        "E0027",
+                        format!("`{path}` is a context path, not an injected variable"),
+                        i.path.span,
+                    )
+                    .with_label(format!("`{root}.` paths are filled in by the server"))
+                    .with_help(
+                        "choose another root for injected variables, e.g. `user.` or `app.`",
+                    ),
                 );
                 continue;
             }
             let elem = match Type::from_name(&i.ty.name.name) {
                 Some(t) => t,
                 None => {
-                    let mut d = Diagnostic::error("E0026", format!("unknown type `{}`", i.ty.name.name), i.ty.name.span)
-                        .with_label("not a type");
+                    let mut d = Diagnostic::error(
+                        "E0026",
+                        format!("unknown type `{}`", i.ty.name.name),
+                        i.ty.name.span,
+                    )
+                    .with_label("not a type");
                     d = match closest(&i.ty.name.name, Type::NAMES.iter().copied()) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
                         None => d.with_help(format!("types are {}", Type::NAMES.join(", "))),
@@ -310,13 +346,21 @@ impl<'a> Checker<'a> {
                     Type::Unknown
                 }
             };
-            let ty = if i.ty.list { Type::List(Box::new(elem)) } else { elem };
+            let ty = if i.ty.list {
+                Type::List(Box::new(elem))
+            } else {
+                elem
+            };
             if let Some(&id) = self.input_ids.get(path.as_str()) {
                 let prev = self.inputs[id as usize].fixed_at.unwrap_or(i.span);
                 self.error(
-                    Diagnostic::error("E0022", format!("input `{path}` is declared twice"), i.path.span)
-                        .with_label("declared again here")
-                        .with_secondary(prev, "first declared here"),
+                    Diagnostic::error(
+                        "E0022",
+                        format!("input `{path}` is declared twice"),
+                        i.path.span,
+                    )
+                    .with_label("declared again here")
+                    .with_secondary(prev, "first declared here"),
                 );
                 continue;
             }
@@ -336,7 +380,10 @@ impl<'a> Checker<'a> {
         self.error(
             Diagnostic::error("E0040", "unreachable statement", span)
                 .with_label("this is never evaluated")
-                .with_secondary(decided_at, "every path reaching here has already decided with `then`")
+                .with_secondary(
+                    decided_at,
+                    "every path reaching here has already decided with `then`",
+                )
                 .with_help("remove it, or put it before the `then`"),
         );
     }
@@ -360,16 +407,26 @@ impl<'a> Checker<'a> {
             out.extend(o.stmts);
         }
         self.scopes.pop();
-        BlockOut { stmts: out, decides }
+        BlockOut {
+            stmts: out,
+            decides,
+        }
     }
 
     fn stmt(&mut self, s: &'a ast::Stmt) -> BlockOut {
         match &s.kind {
-            StmtKind::If { cond, then_block, else_branch } => {
+            StmtKind::If {
+                cond,
+                then_block,
+                else_branch,
+            } => {
                 let cond = self.cond(cond);
                 let t = self.block(&then_block.stmts);
                 let e = match else_branch {
-                    None => BlockOut { stmts: vec![], decides: None },
+                    None => BlockOut {
+                        stmts: vec![],
+                        decides: None,
+                    },
                     Some(ast::Else::Block(b)) => self.block(&b.stmts),
                     Some(ast::Else::If(s)) => self.stmt(s),
                 };
@@ -377,22 +434,45 @@ impl<'a> Checker<'a> {
                     (Some(_), Some(_)) => Some(s.span),
                     _ => None,
                 };
-                BlockOut { stmts: vec![Stmt::If { cond, then_body: t.stmts, else_body: e.stmts }], decides }
+                BlockOut {
+                    stmts: vec![Stmt::If {
+                        cond,
+                        then_body: t.stmts,
+                        else_body: e.stmts,
+                    }],
+                    decides,
+                }
             }
             StmtKind::Let { name, value } => {
                 let value = self.expr_value(value);
                 let slot = self.next_local;
                 self.next_local += 1;
                 if let Some(scope) = self.scopes.last_mut() {
-                    scope.push(Local { name: name.name.clone(), slot, ty: value.ty.clone() });
+                    scope.push(Local {
+                        name: name.name.clone(),
+                        slot,
+                        ty: value.ty.clone(),
+                    });
                 }
-                BlockOut { stmts: vec![Stmt::Let { local: slot, value }], decides: None }
+                BlockOut {
+                    stmts: vec![Stmt::Let { local: slot, value }],
+                    decides: None,
+                }
             }
             StmtKind::Then(a) => {
                 let action = self.action(a);
-                BlockOut { stmts: vec![Stmt::Then { action, span: s.span }], decides: Some(s.span) }
+                BlockOut {
+                    stmts: vec![Stmt::Then {
+                        action,
+                        span: s.span,
+                    }],
+                    decides: Some(s.span),
+                }
             }
-            StmtKind::Error => BlockOut { stmts: vec![], decides: None },
+            StmtKind::Error => BlockOut {
+                stmts: vec![],
+                decides: None,
+            },
         }
     }
 
@@ -403,27 +483,47 @@ impl<'a> Checker<'a> {
                 let code = match qtype_from_str(&rtype.name) {
                     Some(c) => c,
                     None => {
-                        let mut d = Diagnostic::error("E0042", format!("unknown record type `{}`", rtype.name), rtype.span)
-                            .with_label("not a record type");
-                        if let Some(s) = closest(&rtype.name.to_ascii_uppercase(), QTYPES.iter().map(|q| q.0)) {
+                        let mut d = Diagnostic::error(
+                            "E0042",
+                            format!("unknown record type `{}`", rtype.name),
+                            rtype.span,
+                        )
+                        .with_label("not a record type");
+                        if let Some(s) =
+                            closest(&rtype.name.to_ascii_uppercase(), QTYPES.iter().map(|q| q.0))
+                        {
                             d = d.with_help(format!("did you mean `{s}`?"));
                         }
                         self.error(d);
                         0
                     }
                 };
-                let data = data.iter().map(|d| self.record_data(code, &rtype.name, d)).collect();
-                Action::Answer { rtype: code, data, ttl: self.ttl(ttl.as_ref()) }
+                let data = data
+                    .iter()
+                    .map(|d| self.record_data(code, &rtype.name, d))
+                    .collect();
+                Action::Answer {
+                    rtype: code,
+                    data,
+                    ttl: self.ttl(ttl.as_ref()),
+                }
             }
             ActionKind::Rewrite { target, ttl } => {
                 let target = self.name_operand(target, "a rewrite target");
-                Action::Rewrite { target, ttl: self.ttl(ttl.as_ref()) }
+                Action::Rewrite {
+                    target,
+                    ttl: self.ttl(ttl.as_ref()),
+                }
             }
             ActionKind::Forward(pool) => {
                 // A bare word that names nothing is the pool's name: `forward backup`.
                 if let ast::ExprKind::Ident(n) = &pool.kind {
                     if !self.is_bound(n) {
-                        return Action::Forward(lit(Value::Str(n.as_str().into()), Type::String, pool.span));
+                        return Action::Forward(lit(
+                            Value::Str(n.as_str().into()),
+                            Type::String,
+                            pool.span,
+                        ));
                     }
                 }
                 Action::Forward(self.coerce(pool, &Type::String, None))
@@ -459,14 +559,28 @@ impl<'a> Checker<'a> {
         match rtype {
             1 | 28 => {
                 let want_v4 = rtype == 1;
-                let e = self.coerce_with(d, &Type::Ip, None, "E0041", &format!("answer {mnemonic} needs an IP address"));
+                let e = self.coerce_with(
+                    d,
+                    &Type::Ip,
+                    None,
+                    "E0041",
+                    &format!("answer {mnemonic} needs an IP address"),
+                );
                 if let ExprKind::Lit(Value::Ip(ip)) = &e.kind {
                     if ip.is_ipv4() != want_v4 {
                         let fam = if want_v4 { "IPv4" } else { "IPv6" };
                         self.error(
-                            Diagnostic::error("E0041", format!("`{ip}` is not an {fam} address"), d.span)
-                                .with_label(format!("answer {mnemonic} needs an {fam} address"))
-                                .with_help(if want_v4 { "use `answer AAAA` for IPv6 addresses" } else { "use `answer A` for IPv4 addresses" }),
+                            Diagnostic::error(
+                                "E0041",
+                                format!("`{ip}` is not an {fam} address"),
+                                d.span,
+                            )
+                            .with_label(format!("answer {mnemonic} needs an {fam} address"))
+                            .with_help(if want_v4 {
+                                "use `answer AAAA` for IPv6 addresses"
+                            } else {
+                                "use `answer A` for IPv4 addresses"
+                            }),
                         );
                     }
                 }
@@ -476,12 +590,22 @@ impl<'a> Checker<'a> {
             // CNAME, NS, PTR, DNAME: a name.
             2 | 5 | 12 | 39 => self.name_operand(d, &format!("answer {mnemonic} data")),
             _ => {
-                let e = self.coerce_with(d, &Type::String, None, "E0041", &format!("answer {mnemonic} needs text data"));
+                let e = self.coerce_with(
+                    d,
+                    &Type::String,
+                    None,
+                    "E0041",
+                    &format!("answer {mnemonic} needs text data"),
+                );
                 if let ExprKind::Lit(Value::Str(s)) = &e.kind {
                     if let Some(problem) = expr::rdata_problem(rtype, s) {
                         self.error(
-                            Diagnostic::error("E0041", format!("invalid {mnemonic} record data"), d.span)
-                                .with_label(problem),
+                            Diagnostic::error(
+                                "E0041",
+                                format!("invalid {mnemonic} record data"),
+                                d.span,
+                            )
+                            .with_label(problem),
                         );
                     }
                 }
@@ -491,7 +615,9 @@ impl<'a> Checker<'a> {
     }
 
     fn is_bound(&self, name: &str) -> bool {
-        self.lookup_local(name).is_some() || self.consts.contains_key(name) || self.sets.contains_key(name)
+        self.lookup_local(name).is_some()
+            || self.consts.contains_key(name)
+            || self.sets.contains_key(name)
     }
 
     fn lookup_local(&self, name: &str) -> Option<(u32, Type)> {
@@ -510,7 +636,10 @@ impl<'a> Checker<'a> {
         while changed {
             changed = false;
             for (a, b, span) in self.pending_eq.clone() {
-                let (ta, tb) = (self.inputs[a as usize].ty.clone(), self.inputs[b as usize].ty.clone());
+                let (ta, tb) = (
+                    self.inputs[a as usize].ty.clone(),
+                    self.inputs[b as usize].ty.clone(),
+                );
                 match (ta, tb) {
                     (Some(t), None) => {
                         self.inputs[b as usize].ty = Some(t);
@@ -523,7 +652,10 @@ impl<'a> Checker<'a> {
                         changed = true;
                     }
                     (Some(x), Some(y)) if x != y => {
-                        let (pa, pb) = (self.inputs[a as usize].path.clone(), self.inputs[b as usize].path.clone());
+                        let (pa, pb) = (
+                            self.inputs[a as usize].path.clone(),
+                            self.inputs[b as usize].path.clone(),
+                        );
                         self.error(
                             Diagnostic::error("E0030", "mismatched types", span)
                                 .with_label(format!("`{pa}` is {x} but `{pb}` is {y}")),
@@ -561,7 +693,11 @@ impl<'a> Checker<'a> {
     fn zonk_stmts(&self, stmts: &mut [Stmt]) {
         for s in stmts {
             match s {
-                Stmt::If { cond, then_body, else_body } => {
+                Stmt::If {
+                    cond,
+                    then_body,
+                    else_body,
+                } => {
                     self.zonk_expr(cond);
                     self.zonk_stmts(then_body);
                     self.zonk_stmts(else_body);
@@ -600,11 +736,17 @@ impl<'a> Checker<'a> {
             | ExprKind::EndsWith(a, b)
             | ExprKind::Arith(_, a, b)
             | ExprKind::Concat(a, b)
-            | ExprKind::InExpr { needle: a, haystack: b, .. } => {
+            | ExprKind::InExpr {
+                needle: a,
+                haystack: b,
+                ..
+            } => {
                 self.zonk_expr(a);
                 self.zonk_expr(b);
             }
-            ExprKind::Call(_, args) | ExprKind::List(args) => args.iter_mut().for_each(|a| self.zonk_expr(a)),
+            ExprKind::Call(_, args) | ExprKind::List(args) => {
+                args.iter_mut().for_each(|a| self.zonk_expr(a))
+            }
             ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Local(_) => {}
         }
         if let Type::List(inner) = &e.ty {
@@ -641,7 +783,11 @@ impl<'a> Checker<'a> {
 }
 
 fn lit(v: Value, ty: Type, span: Span) -> Expr {
-    Expr { kind: ExprKind::Lit(v), ty, span }
+    Expr {
+        kind: ExprKind::Lit(v),
+        ty,
+        span,
+    }
 }
 
 /// Every known context path, for suggestions.

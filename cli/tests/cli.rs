@@ -1,0 +1,327 @@
+//! The `dnspolicy` binary, run as a user would: the acceptance commands of
+//! the examples, exit codes, summaries, and both diagnostic formats.
+
+use serde_json::Value as Json;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn dnspolicy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dnspolicy"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run dnspolicy")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The verdict: the last line of stdout, as JSON.
+fn verdict(args: &[&str]) -> Json {
+    let o = dnspolicy(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    let out = stdout(&o);
+    let last = out
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{args:?}: no output"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{args:?}: last line {last:?}: {e}"))
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dnspolicy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, content).expect("write temp file");
+    p
+}
+
+#[test]
+fn seed_example_verdicts() {
+    let seed = "examples/seed.dsl";
+    assert_eq!(
+        verdict(&[
+            "eval",
+            seed,
+            "--vars",
+            r#"{"user":{"age":20},"order":{"total":150}}"#
+        ]),
+        "VIP"
+    );
+    assert_eq!(
+        verdict(&[
+            "eval",
+            seed,
+            "--vars",
+            r#"{"user":{"age":10,"tier":"gold"},"order":{"total":1}}"#
+        ]),
+        "GOLD_VIP"
+    );
+    let o = dnspolicy(&[
+        "eval",
+        seed,
+        "--vars",
+        r#"{"user":{"age":10,"tier":"silver"},"order":{"total":1}}"#,
+    ]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim_end(), "null");
+    // Dotted keys work too.
+    assert_eq!(
+        verdict(&[
+            "eval",
+            seed,
+            "--vars",
+            r#"{"user.age":20,"order.total":100}"#
+        ]),
+        "VIP"
+    );
+}
+
+#[test]
+fn design_card_evaluates_like_the_brace_form() {
+    let card = "examples/design-card.dsl";
+    assert_eq!(
+        verdict(&["eval", card, "--vars", r#"{"user":{"age":20}}"#]),
+        "VIP"
+    );
+    assert_eq!(
+        verdict(&["eval", card, "--vars", r#"{"user":{"age":18}}"#]),
+        Json::Null
+    );
+}
+
+#[test]
+fn geo_example() {
+    let o = dnspolicy(&["check", "examples/geo.dsl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim_end(), "ok: 3 rules, 3 sets");
+    let bj = verdict(&[
+        "eval",
+        "examples/geo.dsl",
+        "--query",
+        "www.example.com",
+        "--region",
+        "CN-BJ",
+    ]);
+    assert_eq!(
+        bj,
+        serde_json::json!({"action":"rewrite","target":"cdn-bj.example.com","ttl":300})
+    );
+    let us = verdict(&[
+        "eval",
+        "examples/geo.dsl",
+        "--query",
+        "www.example.com",
+        "--region",
+        "US-CA",
+    ]);
+    assert_eq!(us["target"], "cdn-global.example.com");
+    let ecs = verdict(&[
+        "eval",
+        "examples/geo.dsl",
+        "--query",
+        "WWW.example.com.",
+        "--ecs",
+        "198.51.100.0/24",
+    ]);
+    assert_eq!(ecs["target"], "cdn-bj.example.com");
+    assert_eq!(
+        verdict(&["eval", "examples/geo.dsl", "--query", "a.tracker.example"]),
+        serde_json::json!({"action":"nxdomain"})
+    );
+}
+
+#[test]
+fn explain_names_the_rule_and_conditions() {
+    let o = dnspolicy(&[
+        "eval",
+        "examples/geo.dsl",
+        "--query",
+        "www.example.com",
+        "--region",
+        "CN-BJ",
+        "--explain",
+    ]);
+    let out = stdout(&o);
+    assert!(out.contains("rule geo_redirect, priority 100"), "{out}");
+    assert!(
+        out.contains("when {query.name} in cdn_names  => true"),
+        "{out}"
+    );
+    assert!(out.contains("=> true"), "{out}");
+    assert!(
+        out.contains("decided by: then rewrite \"cdn-bj.example.com\" ttl TTL"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("{\"action\":\"rewrite\"")),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_example_checks() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .expect("examples/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dsl"))
+        .map(|p| {
+            p.strip_prefix(root())
+                .expect("under root")
+                .display()
+                .to_string()
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = dnspolicy(&args);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).lines().last().is_some_and(
+        |l| l.starts_with("ok: ") && l.ends_with(&format!("in {} files", files.len()))
+    ));
+}
+
+#[test]
+fn check_errors_exit_1_with_summary_and_rendered_diagnostics() {
+    let f = temp_file(
+        "bad.dsl",
+        "if {client.regoin} == \"CN-BJ\" { then \"bj\" }\nthen answer A \"not-an-ip\"\n",
+    );
+    let o = dnspolicy(&["check", f.to_str().expect("utf-8"), "--color", "never"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).trim_end(), "2 errors");
+    let err = stderr(&o);
+    assert!(
+        err.contains("[E0020] Error: unknown context path `client.regoin`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `client.region`?"), "{err}");
+    assert!(err.contains("[E0041]"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour when not a terminal: {err}"
+    );
+    let o = dnspolicy(&["check", f.to_str().expect("utf-8"), "--color", "always"]);
+    assert!(stderr(&o).contains('\u{1b}'), "colour when asked");
+}
+
+#[test]
+fn check_json_format() {
+    let f = temp_file(
+        "bad2.dsl",
+        "rule r {\n  if {client.asn} == \"x\" { then refuse }\n}\n",
+    );
+    let o = dnspolicy(&["check", "--format", "json", f.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<Json> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let d = &lines[0];
+    assert_eq!(d["code"], "E0030");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["file"], f.to_str().expect("utf-8"));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(2), Some(22))
+    );
+    assert_eq!(
+        (d["end_line"].as_u64(), d["end_column"].as_u64()),
+        (Some(2), Some(25))
+    );
+    assert_eq!(
+        (d["start"].as_u64(), d["end"].as_u64()),
+        (Some(30), Some(33))
+    );
+    assert_eq!(d["related"][0]["message"], "this is int");
+    assert_eq!(
+        stderr(&o).trim_end(),
+        "1 error",
+        "the summary stays off stdout in JSON mode"
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let o = dnspolicy(&["check", "does/not/exist.dsl"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read does/not/exist.dsl"));
+    assert_eq!(dnspolicy(&["check"]).status.code(), Some(2));
+    assert_eq!(
+        dnspolicy(&["eval", "examples/seed.dsl", "--vars", "{not json"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        dnspolicy(&["eval", "examples/geo.dsl", "--client", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(dnspolicy(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn eval_of_a_broken_policy_exits_1() {
+    let f = temp_file("broken.dsl", "then {user.x} +\n");
+    let o = dnspolicy(&["eval", f.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn mistyped_variable_is_missing_with_a_warning() {
+    let o = dnspolicy(&[
+        "eval",
+        "examples/seed.dsl",
+        "--vars",
+        r#"{"user":{"age":"20"},"order":{"total":150}}"#,
+    ]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim_end(), "null");
+    assert!(
+        stderr(&o).contains("`user.age` is \"20\", which is not of type int"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn help_documents_the_commands() {
+    let o = dnspolicy(&["--help"]);
+    let out = stdout(&o);
+    for word in ["check", "eval"] {
+        assert!(out.contains(word), "{out}");
+    }
+    let o = dnspolicy(&["eval", "--help"]);
+    for flag in [
+        "--vars",
+        "--vars-file",
+        "--query",
+        "--type",
+        "--client",
+        "--ecs",
+        "--region",
+        "--country",
+        "--explain",
+    ] {
+        assert!(stdout(&o).contains(flag), "{flag}");
+    }
+}

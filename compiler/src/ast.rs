@@ -212,7 +212,7 @@ pub enum ExprKind {
     /// An integer literal.
     Int(i64),
     /// A string literal (escapes resolved).
-    Str(String),
+    Str(Box<str>),
     /// `true` / `false`.
     Bool(bool),
     /// An address literal.
@@ -220,19 +220,28 @@ pub enum ExprKind {
     /// A CIDR literal.
     Cidr(Cidr),
     /// `{a.b}` or `<a.b>`: a context path or injected variable.
-    Var(String),
+    Var(Box<str>),
     /// A bare identifier: a const, set, local, or record type mnemonic.
-    Ident(String),
-    /// `f(args)`
-    Call(Ident, Vec<Expr>),
+    Ident(Box<str>),
+    /// `f(args)` (boxed: calls are rare, and every other node stays small).
+    Call(Box<Call>),
     /// `[a, b, ...]`
-    List(Vec<Expr>),
+    List(Box<[Expr]>),
     /// A prefix operator.
     Unary(UnOp, Box<Expr>),
     /// A binary operator.
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// A syntax error the parser recovered from.
     Error,
+}
+
+/// A function call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The function's name.
+    pub func: Ident,
+    /// The arguments.
+    pub args: Vec<Expr>,
 }
 
 /// Prefix operators.
@@ -400,9 +409,9 @@ fn zero_stmt(s: &mut Stmt) {
 fn zero_expr(e: &mut Expr) {
     e.span = Span::default();
     match &mut e.kind {
-        ExprKind::Call(f, args) => {
-            f.span = Span::default();
-            args.iter_mut().for_each(zero_expr);
+        ExprKind::Call(call) => {
+            call.func.span = Span::default();
+            call.args.iter_mut().for_each(zero_expr);
         }
         ExprKind::List(items) => items.iter_mut().for_each(zero_expr),
         ExprKind::Unary(_, a) => zero_expr(a),

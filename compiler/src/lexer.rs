@@ -418,59 +418,90 @@ pub const KEYWORDS: &[&str] = &[
 /// A token with its byte offsets, as the grammar consumes it.
 pub type Spanned<'input> = (u32, Tok<'input>, u32);
 
-/// Lexes `src` completely. Errors are returned beside the tokens; each bad
-/// token is replaced by a placeholder (or dropped) so parsing can go on.
-pub fn lex(src: &str) -> (Vec<Spanned<'_>>, Vec<LexError>) {
-    let mut toks: Vec<Spanned<'_>> = Vec::with_capacity(src.len() / 4);
-    let mut errors = Vec::new();
-    let mut lexer = Tok::lexer(src);
-    while let Some(res) = lexer.next() {
-        let span = Span::from(lexer.span());
-        match res {
-            Ok(tok) => toks.push((span.start, tok, span.end)),
-            Err(kind) => {
-                let placeholder = match &kind {
-                    LexErrorKind::UnexpectedChar => None,
-                    LexErrorKind::UnterminatedString | LexErrorKind::InvalidEscape(_) => {
-                        Some(Tok::Str(String::new()))
+/// A streaming token source for the parser: tokens are produced on demand
+/// (a 100 000-rule policy has millions of tokens; they are never all in
+/// memory at once). Errors are collected in the vector it borrows; each bad
+/// token is replaced by a placeholder of its class (or dropped) so parsing
+/// goes on and one run reports every problem.
+pub struct TokenStream<'input, 'e> {
+    lexer: logos::Lexer<'input, Tok<'input>>,
+    peeked: Option<Spanned<'input>>,
+    errors: &'e mut Vec<LexError>,
+}
+
+impl<'input, 'e> TokenStream<'input, 'e> {
+    /// Starts lexing `src`, collecting errors into `errors`.
+    pub fn new(src: &'input str, errors: &'e mut Vec<LexError>) -> Self {
+        TokenStream { lexer: Tok::lexer(src), peeked: None, errors }
+    }
+
+    /// The next token straight from logos, errors turned into placeholders.
+    fn raw_next(&mut self) -> Option<Spanned<'input>> {
+        loop {
+            let res = self.lexer.next()?;
+            let span = Span::from(self.lexer.span());
+            match res {
+                Ok(tok) => return Some((span.start, tok, span.end)),
+                Err(kind) => {
+                    let placeholder = match &kind {
+                        LexErrorKind::UnexpectedChar => None,
+                        LexErrorKind::UnterminatedString | LexErrorKind::InvalidEscape(_) => {
+                            Some(Tok::Str(String::new()))
+                        }
+                        LexErrorKind::IntOverflow => Some(Tok::Int(0)),
+                        LexErrorKind::InvalidIp(_) => {
+                            Some(Tok::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+                        }
+                        LexErrorKind::InvalidCidr(_) => Some(Tok::Cidr(Cidr::default())),
+                    };
+                    // Merge runs of unexpected characters into one error.
+                    let merged = matches!(kind, LexErrorKind::UnexpectedChar)
+                        && self.errors.last().is_some_and(|e: &LexError| {
+                            e.kind == LexErrorKind::UnexpectedChar && e.span.end == span.start
+                        });
+                    if merged {
+                        if let Some(last) = self.errors.last_mut() {
+                            last.span.end = span.end;
+                        }
+                    } else {
+                        self.errors.push(LexError { kind, span });
                     }
-                    LexErrorKind::IntOverflow => Some(Tok::Int(0)),
-                    LexErrorKind::InvalidIp(_) => {
-                        Some(Tok::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+                    if let Some(tok) = placeholder {
+                        return Some((span.start, tok, span.end));
                     }
-                    LexErrorKind::InvalidCidr(_) => Some(Tok::Cidr(Cidr::default())),
-                };
-                // Merge runs of unexpected characters into one error.
-                let merged = matches!(kind, LexErrorKind::UnexpectedChar)
-                    && errors.last().is_some_and(|e: &LexError| {
-                        e.kind == LexErrorKind::UnexpectedChar && e.span.end == span.start
-                    });
-                if merged {
-                    if let Some(last) = errors.last_mut() {
-                        last.span.end = span.end;
-                    }
-                } else {
-                    errors.push(LexError { kind, span });
-                }
-                if let Some(tok) = placeholder {
-                    toks.push((span.start, tok, span.end));
                 }
             }
         }
     }
-    mark_angle_blocks(&mut toks);
-    (toks, errors)
 }
 
-/// Turns each `<` that is followed by `then`, `if` or `let` into
-/// [`Tok::AngleOpen`]. `x < then` can never be a comparison (statements are
-/// not expressions), so this reading is unambiguous.
-fn mark_angle_blocks(toks: &mut [Spanned<'_>]) {
-    for i in 0..toks.len().saturating_sub(1) {
-        if toks[i].1 == Tok::Lt && matches!(toks[i + 1].1, Tok::Then | Tok::If | Tok::Let) {
-            toks[i].1 = Tok::AngleOpen;
+impl<'input> Iterator for TokenStream<'input, '_> {
+    type Item = Spanned<'input>;
+
+    /// Each `<` followed by `then`, `if` or `let` becomes
+    /// [`Tok::AngleOpen`]: `x < then` can never be a comparison (statements
+    /// are not expressions), so this reading is unambiguous.
+    fn next(&mut self) -> Option<Spanned<'input>> {
+        let mut tok = match self.peeked.take() {
+            Some(t) => t,
+            None => self.raw_next()?,
+        };
+        if tok.1 == Tok::Lt {
+            self.peeked = self.raw_next();
+            if matches!(self.peeked, Some((_, Tok::Then | Tok::If | Tok::Let, _))) {
+                tok.1 = Tok::AngleOpen;
+            }
         }
+        Some(tok)
     }
+}
+
+/// Lexes `src` completely (for tests, tools and error reporting; the
+/// parser streams with [`TokenStream`]).
+pub fn lex(src: &str) -> (Vec<Spanned<'_>>, Vec<LexError>) {
+    let mut errors = Vec::new();
+    let toks = TokenStream::new(src, &mut errors).collect();
+    (toks, errors)
 }
 
 #[cfg(test)]

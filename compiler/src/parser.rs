@@ -27,22 +27,23 @@ pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
         let d = Diagnostic::error("E0013", "file is larger than 4 GiB", Span::new(0, 0));
         return (Program { items: vec![] }, vec![d]);
     }
-    let (toks, lex_errors) = lexer::lex(src);
-    let mut diags: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
+    let mut lex_errors = Vec::new();
     let mut recovered = Vec::new();
     let result = grammar::ProgramParser::new()
-        .parse(&mut recovered, toks.iter().cloned().map(Ok::<_, LexError>));
-    let ctx = ErrCtx { src, toks: &toks };
-    for ErrorRecovery { error, .. } in recovered {
-        diags.push(ctx.parse_diagnostic(error));
-    }
-    let program = match result {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(ctx.parse_diagnostic(e));
-            Program { items: vec![] }
+        .parse(&mut recovered, lexer::TokenStream::new(src, &mut lex_errors).map(Ok::<_, LexError>));
+    let mut diags: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
+    if !recovered.is_empty() || result.is_err() {
+        // Syntax errors are rare: only then are the tokens kept, for context.
+        let (toks, _) = lexer::lex(src);
+        let ctx = ErrCtx { src, toks: &toks };
+        for ErrorRecovery { error, .. } in recovered {
+            diags.push(ctx.parse_diagnostic(error));
         }
-    };
+        if let Err(e) = &result {
+            diags.push(ctx.parse_diagnostic(e.clone()));
+        }
+    }
+    let program = result.unwrap_or(Program { items: vec![] });
     diags.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
     diags.dedup_by(|a, b| a.primary.span == b.primary.span && a.code == b.code);
     // Error recovery is coarse: after a syntax error, further syntax errors

@@ -62,13 +62,13 @@ fn shape(src: &str) -> String {
             ExprKind::Binary(op, a, b) => format!("({} {} {})", go(a), op.as_str(), go(b)),
             ExprKind::Unary(UnOp::Not, a) => format!("(!{})", go(a)),
             ExprKind::Unary(UnOp::Neg, a) => format!("(-{})", go(a)),
-            ExprKind::Var(p) => p.clone(),
-            ExprKind::Ident(n) => n.clone(),
+            ExprKind::Var(p) => p.to_string(),
+            ExprKind::Ident(n) => n.to_string(),
             ExprKind::Int(i) => i.to_string(),
-            ExprKind::Call(f, args) => format!(
+            ExprKind::Call(c) => format!(
                 "{}({})",
-                f.name,
-                args.iter().map(go).collect::<Vec<_>>().join(",")
+                c.func.name,
+                c.args.iter().map(go).collect::<Vec<_>>().join(",")
             ),
             other => format!("{other:?}"),
         }

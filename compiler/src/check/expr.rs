@@ -122,7 +122,7 @@ impl<'a> Checker<'a> {
             ast::ExprKind::Str(s) => Some(Flex::Str(s, e.span)),
             ast::ExprKind::List(items) => Some(Flex::List(items, items.as_ptr() as usize)),
             ast::ExprKind::Ident(n) if self.lookup_local(n).is_none() => {
-                if let Some(c) = self.consts.get_mut(n.as_str()) {
+                if let Some(c) = self.consts.get_mut(n.as_ref()) {
                     c.used = true;
                     let v = &c.decl.value;
                     return match &v.kind {
@@ -133,7 +133,7 @@ impl<'a> Checker<'a> {
                         _ => None,
                     };
                 }
-                if let Some(s) = self.sets.get_mut(n.as_str()) {
+                if let Some(s) = self.sets.get_mut(n.as_ref()) {
                     s.used = true;
                     if let ast::ExprKind::List(items) = &s.decl.value.kind {
                         return Some(Flex::List(items, items.as_ptr() as usize));
@@ -404,7 +404,7 @@ impl<'a> Checker<'a> {
         let mk = |kind, ty| Expr { kind, ty, span };
         match &e.kind {
             ast::ExprKind::Int(v) => lit(Value::Int(*v), Type::Int, span),
-            ast::ExprKind::Str(s) => lit(Value::Str(s.as_str().into()), Type::String, span),
+            ast::ExprKind::Str(s) => lit(Value::Str(s.as_ref().into()), Type::String, span),
             ast::ExprKind::Bool(b) => lit(Value::Bool(*b), Type::Bool, span),
             ast::ExprKind::Ip(ip) => lit(Value::Ip(*ip), Type::Ip, span),
             ast::ExprKind::Cidr(c) => lit(Value::Cidr(*c), Type::Cidr, span),
@@ -412,7 +412,7 @@ impl<'a> Checker<'a> {
             ast::ExprKind::Var(path) => self.var(path, span),
             ast::ExprKind::Ident(name) => self.ident(name, span),
             ast::ExprKind::List(items) => self.list(items, span),
-            ast::ExprKind::Call(f, args) => self.call(f, args, span),
+            ast::ExprKind::Call(call) => self.call(&call.func, &call.args, span),
             ast::ExprKind::Unary(UnOp::Not, a) => {
                 let a = self.cond(a);
                 mk(ExprKind::Not(Box::new(a)), Type::Bool)
@@ -800,7 +800,7 @@ impl<'a> Checker<'a> {
                 Field::from_path(p).is_some_and(|f| f.info().ty == Type::String)
                     || self
                         .input_ids
-                        .get(p.as_str())
+                        .get(p.as_ref())
                         .and_then(|&i| self.inputs[i as usize].ty.clone())
                         == Some(Type::String)
             }
@@ -808,10 +808,10 @@ impl<'a> Checker<'a> {
                 matches!(self.lookup_local(n), Some((_, Type::String)))
                     || self
                         .consts
-                        .get(n.as_str())
+                        .get(n.as_ref())
                         .is_some_and(|c| matches!(c.decl.value.kind, ast::ExprKind::Str(_)))
             }
-            ast::ExprKind::Call(f, _) => f.name == "lower",
+            ast::ExprKind::Call(call) => call.func.name == "lower",
             ast::ExprKind::Binary(BinOp::Add, a, b) => self.is_stringish(a) || self.is_stringish(b),
             _ => false,
         }
@@ -1143,7 +1143,7 @@ impl<'a> Checker<'a> {
         };
         match &e.kind {
             ast::ExprKind::Str(s) => {
-                if *t == Type::Name && (s == "*" || s.starts_with("*.")) {
+                if *t == Type::Name && (&**s == "*" || s.starts_with("*.")) {
                     let rest = s.strip_prefix("*.").unwrap_or("");
                     return match canonical_name(rest) {
                         Ok(n) => Some(Elem::Wildcard(n)),

@@ -218,6 +218,7 @@ impl<'a> Checker<'a> {
                         .with_help("rename the rule, or move the bare statements into it"),
                 );
             }
+            main_body.shrink_to_fit();
             rules.push((
                 ir::Rule {
                     name: "main".into(),
@@ -240,8 +241,10 @@ impl<'a> Checker<'a> {
 
         // Higher priority first; ties keep source order.
         rules.sort_by(|a, b| b.0.priority.cmp(&a.0.priority).then(a.1.cmp(&b.1)));
+        let mut ordered: Vec<ir::Rule> = rules.into_iter().map(|r| r.0).collect();
+        ordered.shrink_to_fit();
         Policy {
-            rules: rules.into_iter().map(|r| r.0).collect(),
+            rules: ordered,
             inputs: self
                 .inputs
                 .iter()
@@ -407,6 +410,7 @@ impl<'a> Checker<'a> {
             out.extend(o.stmts);
         }
         self.scopes.pop();
+        out.shrink_to_fit();
         BlockOut {
             stmts: out,
             decides,
@@ -520,7 +524,7 @@ impl<'a> Checker<'a> {
                 if let ast::ExprKind::Ident(n) = &pool.kind {
                     if !self.is_bound(n) {
                         return Action::Forward(lit(
-                            Value::Str(n.as_str().into()),
+                            Value::Str(n.as_ref().into()),
                             Type::String,
                             pool.span,
                         ));

@@ -70,10 +70,10 @@ fn build_context(args: &EvalArgs, policy: &Policy) -> Result<Context, String> {
         ctx.set(Field::QueryClass, Value::Str("IN".into()));
         ctx.set(Field::QueryRecursionDesired, Value::Bool(true));
         ctx.set(Field::QueryDnssecOk, Value::Bool(false));
-        ctx.set(
-            Field::QueryTransport,
-            Value::Str(args.transport.as_deref().unwrap_or("udp").into()),
-        );
+        ctx.set(Field::QueryTransport, Value::Str("udp".into()));
+    }
+    if let Some(t) = &args.transport {
+        ctx.set(Field::QueryTransport, Value::Str(t.as_str().into()));
     }
     if let Some(c) = &args.client {
         let ip: IpAddr = c
@@ -208,7 +208,7 @@ fn explain(policy: &Policy, steps: &[Step], src: &str, file: &str) -> String {
             }
             Step::MissingValue { span } => {
                 out.push_str(&format!(
-                    "  {}  ({}): a value it needs is missing; the rule passes\n",
+                    "  {}  ({}): cannot decide (a value it needs is missing, or a TTL or address is out of range); the rule passes\n",
                     snippet(src, *span),
                     at(*span)
                 ));

@@ -101,6 +101,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0004", "integer literal out of range"),
     ("E0005", "invalid IP address literal"),
     ("E0006", "invalid CIDR literal"),
+    ("E0007", "keyword used as a variable name"),
     ("E0010", "unexpected token"),
     ("E0011", "unexpected end of file"),
     ("E0012", "ambiguous angle-bracket spelling"),
@@ -130,6 +131,14 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0044", "const or set value is not a literal"),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
+    (
+        "W0003",
+        "wildcard pattern in a set of strings (matches literally)",
+    ),
+    (
+        "W0004",
+        "`{x}` reads an injected variable, not the local `x`",
+    ),
 ];
 
 /// Line/column lookup for one source text. Lines and columns are 1-based;

@@ -29,6 +29,8 @@ pub enum LexErrorKind {
     InvalidEscape(String),
     /// An integer literal that does not fit in 64 bits.
     IntOverflow,
+    /// A keyword written as a one-segment variable, `<then>`.
+    KeywordVariable(String),
     /// An address literal that is not a valid IPv4/IPv6 address.
     InvalidIp(String),
     /// A CIDR literal with a bad prefix length or host bits set.
@@ -219,13 +221,10 @@ pub enum Tok<'input> {
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")]
     Path(&'input str),
     /// `<path>` with no spaces: the angle spelling of a variable. Holds the path.
-    #[regex(r"<[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*>", |lex| {
-        let s = lex.slice();
-        &s[1..s.len() - 1]
-    })]
+    #[regex(r"<[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*>", angle_var)]
     AngleVar(&'input str),
     /// An integer literal.
-    #[regex(r"[0-9]+", |lex| lex.slice().parse::<i64>().map_err(|_| LexErrorKind::IntOverflow))]
+    #[regex(r"[0-9]+", int_literal)]
     Int(i64),
     /// A string literal, escapes resolved; or a raw string `r"..."` (no
     /// escapes: handy for regexes).
@@ -287,6 +286,32 @@ pub fn parse_string_body(body: &str) -> Result<String, LexErrorKind> {
         }
     }
     Ok(out)
+}
+
+fn angle_var<'a>(lex: &mut logos::Lexer<'a, Tok<'a>>) -> Result<&'a str, LexErrorKind> {
+    let s = lex.slice();
+    let path = &s[1..s.len() - 1];
+    // `{then}` is a syntax error; `<then>` must not quietly mean something else.
+    if KEYWORDS.contains(&path) {
+        return Err(LexErrorKind::KeywordVariable(path.to_string()));
+    }
+    Ok(path)
+}
+
+/// An integer literal. `9223372036854775808` (2^63) is accepted only right
+/// after a `-`, so the most negative integer can be written; it lexes as
+/// `i64::MIN`, which the grammar's negation folding leaves unchanged (and
+/// which is the same value modulo 2^64 if the `-` is a binary minus).
+fn int_literal<'a>(lex: &mut logos::Lexer<'a, Tok<'a>>) -> Result<i64, LexErrorKind> {
+    let s = lex.slice();
+    if let Ok(v) = s.parse::<i64>() {
+        return Ok(v);
+    }
+    let after_minus = lex.source()[..lex.span().start].trim_end().ends_with('-');
+    if after_minus && s.trim_start_matches('0') == "9223372036854775808" {
+        return Ok(i64::MIN);
+    }
+    Err(LexErrorKind::IntOverflow)
 }
 
 fn unterminated<'a>(_: &mut logos::Lexer<'a, Tok<'a>>) -> Result<String, LexErrorKind> {
@@ -432,7 +457,11 @@ pub struct TokenStream<'input, 'e> {
 impl<'input, 'e> TokenStream<'input, 'e> {
     /// Starts lexing `src`, collecting errors into `errors`.
     pub fn new(src: &'input str, errors: &'e mut Vec<LexError>) -> Self {
-        TokenStream { lexer: Tok::lexer(src), peeked: None, errors }
+        TokenStream {
+            lexer: Tok::lexer(src),
+            peeked: None,
+            errors,
+        }
     }
 
     /// The next token straight from logos, errors turned into placeholders.
@@ -449,6 +478,7 @@ impl<'input, 'e> TokenStream<'input, 'e> {
                             Some(Tok::Str(String::new()))
                         }
                         LexErrorKind::IntOverflow => Some(Tok::Int(0)),
+                        LexErrorKind::KeywordVariable(_) => Some(Tok::AngleVar("_")),
                         LexErrorKind::InvalidIp(_) => {
                             Some(Tok::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
                         }

@@ -29,13 +29,15 @@ pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
     }
     let mut lex_errors = Vec::new();
     let mut recovered = Vec::new();
-    let result = grammar::ProgramParser::new()
-        .parse(&mut recovered, lexer::TokenStream::new(src, &mut lex_errors).map(Ok::<_, LexError>));
+    let result = grammar::ProgramParser::new().parse(
+        &mut recovered,
+        lexer::TokenStream::new(src, &mut lex_errors).map(Ok::<_, LexError>),
+    );
     let mut diags: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
     if !recovered.is_empty() || result.is_err() {
         // Syntax errors are rare: only then are the tokens kept, for context.
         let (toks, _) = lexer::lex(src);
-        let ctx = ErrCtx { src, toks: &toks };
+        let ctx = ErrCtx { toks: &toks };
         for ErrorRecovery { error, .. } in recovered {
             diags.push(ctx.parse_diagnostic(error));
         }
@@ -69,7 +71,7 @@ pub fn parse_expr(src: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
         return Err(lex_errors.iter().map(lex_diagnostic).collect());
     }
     let mut recovered = Vec::new();
-    let ctx = ErrCtx { src, toks: &toks };
+    let ctx = ErrCtx { toks: &toks };
     match grammar::ExprParser::new()
         .parse(&mut recovered, toks.iter().cloned().map(Ok::<_, LexError>))
     {
@@ -98,6 +100,11 @@ fn lex_diagnostic(e: &LexError) -> Diagnostic {
         LexErrorKind::IntOverflow => Diagnostic::error("E0004", "integer literal out of range", e.span)
             .with_label("does not fit in a 64-bit signed integer")
             .with_help("integers range from -9223372036854775808 to 9223372036854775807"),
+        LexErrorKind::KeywordVariable(word) => {
+            Diagnostic::error("E0007", format!("`{word}` is a keyword, not a variable name"), e.span)
+                .with_label("keywords cannot be variables")
+                .with_help(format!("give the injected variable a dotted path, e.g. `<app.{word}>`"))
+        }
         LexErrorKind::InvalidIp(text) => {
             Diagnostic::error("E0005", format!("`{text}` is not a valid IP address"), e.span)
                 .with_label("invalid address")
@@ -108,7 +115,6 @@ fn lex_diagnostic(e: &LexError) -> Diagnostic {
 }
 
 struct ErrCtx<'a, 'src> {
-    src: &'src str,
     toks: &'a [Spanned<'src>],
 }
 
@@ -116,6 +122,11 @@ impl ErrCtx<'_, '_> {
     fn prev_token(&self, at: u32) -> Option<&Tok<'_>> {
         let i = self.toks.partition_point(|t| t.0 < at);
         i.checked_sub(1).map(|i| &self.toks[i].1)
+    }
+
+    fn next_token(&self, at: u32) -> Option<&Tok<'_>> {
+        let i = self.toks.partition_point(|t| t.0 < at);
+        self.toks.get(i).map(|t| &t.1)
     }
 
     fn has_angle_blocks(&self) -> bool {
@@ -160,25 +171,65 @@ impl ErrCtx<'_, '_> {
                         .with_label("an angle-spelled variable has no spaces inside")
                         .with_help("write the variable as `<user.age>` (or `{user.age}`)");
                 }
-                if self.has_angle_blocks() && self.prev_token(l) == Some(&Tok::Gt) {
+                let starts_expr = matches!(
+                    tok,
+                    Tok::Int(_)
+                        | Tok::Str(_)
+                        | Tok::Ip(_)
+                        | Tok::Cidr(_)
+                        | Tok::Ident(_)
+                        | Tok::Path(_)
+                        | Tok::AngleVar(_)
+                        | Tok::LParen
+                        | Tok::LBracket
+                        | Tok::LBrace
+                        | Tok::Minus
+                        | Tok::True
+                        | Tok::False
+                );
+                let angle_hint =
+                    "inside `< ... >`, a `then` or `let` value stops before comparisons \
+                                  and logic, and `>` closes the block; put such a value in \
+                                  parentheses: `< then ({a} > 1) >`";
+                if self.has_angle_blocks() && starts_expr && self.prev_token(l) == Some(&Tok::Gt) {
                     return Diagnostic::error(
                         "E0012",
                         format!("unexpected {} after `>`", tok.describe()),
                         span,
                     )
                     .with_label(format!("expected {}", expected_list(&expected)))
-                    .with_help(
-                        "inside `< ... >`, a `>` after a `then` or `let` value closes the block; \
-                         put a comparison there in parentheses: `< then ({a} > 1) >`",
-                    );
+                    .with_help(angle_hint);
+                }
+                let comparison_like = matches!(
+                    tok,
+                    Tok::EqEq
+                        | Tok::NotEq
+                        | Tok::Le
+                        | Tok::Ge
+                        | Tok::Lt
+                        | Tok::In
+                        | Tok::Not
+                        | Tok::And
+                        | Tok::Or
+                        | Tok::Matches
+                        | Tok::StartsWith
+                        | Tok::EndsWith
+                );
+                if comparison_like && expected.iter().any(|e| e == "\">\"") && !expects_operator {
+                    return Diagnostic::error("E0012", format!("{} inside an angle block value", tok.describe()), span)
+                        .with_label("a `then`/`let` value in `< ... >` cannot hold this operator unparenthesised")
+                        .with_help(angle_hint);
                 }
                 let mut d =
                     Diagnostic::error("E0010", format!("unexpected {}", tok.describe()), span)
                         .with_label(format!("expected {}", expected_list(&expected)));
                 if let Tok::Ident(word) = tok {
-                    if let Some(kw) =
-                        crate::diagnostics::closest(word, lexer::KEYWORDS.iter().copied())
-                    {
+                    let next_is_assign = self.next_token(r) == Some(&Tok::Assign);
+                    if next_is_assign {
+                        d = d.with_help(format!(
+                            "names are bound once, with `let {word} = ...`; there is no assignment"
+                        ));
+                    } else if let Some(kw) = closest_keyword(word) {
                         if expected.iter().any(|e| e.trim_matches('"') == kw) {
                             d = d.with_help(format!("did you mean the keyword `{kw}`?"));
                         }
@@ -187,7 +238,6 @@ impl ErrCtx<'_, '_> {
                 if tok == Tok::Assign && expected.iter().any(|e| e == "\"==\"") {
                     d = d.with_help("to compare, use `==`");
                 }
-                let _ = self.src;
                 d
             }
             ParseError::ExtraToken { token: (l, tok, r) } => Diagnostic::error(
@@ -198,6 +248,18 @@ impl ErrCtx<'_, '_> {
             ParseError::User { error } => lex_diagnostic(&error),
         }
     }
+}
+
+/// A keyword that `word` is a plausible misspelling of: at most one edit
+/// for short words, two for long ones (`x` is not a typo of `if`).
+fn closest_keyword(word: &str) -> Option<&'static str> {
+    let limit = if word.chars().count() < 5 { 1 } else { 2 };
+    lexer::KEYWORDS
+        .iter()
+        .map(|k| (crate::diagnostics::edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= limit && k.len() > 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 /// "`then`, `if` or an expression": lalrpop's expected-terminal list,

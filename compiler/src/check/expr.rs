@@ -426,6 +426,13 @@ impl<'a> Checker<'a> {
     }
 
     fn var(&mut self, path: &str, span: Span) -> Expr {
+        if !path.contains('.') && self.lookup_local(path).is_some() {
+            self.diags.push(
+                Diagnostic::warning("W0004", format!("`{{{path}}}` reads the injected variable `{path}`, not the local"), span)
+                    .with_label("an injected variable")
+                    .with_help(format!("to read the local bound with `let {path} = ...`, write `{path}` without braces")),
+            );
+        }
         if let Some(f) = Field::from_path(path) {
             return Expr {
                 kind: ExprKind::Field(f),
@@ -452,9 +459,19 @@ impl<'a> Checker<'a> {
                 )),
             };
             if !ROOTS.contains(&root) {
-                d = d.with_help(format!(
-                    "did you mean `{}`? (to use an injected variable named like this, declare it: `input {path} : string`)",
-                    closest(path, field_paths()).unwrap_or("client.ip")
+                // Suggest within the root the writer most likely meant.
+                let meant = ROOTS
+                    .iter()
+                    .min_by_key(|r| edit_distance(root, r))
+                    .copied()
+                    .unwrap_or("client");
+                let rest = path.split_once('.').map_or("", |(_, rest)| rest);
+                let fixed = format!("{meant}.{rest}");
+                let suggestion = closest(&fixed, field_paths().filter(|p| p.starts_with(meant)))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{meant}.*"));
+                d.help = Some(format!(
+                    "did you mean `{suggestion}`? (to use an injected variable named like this, declare it: `input {path} : string`)"
                 ));
             }
             self.error(d);
@@ -961,13 +978,24 @@ impl<'a> Checker<'a> {
             Some(Flex::List(items, key)) => {
                 let mut needle = self.expr_value(a);
                 if needle.ty == Type::Unknown && matches!(needle.kind, ExprKind::Input(_)) {
-                    let guess = items.iter().find_map(|i| match &i.kind {
-                        ast::ExprKind::Int(_) => Some(Type::Int),
-                        ast::ExprKind::Ip(_) | ast::ExprKind::Cidr(_) => Some(Type::Ip),
-                        ast::ExprKind::Bool(_) => Some(Type::Bool),
-                        ast::ExprKind::Str(_) => Some(Type::String),
-                        _ => None,
+                    // A wildcard member says "names"; otherwise the first literal decides.
+                    let wildcard = items.iter().any(|i| {
+                        matches!(&i.kind, ast::ExprKind::Str(s) if &**s == "*" || s.starts_with("*."))
                     });
+                    let guess = if wildcard {
+                        Some(Type::Name)
+                    } else {
+                        items.iter().find_map(|i| match &i.kind {
+                            ast::ExprKind::Int(_) => Some(Type::Int),
+                            ast::ExprKind::Ip(_) | ast::ExprKind::Cidr(_) => Some(Type::Ip),
+                            ast::ExprKind::Bool(_) => Some(Type::Bool),
+                            ast::ExprKind::Str(_) => Some(Type::String),
+                            ast::ExprKind::Ident(n) if qtype_from_str(n).is_some() => {
+                                Some(Type::Qtype)
+                            }
+                            _ => None,
+                        })
+                    };
                     if let Some(g) = guess {
                         self.infer(&needle, &g);
                         needle.ty = g;
@@ -975,6 +1003,10 @@ impl<'a> Checker<'a> {
                 }
                 if matches!(needle.ty, Type::List(_)) {
                     self.bad_operand("in", &needle, "a single value on its left");
+                }
+                if needle.ty == Type::Unknown {
+                    // Already reported (or to be reported as E0034): no cascade.
+                    return mk(ExprKind::Lit(Value::Bool(false)));
                 }
                 if items.iter().all(is_literal) {
                     let set = self.const_set(items, key, &needle.ty, a.span);
@@ -1108,6 +1140,19 @@ impl<'a> Checker<'a> {
                     values.insert(v);
                 }
                 (_, Elem::Wildcard(_)) => {}
+            }
+        }
+        if *t == Type::String {
+            let wild = items
+                .iter()
+                .find(|i| matches!(&i.kind, ast::ExprKind::Str(s) if s.starts_with("*.")));
+            if let Some(w) = wild {
+                self.diags.push(
+                    Diagnostic::warning("W0003", "wildcard in a set looked up by strings", w.span)
+                        .with_label("this matches only the literal text `*.`...")
+                        .with_secondary(needle_span, "this is a string, not a name")
+                        .with_help("wildcards mean \"any subdomain\" for names: declare the variable with `input ... : name`"),
+                );
             }
         }
         let set = match t {

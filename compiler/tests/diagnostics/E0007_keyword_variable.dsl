@@ -1,0 +1,2 @@
+# expect: E0007
+if <then> == 1 < then "x" >

@@ -1,0 +1,3 @@
+# expect: E0010
+let x = 1
+x = 2

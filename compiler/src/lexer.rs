@@ -440,6 +440,10 @@ pub const KEYWORDS: &[&str] = &[
     "false",
 ];
 
+/// The path of the placeholder variable that replaces a rejected one; it
+/// cannot be written in source, so the checker knows to stay quiet about it.
+pub const ERROR_PATH: &str = "<error>";
+
 /// A token with its byte offsets, as the grammar consumes it.
 pub type Spanned<'input> = (u32, Tok<'input>, u32);
 
@@ -478,7 +482,7 @@ impl<'input, 'e> TokenStream<'input, 'e> {
                             Some(Tok::Str(String::new()))
                         }
                         LexErrorKind::IntOverflow => Some(Tok::Int(0)),
-                        LexErrorKind::KeywordVariable(_) => Some(Tok::AngleVar("_")),
+                        LexErrorKind::KeywordVariable(_) => Some(Tok::AngleVar(ERROR_PATH)),
                         LexErrorKind::InvalidIp(_) => {
                             Some(Tok::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
                         }

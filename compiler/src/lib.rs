@@ -3,7 +3,7 @@
 //!
 //! This crate does no I/O: callers hand it source text and contexts. The
 //! pipeline flows one way: source → tokens ([`lexer`]) → syntax tree
-//! ([`parser`], [`ast`]) → checked, typed IR ([`check`], [`ir`]) → verdicts
+//! ([`parser`], [`ast`]) → checked, typed IR ([`mod@check`], [`ir`]) → verdicts
 //! ([`interp`]).
 //!
 //! ```
@@ -42,7 +42,7 @@ pub use types::{Cidr, Type};
 pub use value::{Value, Verdict};
 
 /// Parses and checks `src`. On success returns the policy (warnings are
-/// dropped; use [`check`] to see them); on failure every diagnostic.
+/// dropped; use [`check()`] to see them); on failure every diagnostic.
 pub fn compile(src: &str) -> Result<Policy, Vec<Diagnostic>> {
     let checked = check(src);
     match checked.policy {

@@ -426,9 +426,12 @@ impl<'a> Checker<'a> {
     }
 
     fn var(&mut self, path: &str, span: Span) -> Expr {
+        if path == crate::lexer::ERROR_PATH {
+            return lit(Value::Bool(false), Type::Unknown, span);
+        }
         if !path.contains('.') && self.lookup_local(path).is_some() {
             self.diags.push(
-                Diagnostic::warning("W0004", format!("`{{{path}}}` reads the injected variable `{path}`, not the local"), span)
+                Diagnostic::warning("W0004", format!("this reads the injected variable `{path}`, not the local `{path}`"), span)
                     .with_label("an injected variable")
                     .with_help(format!("to read the local bound with `let {path} = ...`, write `{path}` without braces")),
             );
@@ -1005,7 +1008,11 @@ impl<'a> Checker<'a> {
                     self.bad_operand("in", &needle, "a single value on its left");
                 }
                 if needle.ty == Type::Unknown {
-                    // Already reported (or to be reported as E0034): no cascade.
+                    // Already reported (or to be reported as E0034): no
+                    // cascade, but the list's own errors still count.
+                    for i in items.iter().filter(|i| !is_literal(i)) {
+                        let _ = self.expr_value(i);
+                    }
                     return mk(ExprKind::Lit(Value::Bool(false)));
                 }
                 if items.iter().all(is_literal) {
@@ -1151,7 +1158,7 @@ impl<'a> Checker<'a> {
                     Diagnostic::warning("W0003", "wildcard in a set looked up by strings", w.span)
                         .with_label("this matches only the literal text `*.`...")
                         .with_secondary(needle_span, "this is a string, not a name")
-                        .with_help("wildcards mean \"any subdomain\" for names: declare the variable with `input ... : name`"),
+                        .with_help("a wildcard means \"any subdomain\" only where names are looked up (`{query.name}`, or a variable declared `: name`)"),
                 );
             }
         }

@@ -3,7 +3,7 @@
 //! and never gives a policy when there is an error.
 //!
 //! Split in two: this module walks items, rules, statements and actions;
-//! [`expr`] types expressions, converts literals and builds constant sets.
+//! `expr` types expressions, converts literals and builds constant sets.
 
 mod expr;
 

@@ -5,6 +5,7 @@
 mod check_cmd;
 mod eval_cmd;
 mod output;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ enum Command {
     /// Evaluate a policy for one query and print the verdict as JSON on the
     /// last line of stdout (`null` when no rule decided).
     Eval(Box<EvalArgs>),
+    /// Run the DNS server. With no arguments it serves the embedded example
+    /// (127.0.0.1:5353, admin on 127.0.0.1:9153): www.example.com is steered
+    /// by region to cdn-bj or cdn-global.example.com.
+    Serve(Box<serve_cmd::ServeArgs>),
 }
 
 /// How diagnostics are printed.
@@ -131,5 +136,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => check_cmd::run(&a.files, a.format, a.color),
         Command::Eval(a) => eval_cmd::run(&a),
+        Command::Serve(a) => serve_cmd::run(*a),
     }
 }

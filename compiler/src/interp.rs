@@ -24,6 +24,10 @@ pub struct Evaluation {
     pub rule: Option<usize>,
     /// How many times a missing field or variable was read.
     pub missing_reads: u32,
+    /// Which context fields were read, one bit per [`crate::Field`]
+    /// (`1 << field as u32`). The server uses it to tell caches whether the
+    /// answer depended on the client's address (the ECS scope).
+    pub fields_read: u32,
     /// What happened, when tracing was asked for.
     pub trace: Option<Trace>,
 }
@@ -77,6 +81,7 @@ struct Interp<'p, 'c> {
     ctx: &'c Context,
     locals: Vec<Option<Value>>,
     missing: u32,
+    fields_read: u32,
     trace: Option<Trace>,
 }
 
@@ -97,6 +102,7 @@ impl Policy {
             ctx,
             locals: Vec::new(),
             missing: 0,
+            fields_read: 0,
             trace: traced.then(Trace::default),
         };
         let mut outcome = (None, None);
@@ -110,6 +116,7 @@ impl Policy {
             verdict: outcome.0,
             rule: outcome.1,
             missing_reads: it.missing,
+            fields_read: it.fields_read,
             trace: it.trace,
         }
     }
@@ -245,6 +252,7 @@ impl Interp<'_, '_> {
         match &e.kind {
             ExprKind::Lit(v) => Some(v.clone()),
             ExprKind::Field(f) => {
+                self.fields_read |= 1 << (*f as u32);
                 let v = self.ctx.get(*f).cloned();
                 self.count(v)
             }

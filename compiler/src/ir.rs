@@ -301,6 +301,75 @@ impl Policy {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+
+    /// The context fields the policy can read, one bit per [`Field`]: a
+    /// host fills only these (GeoIP lookups cost more than the policy).
+    pub fn fields_used(&self) -> u32 {
+        let mut mask = 0;
+        for r in &self.rules {
+            if let Some(g) = &r.guard {
+                fields_in_expr(g, &mut mask);
+            }
+            fields_in_stmts(&r.body, &mut mask);
+        }
+        mask
+    }
+}
+
+fn fields_in_stmts(stmts: &[Stmt], mask: &mut u32) {
+    for s in stmts {
+        match s {
+            Stmt::If {
+                cond,
+                then_body,
+                else_body,
+            } => {
+                fields_in_expr(cond, mask);
+                fields_in_stmts(then_body, mask);
+                fields_in_stmts(else_body, mask);
+            }
+            Stmt::Let { value, .. } => fields_in_expr(value, mask),
+            Stmt::Then { action, .. } => match action {
+                Action::Value(e) | Action::Forward(e) => fields_in_expr(e, mask),
+                Action::Answer { data, ttl, .. } => {
+                    data.iter().for_each(|d| fields_in_expr(d, mask));
+                    fields_in_expr(ttl, mask);
+                }
+                Action::Rewrite { target, ttl } => {
+                    fields_in_expr(target, mask);
+                    fields_in_expr(ttl, mask);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+fn fields_in_expr(e: &Expr, mask: &mut u32) {
+    match &e.kind {
+        ExprKind::Field(f) => *mask |= 1 << (*f as u32),
+        ExprKind::Lit(_) | ExprKind::Input(_) | ExprKind::Local(_) => {}
+        ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => fields_in_expr(a, mask),
+        ExprKind::InSet { needle, .. } => fields_in_expr(needle, mask),
+        ExprKind::And(a, b)
+        | ExprKind::Or(a, b)
+        | ExprKind::Cmp(_, a, b)
+        | ExprKind::StartsWith(a, b)
+        | ExprKind::EndsWith(a, b)
+        | ExprKind::Arith(_, a, b)
+        | ExprKind::Concat(a, b)
+        | ExprKind::InExpr {
+            needle: a,
+            haystack: b,
+            ..
+        } => {
+            fields_in_expr(a, mask);
+            fields_in_expr(b, mask);
+        }
+        ExprKind::Call(_, args) | ExprKind::List(args) => {
+            args.iter().for_each(|a| fields_in_expr(a, mask))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,181 @@
+//! `dnspolicy serve`: configuration from file and flags, then the runtime.
+
+use dnspolicy_runtime::{Config, Server, Shared};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Flags of `dnspolicy serve`. Each overrides the config file's value.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  \
+    dnspolicy serve                                   # the embedded example on 127.0.0.1:5353\n  \
+    dig @127.0.0.1 -p 5353 www.example.com +subnet=198.51.100.7/24   # a Beijing client\n  \
+    dnspolicy serve --plugin-dir=./plugins/dns --enable-hot-reload\n  \
+    dnspolicy serve --geoip GeoIP2-City.mmdb --geoip GeoLite2-ASN.mmdb --upstream 9.9.9.9 --upstream canary=10.0.0.53:53\n\n\
+    Without --plugin-dir, --zone or --geoip, the embedded examples are used for that part:\n\
+    examples/serve/plugins/geo_redirect.dsl, examples/serve/example.zone, examples/geo/regions.csv.")]
+pub struct ServeArgs {
+    /// TOML configuration file (see examples/dnspolicy.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// DNS listen address, UDP and TCP (repeatable; default 127.0.0.1:5353).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// Admin HTTP address for /metrics, /healthz, /plugins (default 127.0.0.1:9153).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Turn the admin endpoint off.
+    #[arg(long, conflicts_with = "admin")]
+    pub no_admin: bool,
+    /// Directory of plugins (*.dsl, *.lua, *.wasm, *.wat, each with an optional NAME.yaml).
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Local zone in master-file format.
+    #[arg(long, value_name = "FILE")]
+    pub zone: Option<PathBuf>,
+    /// GeoIP source: a MaxMind .mmdb or a `cidr,country,region` .csv (repeatable; first wins per field).
+    #[arg(long, value_name = "FILE")]
+    pub geoip: Vec<PathBuf>,
+    /// Upstream server: ADDR[:PORT] for pool `default`, or POOL=ADDR[:PORT] (repeatable).
+    #[arg(long, value_name = "[POOL=]ADDR")]
+    pub upstream: Vec<String>,
+    /// Reload plugins when the plugin directory changes.
+    #[arg(long)]
+    pub enable_hot_reload: bool,
+    /// UDP sockets / worker threads (0 = one per CPU).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// This node's name (`server.node`).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+fn config(args: &ServeArgs) -> Result<Config, String> {
+    let mut c = match &args.config {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        c.listen = args.listen.clone();
+    }
+    if let Some(a) = args.admin {
+        c.admin = Some(a);
+    }
+    if args.no_admin {
+        c.admin = None;
+    }
+    if let Some(d) = &args.plugin_dir {
+        c.plugin_dir = Some(d.clone());
+    }
+    if let Some(z) = &args.zone {
+        c.zone = Some(z.clone());
+    }
+    if !args.geoip.is_empty() {
+        c.geoip = args.geoip.clone();
+    }
+    for u in &args.upstream {
+        c.add_upstream(u).map_err(|e| e.to_string())?;
+    }
+    if let Some(w) = args.workers {
+        c.workers = w;
+    }
+    if let Some(n) = &args.node {
+        c.node = n.clone();
+    }
+    c.hot_reload |= args.enable_hot_reload;
+    Ok(c)
+}
+
+/// Runs the server until SIGINT or SIGTERM. Exit 0 after a clean shutdown,
+/// 2 when the configuration or a socket is unusable.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.worker_count())
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        let shared = match Shared::from_config(&cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        {
+            let chain = shared.chain.load();
+            for f in &chain.failed {
+                eprintln!("warning: plugin {} not loaded: {}", f.path.display(), f.error);
+            }
+            tracing::info!(plugins = chain.plugins.len(), failed = chain.failed.len(), "plugin chain ready");
+        }
+        if cfg.hot_reload {
+            tracing::warn!("--enable-hot-reload: watching the plugin directory is not available in this build; plugins are loaded once at start");
+        }
+        let server = match Server::bind(&cfg, shared) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let dns: Vec<String> = server.dns_addrs().iter().map(ToString::to_string).collect();
+        let admin = server.admin_addr().map_or_else(|| "off".to_string(), |a| a.to_string());
+        // One line on stdout that scripts and tests can wait for.
+        println!("listening dns={} admin={admin}", dns.join(","));
+        let stop = CancellationToken::new();
+        let signal_stop = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal_stop.cancel();
+        });
+        match server.run(stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

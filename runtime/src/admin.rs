@@ -1,0 +1,171 @@
+//! The admin HTTP endpoint: Prometheus `/metrics`, `/healthz`, and
+//! `/plugins` (JSON: name, kind, version, state, priority, per-rule counts).
+
+use crate::metrics::label;
+use crate::server::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves admin requests until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, req.method(), req.uri().path())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    match (method, path) {
+        (&Method::GET, "/metrics") => {
+            respond(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared))
+        }
+        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/plugins") => respond(StatusCode::OK, "application/json", plugins(shared)),
+        (_, "/metrics" | "/healthz" | "/plugins") => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz, /plugins\n".into(),
+        ),
+    }
+}
+
+fn file_name(p: &std::path::Path, fallback: &str) -> String {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .map_or_else(|| fallback.to_string(), str::to_string)
+}
+
+/// The Prometheus exposition.
+pub fn metrics(shared: &Shared) -> String {
+    let mut out = String::with_capacity(8192);
+    shared.metrics.render(&mut out);
+    let chain = shared.chain.load();
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugins Plugins in the chain, by state."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugins gauge");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugins{{state=\"loaded\"}} {}",
+        chain.plugins.len()
+    );
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugins{{state=\"failed\"}} {}",
+        chain.failed.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_queries_total Queries each plugin decided."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_queries_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        let _ = writeln!(
+            out,
+            "dnspolicy_plugin_queries_total{{plugin=\"{}\",kind=\"{}\"}} {}",
+            label(&file),
+            p.plugin.kind(),
+            p.stats.decided.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_rule_queries_total Queries each rule decided (id = file:rule)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_rule_queries_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        for (name, c) in p.plugin.rule_names().iter().zip(&p.stats.rules) {
+            let _ = writeln!(
+                out,
+                "dnspolicy_rule_queries_total{{id=\"{}:{}\",plugin=\"{}\",rule=\"{}\"}} {}",
+                label(&file),
+                label(name),
+                label(&file),
+                label(name),
+                c.load(Relaxed)
+            );
+        }
+    }
+    out
+}
+
+/// The `/plugins` document.
+pub fn plugins(shared: &Shared) -> String {
+    let chain = shared.chain.load();
+    let mut list = Vec::new();
+    for p in &chain.plugins {
+        let rules: serde_json::Map<String, serde_json::Value> = p
+            .plugin
+            .rule_names()
+            .iter()
+            .zip(&p.stats.rules)
+            .map(|(n, c)| (n.clone(), serde_json::json!(c.load(Relaxed))))
+            .collect();
+        list.push(serde_json::json!({
+            "name": p.plugin.name(),
+            "kind": p.plugin.kind(),
+            "version": p.version,
+            "state": "loaded",
+            "priority": p.priority,
+            "file": file_name(&p.path, "embedded"),
+            "queries": p.stats.decided.load(Relaxed),
+            "rules": rules,
+        }));
+    }
+    for f in &chain.failed {
+        let kind = match f.path.extension().and_then(|e| e.to_str()) {
+            Some("dsl") => "dsl",
+            Some("lua") => "lua",
+            _ => "wasm",
+        };
+        list.push(serde_json::json!({
+            "name": f.path.file_stem().and_then(|s| s.to_str()).unwrap_or(""),
+            "kind": kind,
+            "version": "",
+            "state": "failed",
+            "file": file_name(&f.path, ""),
+            "error": f.error,
+        }));
+    }
+    serde_json::Value::Array(list).to_string()
+}

@@ -1,0 +1,213 @@
+//! Counters and the latency histogram, kept in atomics (no locks on the
+//! query path) and rendered in the Prometheus text format by the admin
+//! endpoint. Every series is prefixed `dnspolicy_`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Verdict labels, indexed by [`verdict_index`].
+pub const VERDICTS: &[&str] = &[
+    "answer",
+    "rewrite",
+    "forward",
+    "nxdomain",
+    "nodata",
+    "refuse",
+    "servfail",
+    "drop",
+    "truncate",
+    "value",
+    "default_zone",
+    "default_forward",
+    "default_refuse",
+];
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5,
+];
+
+/// Server-wide counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Queries received over UDP.
+    pub queries_udp: AtomicU64,
+    /// Queries received over TCP.
+    pub queries_tcp: AtomicU64,
+    /// Packets that were not valid DNS queries.
+    pub malformed: AtomicU64,
+    /// Responses by RCODE (index = rcode, 0..=23).
+    pub rcodes: [AtomicU64; 24],
+    /// Responses dropped on purpose (the `drop` verdict).
+    pub dropped: AtomicU64,
+    /// Decisions by verdict kind ([`VERDICTS`]).
+    pub verdicts: [AtomicU64; 13],
+    /// Reads of missing values in policies.
+    pub missing_reads: AtomicU64,
+    /// Upstream exchanges that succeeded.
+    pub upstream_ok: AtomicU64,
+    /// Upstream exchanges that failed (timeout, error).
+    pub upstream_failed: AtomicU64,
+    /// Latency histogram: one counter per bucket, then +Inf.
+    pub latency: [AtomicU64; 17],
+    /// Sum of latencies in nanoseconds.
+    pub latency_sum_ns: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            queries_udp: AtomicU64::new(0),
+            queries_tcp: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            rcodes: std::array::from_fn(|_| AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
+            verdicts: std::array::from_fn(|_| AtomicU64::new(0)),
+            missing_reads: AtomicU64::new(0),
+            upstream_ok: AtomicU64::new(0),
+            upstream_failed: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency_sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The index of a verdict label in [`VERDICTS`].
+pub fn verdict_index(label: &str) -> usize {
+    VERDICTS
+        .iter()
+        .position(|v| *v == label)
+        .unwrap_or(VERDICTS.len() - 1)
+}
+
+impl Metrics {
+    /// Records a query's latency.
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.latency[i].fetch_add(1, Relaxed);
+        self.latency_sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    /// Counts a response code.
+    pub fn rcode(&self, rcode: u16) {
+        if let Some(c) = self.rcodes.get(usize::from(rcode)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Appends the server-wide series in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_queries_total Queries received, by transport."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_queries_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_queries_total{{transport=\"udp\"}} {}",
+            self.queries_udp.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "dnspolicy_queries_total{{transport=\"tcp\"}} {}",
+            self.queries_tcp.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_malformed_total Packets that were not valid DNS queries."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_malformed_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_malformed_total {}",
+            self.malformed.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_responses_total Responses sent, by RCODE."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_responses_total counter");
+        for (i, c) in self.rcodes.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 || i <= 5 {
+                let name = hickory_proto::op::ResponseCode::from(0, i as u8)
+                    .to_str()
+                    .to_ascii_uppercase();
+                let _ = writeln!(out, "dnspolicy_responses_total{{rcode=\"{name}\"}} {v}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_dropped_total Queries dropped by a `drop` verdict."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_dropped_total {}",
+            self.dropped.load(Relaxed)
+        );
+        let _ = writeln!(out, "# HELP dnspolicy_verdicts_total Decisions, by verdict (default_* when no plugin decided).");
+        let _ = writeln!(out, "# TYPE dnspolicy_verdicts_total counter");
+        for (name, c) in VERDICTS.iter().zip(&self.verdicts) {
+            let _ = writeln!(
+                out,
+                "dnspolicy_verdicts_total{{verdict=\"{name}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_missing_reads_total Reads of missing context values by policies."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_missing_reads_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_missing_reads_total {}",
+            self.missing_reads.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_upstream_exchanges_total Exchanges with upstream servers, by result."
+        );
+        let _ = writeln!(out, "# TYPE dnspolicy_upstream_exchanges_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_upstream_exchanges_total{{result=\"ok\"}} {}",
+            self.upstream_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "dnspolicy_upstream_exchanges_total{{result=\"failed\"}} {}",
+            self.upstream_failed.load(Relaxed)
+        );
+        let _ = writeln!(out, "# HELP dnspolicy_query_duration_seconds Time from receiving a query to sending its response.");
+        let _ = writeln!(out, "# TYPE dnspolicy_query_duration_seconds histogram");
+        let mut cum = 0;
+        for (i, c) in self.latency.iter().enumerate() {
+            cum += c.load(Relaxed);
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "dnspolicy_query_duration_seconds_bucket{{le=\"{le}\"}} {cum}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "dnspolicy_query_duration_seconds_sum {}",
+            self.latency_sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "dnspolicy_query_duration_seconds_count {cum}");
+    }
+}
+
+/// Escapes a label value for the Prometheus text format.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

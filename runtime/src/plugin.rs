@@ -1,0 +1,397 @@
+//! The plugin contract and the plugin chain.
+//!
+//! Every plugin, whatever it is written in, has one lifecycle: `init(config)`
+//! once per load, `apply(ctx)` per query, `destroy()` once on unload. Compiled
+//! DSL policies are the first kind ([`DslPlugin`]); Lua and WASM plugins
+//! implement the same trait.
+
+use crate::query::QueryCtx;
+use dnspolicy_compiler::{check, Policy, Verdict};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a plugin decided for one query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// No decision: the next plugin gets the query.
+    Pass,
+    /// This verdict answers the query. `rule` names what decided, for
+    /// metrics and logs (a rule name, or the plugin's own label).
+    Decide {
+        /// What to do.
+        verdict: Verdict,
+        /// Index into [`Plugin::rule_names`] of the deciding rule.
+        rule: Option<usize>,
+    },
+}
+
+/// A plugin failed to load or initialise.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The source does not compile or check; the text holds the rendered diagnostics.
+    #[error("{path} does not check:\n{diagnostics}")]
+    Check {
+        /// The file.
+        path: PathBuf,
+        /// Rendered diagnostics.
+        diagnostics: String,
+    },
+    /// The metadata file is invalid.
+    #[error("{path}: invalid metadata: {reason}")]
+    Metadata {
+        /// The metadata file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The plugin kind is not available in this build.
+    #[error("{path}: {kind} plugins are not supported by this build yet")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// `lua`, `wasm`, ...
+        kind: &'static str,
+    },
+}
+
+/// The plugin contract.
+pub trait Plugin: Send + Sync {
+    /// The plugin's name (its file name without extension, or from metadata).
+    fn name(&self) -> &str;
+    /// `dsl`, `lua` or `wasm`.
+    fn kind(&self) -> &'static str;
+    /// Called once after loading, with the `config` of the metadata file
+    /// (`null` when absent).
+    fn init(&mut self, config: &serde_json::Value) -> Result<(), PluginError>;
+    /// Decides for one query.
+    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision;
+    /// Called once when the plugin is unloaded.
+    fn destroy(&mut self);
+    /// Names of the plugin's rules, for per-rule metrics (may be empty).
+    fn rule_names(&self) -> &[String] {
+        &[]
+    }
+    /// Context fields the plugin reads (bits of [`dnspolicy_compiler::Field`]);
+    /// the server fills only what some plugin needs. All by default.
+    fn fields_used(&self) -> u32 {
+        u32::MAX
+    }
+}
+
+/// A compiled dnspolicy policy as a plugin.
+pub struct DslPlugin {
+    name: String,
+    policy: Policy,
+    rules: Vec<String>,
+    fields: u32,
+}
+
+impl DslPlugin {
+    /// Compiles `src`; `path` is used in diagnostics.
+    pub fn compile(name: &str, src: &str, path: &Path) -> Result<DslPlugin, PluginError> {
+        let checked = check(src);
+        let Some(policy) = checked.policy else {
+            let file = path.display().to_string();
+            let diagnostics =
+                dnspolicy_compiler::diagnostics::render(&checked.diagnostics, &file, src, false);
+            return Err(PluginError::Check {
+                path: path.to_path_buf(),
+                diagnostics,
+            });
+        };
+        let rules = policy.rules.iter().map(|r| r.name.clone()).collect();
+        let fields = policy.fields_used();
+        Ok(DslPlugin {
+            name: name.to_string(),
+            policy,
+            rules,
+            fields,
+        })
+    }
+}
+
+impl Plugin for DslPlugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "dsl"
+    }
+
+    fn init(&mut self, _config: &serde_json::Value) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
+        ctx.fill(self.fields);
+        let eval = self.policy.eval(ctx.policy_ctx());
+        ctx.note_fields_read(eval.fields_read);
+        ctx.note_missing(eval.missing_reads);
+        match eval.verdict {
+            None | Some(Verdict::Pass) => Decision::Pass,
+            Some(verdict) => Decision::Decide {
+                verdict,
+                rule: eval.rule,
+            },
+        }
+    }
+
+    fn destroy(&mut self) {}
+
+    fn rule_names(&self) -> &[String] {
+        &self.rules
+    }
+
+    fn fields_used(&self) -> u32 {
+        self.fields
+    }
+}
+
+/// The metadata file beside a plugin (`NAME.yaml`). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Display name (default: the file name without extension).
+    pub name: Option<String>,
+    /// Version string, shown in `/plugins`.
+    pub version: Option<String>,
+    /// `dsl`, `lua` or `wasm` (default: from the extension).
+    pub kind: Option<String>,
+    /// Higher runs first (default 0; ties by file name).
+    #[serde(default)]
+    pub priority: i64,
+    /// Handed to `init`.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Resource limits (used by the Lua and WASM hosts).
+    #[serde(default)]
+    pub limits: serde_json::Value,
+    /// Other plugins this one needs.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+/// Per-plugin counters.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Queries this plugin decided.
+    pub decided: AtomicU64,
+    /// Decisions per rule, indexed like [`Plugin::rule_names`].
+    pub rules: Vec<AtomicU64>,
+}
+
+/// A loaded plugin in the chain.
+pub struct Loaded {
+    /// The plugin.
+    pub plugin: Box<dyn Plugin>,
+    /// From metadata or default.
+    pub priority: i64,
+    /// From metadata.
+    pub version: String,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Counters.
+    pub stats: PluginStats,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.plugin.destroy();
+    }
+}
+
+/// A plugin file that failed to load (shown by `/plugins`).
+#[derive(Debug, Clone)]
+pub struct Failed {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub error: String,
+}
+
+/// The plugins in the order they run.
+#[derive(Default)]
+pub struct Chain {
+    /// Loaded plugins, highest priority first.
+    pub plugins: Vec<Loaded>,
+    /// Files that failed to load.
+    pub failed: Vec<Failed>,
+    /// Union of the fields every plugin reads.
+    pub fields: u32,
+}
+
+impl Chain {
+    /// Builds a chain from plugins already made (the embedded default, tests).
+    pub fn from_plugins(plugins: Vec<(Box<dyn Plugin>, i64)>) -> Chain {
+        let mut c = Chain::default();
+        for (plugin, priority) in plugins {
+            c.push(plugin, priority, String::new(), PathBuf::new());
+        }
+        c.sort();
+        c
+    }
+
+    fn push(&mut self, plugin: Box<dyn Plugin>, priority: i64, version: String, path: PathBuf) {
+        self.fields |= plugin.fields_used();
+        let rules = plugin
+            .rule_names()
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        self.plugins.push(Loaded {
+            plugin,
+            priority,
+            version,
+            path,
+            stats: PluginStats {
+                decided: AtomicU64::new(0),
+                rules,
+            },
+        });
+    }
+
+    fn sort(&mut self) {
+        self.plugins.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+    }
+
+    /// Loads every plugin in `dir`. A file that fails is recorded in
+    /// [`Chain::failed`] and skipped; the others load. An empty directory is
+    /// a valid, empty chain.
+    pub fn load_dir(dir: &Path) -> std::io::Result<Chain> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_plugin_file(p))
+            .collect();
+        files.sort();
+        let mut c = Chain::default();
+        for path in files {
+            match load_file(&path) {
+                Ok((plugin, meta)) => {
+                    c.push(
+                        plugin,
+                        meta.priority,
+                        meta.version.unwrap_or_default(),
+                        path,
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %path.display(), error = %e, "plugin failed to load");
+                    c.failed.push(Failed {
+                        path,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        c.sort();
+        Ok(c)
+    }
+
+    /// Runs the chain: the first plugin that decides wins.
+    pub fn decide(&self, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
+        self.decide_from(0, ctx)
+    }
+
+    /// Runs the chain from plugin `start` on (after a decision that does
+    /// not apply, such as `truncate` over TCP).
+    pub fn decide_from(&self, start: usize, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
+        for (i, p) in self.plugins.iter().enumerate().skip(start) {
+            let d = p.plugin.apply(ctx);
+            if let Decision::Decide { rule, .. } = &d {
+                p.stats.decided.fetch_add(1, Ordering::Relaxed);
+                if let Some(counter) = rule.and_then(|r| p.stats.rules.get(r)) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                return Some((i, d));
+            }
+        }
+        None
+    }
+}
+
+/// Whether `p` is a plugin file: a known extension, not hidden, not an
+/// editor's temporary (`.swp`, `~`, `#...#`, `.tmp`).
+pub fn is_plugin_file(p: &Path) -> bool {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') {
+        return false;
+    }
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("dsl" | "lua" | "wasm" | "wat")
+    )
+}
+
+/// Loads one plugin file with its metadata, and runs `init`.
+pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError> {
+    let meta_path = path.with_extension("yaml");
+    let meta: Metadata = match std::fs::read_to_string(&meta_path) {
+        Ok(text) => serde_yaml_ng::from_str(&text).map_err(|e| PluginError::Metadata {
+            path: meta_path.clone(),
+            reason: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata::default(),
+        Err(e) => return Err(PluginError::Io(meta_path, e)),
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let name = meta.name.clone().unwrap_or_else(|| stem.to_string());
+    let mut plugin: Box<dyn Plugin> = match path.extension().and_then(|e| e.to_str()) {
+        Some("dsl") => {
+            let src = std::fs::read_to_string(path)
+                .map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
+            Box::new(DslPlugin::compile(&name, &src, path)?)
+        }
+        Some("lua") => {
+            return Err(PluginError::Unsupported {
+                path: path.to_path_buf(),
+                kind: "lua",
+            })
+        }
+        _ => {
+            return Err(PluginError::Unsupported {
+                path: path.to_path_buf(),
+                kind: "wasm",
+            })
+        }
+    };
+    plugin.init(&meta.config)?;
+    Ok((plugin, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_files() {
+        for ok in ["a.dsl", "b.lua", "c.wasm", "d.wat"] {
+            assert!(is_plugin_file(Path::new(ok)), "{ok}");
+        }
+        for no in [
+            ".hidden.dsl",
+            "a.dsl~",
+            "#a.dsl#",
+            "a.dsl.swp",
+            "a.yaml",
+            "a.tmp",
+            "README",
+        ] {
+            assert!(!is_plugin_file(Path::new(no)), "{no}");
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! The DNS server: UDP workers (one SO_REUSEPORT socket each), a TCP
+//! listener, the query pipeline, and graceful shutdown.
+
+use crate::answer::{self, Built};
+use crate::config::{Config, DEFAULT_POLICY, DEFAULT_REGIONS, DEFAULT_ZONE};
+use crate::geo::Geo;
+use crate::metrics::{verdict_index, Metrics};
+use crate::plugin::{Chain, Decision, DslPlugin, Plugin};
+use crate::query::{QueryCtx, QueryFacts};
+use crate::upstream;
+use crate::zone::Zone;
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::Name;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// Starting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A socket could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// Configuration, zone, GeoIP or plugin directory problem.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What every worker shares.
+pub struct Shared {
+    /// The plugin chain; swapped whole on reload.
+    pub chain: ArcSwap<Chain>,
+    /// The local zone.
+    pub zone: Zone,
+    /// GeoIP sources.
+    pub geo: Geo,
+    /// Upstream pools.
+    pub upstreams: BTreeMap<String, Vec<SocketAddr>>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// `server.node`.
+    pub node: String,
+    /// Upstream timeout per try.
+    pub timeout: Duration,
+    /// Where plugins come from (`None`: the embedded example).
+    pub plugin_dir: Option<std::path::PathBuf>,
+}
+
+impl Shared {
+    /// Builds the shared state from a config: zone, GeoIP and plugins (the
+    /// embedded examples where the config names none).
+    pub fn from_config(config: &Config) -> Result<Shared, ServeError> {
+        let zone = match &config.zone {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ServeError::Setup(format!("cannot read zone {}: {e}", p.display()))
+                })?;
+                Zone::parse(&text, &p.display().to_string())
+                    .map_err(|e| ServeError::Setup(e.to_string()))?
+            }
+            None => Zone::parse(DEFAULT_ZONE, "embedded example.zone")
+                .map_err(|e| ServeError::Setup(e.to_string()))?,
+        };
+        let geo = if config.geoip.is_empty() {
+            let mut g = Geo::empty();
+            g.add_csv_text(
+                DEFAULT_REGIONS,
+                Path::new("embedded examples/geo/regions.csv"),
+            )
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+            g
+        } else {
+            Geo::open(&config.geoip).map_err(|e| ServeError::Setup(e.to_string()))?
+        };
+        let chain = load_chain(config.plugin_dir.as_deref())?;
+        Ok(Shared {
+            chain: ArcSwap::from_pointee(chain),
+            zone,
+            geo,
+            upstreams: config.upstreams.clone(),
+            metrics: Metrics::default(),
+            node: config.node.clone(),
+            timeout: Duration::from_millis(config.upstream_timeout_ms),
+            plugin_dir: config.plugin_dir.clone(),
+        })
+    }
+}
+
+/// Loads the plugin chain from a directory, or the embedded example.
+pub fn load_chain(dir: Option<&Path>) -> Result<Chain, ServeError> {
+    match dir {
+        Some(d) => Chain::load_dir(d).map_err(|e| {
+            ServeError::Setup(format!("cannot read plugin directory {}: {e}", d.display()))
+        }),
+        None => {
+            let p = DslPlugin::compile(
+                "geo_redirect",
+                DEFAULT_POLICY,
+                Path::new("embedded geo_redirect.dsl"),
+            )
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+            let plugins: Vec<(Box<dyn Plugin>, i64)> = vec![(Box::new(p), 0)];
+            Ok(Chain::from_plugins(plugins))
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    udp: Vec<std::net::UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
+    workers: usize,
+}
+
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Bursts of queries must not overflow the receive queue.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn reuseport_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+impl Server {
+    /// Binds every socket. Port 0 picks a free port (the same one for UDP
+    /// and TCP), so tests can run servers side by side.
+    pub fn bind(config: &Config, shared: Shared) -> Result<Server, ServeError> {
+        let workers = config.worker_count();
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for want in &config.listen {
+            let mut last_err = None;
+            // A free UDP port may be taken for TCP: try a few ephemeral ports.
+            for _ in 0..16 {
+                match bind_pair(*want, workers) {
+                    Ok((u, t)) => {
+                        udp.extend(u);
+                        tcp.push(t);
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last_err = Some(e);
+                        if want.port() != 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(e) = last_err {
+                return Err(ServeError::Bind(*want, e));
+            }
+        }
+        let admin = match config.admin {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| ServeError::Bind(a, e))?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Server {
+            shared: Arc::new(shared),
+            udp,
+            tcp,
+            admin,
+            workers,
+        })
+    }
+
+    /// The DNS addresses actually bound (UDP and TCP share them).
+    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|t| t.local_addr().ok())
+            .collect()
+    }
+
+    /// The admin address actually bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The shared state (for reload and admin).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight queries finish.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tracing::info!(
+            workers = self.workers,
+            udp_sockets = self.udp.len(),
+            "serving"
+        );
+        for s in self.udp {
+            let sock = UdpSocket::from_std(s).map_err(|e| ServeError::Setup(e.to_string()))?;
+            let shared = self.shared.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(udp_worker(Arc::new(sock), shared, stop));
+        }
+        for l in self.tcp {
+            let listener =
+                TcpListener::from_std(l).map_err(|e| ServeError::Setup(e.to_string()))?;
+            tasks.spawn(tcp_accept(listener, self.shared.clone(), shutdown.clone()));
+        }
+        if let Some(a) = self.admin {
+            let listener =
+                TcpListener::from_std(a).map_err(|e| ServeError::Setup(e.to_string()))?;
+            tasks.spawn(crate::admin::serve(
+                listener,
+                self.shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn bind_pair(
+    want: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let first = reuseport_udp(want)?;
+    let addr = first.local_addr()?;
+    let mut socks = vec![first];
+    for _ in 1..workers {
+        socks.push(reuseport_udp(addr)?);
+    }
+    let tcp = reuseport_tcp(addr)?;
+    Ok((socks, tcp))
+}
+
+async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: CancellationToken) {
+    let listener = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let listener: Arc<str> = listener.into();
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, from) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "recv failed");
+                    continue;
+                }
+            },
+        };
+        let start = Instant::now();
+        shared.metrics.queries_udp.fetch_add(1, Relaxed);
+        match process(&shared, &buf[..n], from, false, &listener) {
+            Step::Done(Some(bytes)) => {
+                let _ = sock.send_to(&bytes, from).await;
+                shared.metrics.observe(start.elapsed());
+            }
+            Step::Done(None) => {}
+            Step::Upstream(job) => {
+                // Upstream work must not stall this socket's other queries.
+                let (sock, shared) = (sock.clone(), shared.clone());
+                tokio::spawn(async move {
+                    if let Some(bytes) = job.run(&shared, false).await {
+                        let _ = sock.send_to(&bytes, from).await;
+                    }
+                    shared.metrics.observe(start.elapsed());
+                });
+            }
+        }
+    }
+}
+
+async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let name: Arc<str> = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+        .into();
+    loop {
+        let (stream, from) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+        };
+        let (shared, stop, name) = (shared.clone(), stop.clone(), name.clone());
+        tokio::spawn(async move {
+            let _ = tcp_conn(stream, from, shared, stop, name).await;
+        });
+    }
+}
+
+/// One TCP connection: length-prefixed queries until EOF, 10 s idle, or shutdown.
+async fn tcp_conn(
+    mut stream: TcpStream,
+    from: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    listener: Arc<str>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let len = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = tokio::time::timeout(Duration::from_secs(10), stream.read_u16()) => match r {
+                Ok(Ok(l)) => usize::from(l),
+                _ => return Ok(()),
+            },
+        };
+        let mut buf = vec![0u8; len];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf)).await??;
+        let start = Instant::now();
+        shared.metrics.queries_tcp.fetch_add(1, Relaxed);
+        let out = match process(&shared, &buf, from, true, &listener) {
+            Step::Done(o) => o,
+            Step::Upstream(job) => job.run(&shared, true).await,
+        };
+        let Some(bytes) = out else { continue };
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await?;
+        shared.metrics.observe(start.elapsed());
+    }
+}
+
+/// The outcome of the synchronous part of the pipeline.
+enum Step {
+    /// Send these bytes (or nothing).
+    Done(Option<Vec<u8>>),
+    /// Needs an upstream exchange first.
+    Upstream(Job),
+}
+
+/// Upstream work for one query.
+struct Job {
+    req: Message,
+    kind: JobKind,
+}
+
+enum JobKind {
+    /// Relay the pool's answer.
+    Forward(String),
+    /// Complete a rewrite: append the target's records from the default pool.
+    Resolve {
+        partial: Message,
+        target: Name,
+        ecs: Option<(std::net::IpAddr, u8, u8)>,
+    },
+}
+
+impl Job {
+    async fn run(self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
+        let m = &shared.metrics;
+        match self.kind {
+            JobKind::Forward(pool) => {
+                let Some(servers) = shared.upstreams.get(&pool) else {
+                    tracing::warn!(%pool, "forward to an unknown upstream pool");
+                    return reply(
+                        m,
+                        answer::error(&self.req, ResponseCode::ServFail),
+                        &self.req,
+                        None,
+                        tcp,
+                        shared,
+                    );
+                };
+                match upstream::exchange(servers, &self.req, shared.timeout).await {
+                    Ok(resp) => {
+                        m.upstream_ok.fetch_add(1, Relaxed);
+                        m.rcode(u16::from(resp.metadata.response_code.low()));
+                        let bytes = resp.to_vec().ok()?;
+                        let limit = if tcp {
+                            usize::from(u16::MAX)
+                        } else {
+                            udp_limit(&self.req)
+                        };
+                        if bytes.len() <= limit {
+                            Some(bytes)
+                        } else {
+                            resp.truncate().to_vec().ok()
+                        }
+                    }
+                    Err(e) => {
+                        m.upstream_failed.fetch_add(1, Relaxed);
+                        tracing::debug!(%pool, error = %e, "upstream failed");
+                        reply(
+                            m,
+                            answer::error(&self.req, ResponseCode::ServFail),
+                            &self.req,
+                            None,
+                            tcp,
+                            shared,
+                        )
+                    }
+                }
+            }
+            JobKind::Resolve {
+                mut partial,
+                target,
+                ecs,
+            } => {
+                if let Some(servers) = shared.upstreams.get("default") {
+                    let mut q = Message::query();
+                    q.metadata.recursion_desired = true;
+                    let qtype = self.req.queries.first().map(|q| q.query_type)?;
+                    q.add_query(hickory_proto::op::Query::query(target, qtype));
+                    match upstream::exchange(servers, &q, shared.timeout).await {
+                        Ok(resp) => {
+                            m.upstream_ok.fetch_add(1, Relaxed);
+                            partial.answers.extend(resp.answers);
+                        }
+                        Err(_) => {
+                            m.upstream_failed.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                reply(m, partial, &self.req, ecs, tcp, shared)
+            }
+        }
+    }
+}
+
+fn udp_limit(req: &Message) -> usize {
+    let asked = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
+    usize::from(asked.min(answer::MAX_UDP))
+}
+
+fn reply(
+    m: &Metrics,
+    r: Message,
+    req: &Message,
+    ecs: Option<(std::net::IpAddr, u8, u8)>,
+    tcp: bool,
+    shared: &Shared,
+) -> Option<Vec<u8>> {
+    m.rcode(
+        u16::from(r.metadata.response_code.low())
+            | (u16::from(r.metadata.response_code.high()) << 4),
+    );
+    answer::finish(r, req, ecs, tcp, shared.upstreams.contains_key("default"))
+}
+
+/// The synchronous pipeline: parse, check, decide, build.
+fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener: &str) -> Step {
+    let m = &shared.metrics;
+    // Never answer a response (reflection loops) or a runt.
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        m.malformed.fetch_add(1, Relaxed);
+        return Step::Done(None);
+    }
+    let req = match Message::from_vec(packet) {
+        Ok(r) => r,
+        Err(_) => {
+            m.malformed.fetch_add(1, Relaxed);
+            m.rcode(u16::from(ResponseCode::FormErr.low()));
+            return Step::Done(answer::formerr_raw(packet));
+        }
+    };
+    if req.metadata.message_type != MessageType::Query {
+        return Step::Done(None);
+    }
+    if let Err(rcode) = answer::precheck(&req) {
+        return Step::Done(reply(
+            m,
+            answer::error(&req, rcode),
+            &req,
+            None,
+            tcp,
+            shared,
+        ));
+    }
+    let ecs = match crate::ecs::query_ecs(packet) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::debug!(client = %from, error = %e, "malformed client subnet");
+            m.malformed.fetch_add(1, Relaxed);
+            return Step::Done(reply(
+                m,
+                answer::error(&req, ResponseCode::FormErr),
+                &req,
+                None,
+                tcp,
+                shared,
+            ));
+        }
+    };
+    let Some(q) = req.queries.first() else {
+        return Step::Done(None);
+    };
+    let ascii = q.name.to_lowercase().to_ascii();
+    let qname = ascii.strip_suffix('.').unwrap_or(&ascii);
+    let facts = QueryFacts {
+        client: from.ip(),
+        ecs,
+        qname: qname.into(),
+        qtype: u16::from(q.query_type),
+        qclass: class_name(u16::from(q.query_class)),
+        transport: if tcp { "tcp" } else { "udp" },
+        dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+        recursion_desired: req.metadata.recursion_desired,
+    };
+    let chain = shared.chain.load();
+    let mut ctx = QueryCtx::new(&facts, &shared.geo, listener, &shared.node);
+    let pools = |p: &str| shared.upstreams.contains_key(p);
+    let mut start = 0;
+    let built = loop {
+        match chain.decide_from(start, &mut ctx) {
+            Some((i, Decision::Decide { verdict, .. })) => {
+                let built = answer::build(&req, &verdict, &shared.zone, tcp, &pools);
+                if matches!(built, Built::Skip) {
+                    start = i + 1;
+                    continue;
+                }
+                m.verdicts[verdict_index(verdict.action())].fetch_add(1, Relaxed);
+                break built;
+            }
+            _ => {
+                // No plugin decided: the zone answers its own names, then
+                // the default pool, else REFUSED.
+                if let Some(r) = answer::from_zone(&req, &shared.zone) {
+                    m.verdicts[verdict_index("default_zone")].fetch_add(1, Relaxed);
+                    break Built::Reply(r);
+                }
+                if shared.upstreams.contains_key("default") {
+                    m.verdicts[verdict_index("default_forward")].fetch_add(1, Relaxed);
+                    break Built::Forward("default".into());
+                }
+                m.verdicts[verdict_index("default_refuse")].fetch_add(1, Relaxed);
+                break Built::Reply(answer::error(&req, ResponseCode::Refused));
+            }
+        }
+    };
+    m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
+    let ecs_echo = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+    match built {
+        Built::Reply(r) => Step::Done(reply(m, r, &req, ecs_echo, tcp, shared)),
+        Built::Drop => {
+            m.dropped.fetch_add(1, Relaxed);
+            Step::Done(None)
+        }
+        Built::Forward(pool) => Step::Upstream(Job {
+            req,
+            kind: JobKind::Forward(pool),
+        }),
+        Built::ResolveOutside { partial, target } => {
+            if shared.upstreams.contains_key("default") {
+                Step::Upstream(Job {
+                    req,
+                    kind: JobKind::Resolve {
+                        partial,
+                        target,
+                        ecs: ecs_echo,
+                    },
+                })
+            } else {
+                Step::Done(reply(m, partial, &req, ecs_echo, tcp, shared))
+            }
+        }
+        Built::Skip => Step::Done(None),
+    }
+}
+
+fn class_name(c: u16) -> &'static str {
+    match c {
+        1 => "IN",
+        3 => "CH",
+        4 => "HS",
+        254 => "NONE",
+        255 => "ANY",
+        _ => "OTHER",
+    }
+}

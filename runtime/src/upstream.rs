@@ -1,0 +1,121 @@
+//! Forwarding to upstream servers: UDP with a timeout per try, TCP when the
+//! answer comes back truncated, the next server of the pool on failure.
+
+use hickory_proto::op::Message;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Every server of the pool timed out or failed.
+    #[error("no upstream of the pool answered")]
+    Exhausted,
+    /// The pool is not configured.
+    #[error("unknown upstream pool `{0}`")]
+    UnknownPool(String),
+}
+
+/// Sends `query` (already encoded, any ID) to the servers in order, returns
+/// the first valid response (its ID restored to `id`).
+pub async fn exchange(
+    servers: &[SocketAddr],
+    query: &Message,
+    timeout: Duration,
+) -> Result<Message, UpstreamError> {
+    let client_id = query.metadata.id;
+    for server in servers {
+        let mut q = query.clone();
+        q.metadata.id = rand_id();
+        let Ok(bytes) = q.to_vec() else {
+            return Err(UpstreamError::Exhausted);
+        };
+        match try_udp(*server, &bytes, &q, timeout).await {
+            Some(mut resp) if resp.metadata.truncation => {
+                if let Some(mut r) = try_tcp(*server, &bytes, &q, timeout).await {
+                    r.metadata.id = client_id;
+                    return Ok(r);
+                }
+                resp.metadata.id = client_id;
+                return Ok(resp);
+            }
+            Some(mut resp) => {
+                resp.metadata.id = client_id;
+                return Ok(resp);
+            }
+            None => {
+                tracing::debug!(%server, "upstream failed over UDP, trying TCP");
+                if let Some(mut r) = try_tcp(*server, &bytes, &q, timeout).await {
+                    r.metadata.id = client_id;
+                    return Ok(r);
+                }
+            }
+        }
+    }
+    Err(UpstreamError::Exhausted)
+}
+
+fn rand_id() -> u16 {
+    // Unpredictable IDs (with a fresh random source port per exchange)
+    // protect forwarded queries from spoofed answers.
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    RandomState::new().hash_one(std::time::Instant::now()) as u16
+}
+
+fn matches(q: &Message, r: &Message) -> bool {
+    r.metadata.id == q.metadata.id && r.queries == q.queries
+}
+
+async fn try_udp(
+    server: SocketAddr,
+    bytes: &[u8],
+    q: &Message,
+    timeout: Duration,
+) -> Option<Message> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(bind).await.ok()?;
+    sock.connect(server).await.ok()?;
+    sock.send(bytes).await.ok()?;
+    let mut buf = vec![0u8; 65_535];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if let Ok(r) = Message::from_vec(&buf[..n]) {
+            if matches(q, &r) {
+                return Some(r);
+            }
+        }
+    }
+}
+
+async fn try_tcp(
+    server: SocketAddr,
+    bytes: &[u8],
+    q: &Message,
+    timeout: Duration,
+) -> Option<Message> {
+    let fut = async {
+        let mut s = TcpStream::connect(server).await.ok()?;
+        let len = u16::try_from(bytes.len()).ok()?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(bytes);
+        s.write_all(&framed).await.ok()?;
+        let n = usize::from(s.read_u16().await.ok()?);
+        let mut buf = vec![0u8; n];
+        s.read_exact(&mut buf).await.ok()?;
+        let r = Message::from_vec(&buf).ok()?;
+        matches(q, &r).then_some(r)
+    };
+    tokio::time::timeout(timeout, fut).await.ok().flatten()
+}

@@ -41,7 +41,7 @@ pub fn formerr_raw(packet: &[u8]) -> Option<Vec<u8>> {
     out[0] = h[0];
     out[1] = h[1];
     out[2] = 0x80 | (opcode << 3) | rd;
-    out[3] = u8::from(ResponseCode::FormErr.low());
+    out[3] = ResponseCode::FormErr.low();
     Some(out)
 }
 

@@ -101,6 +101,15 @@ impl CsvTable {
         Ok(t)
     }
 
+    /// The longest prefix length in the table for one address family.
+    pub fn longest(&self, v4: bool) -> Option<u8> {
+        if v4 {
+            self.v4.keys().next_back().copied()
+        } else {
+            self.v6.keys().next_back().copied()
+        }
+    }
+
     /// The longest prefix containing `ip`: (country, region, prefix length).
     pub fn lookup(&self, ip: IpAddr) -> Option<(&str, &str, u8)> {
         match ip {
@@ -268,8 +277,8 @@ impl Geo {
         };
         for (_, src) in &self.sources {
             match src {
-                Source::Csv(t) => {
-                    if let Some((country, region, len)) = t.lookup(ip) {
+                Source::Csv(t) => match t.lookup(ip) {
+                    Some((country, region, len)) => {
                         if info.country.is_empty() {
                             info.country = country.to_string();
                         }
@@ -278,12 +287,17 @@ impl Geo {
                         }
                         narrow(len, &mut info);
                     }
-                }
+                    // A miss holds only down to the table's finest prefix.
+                    None => {
+                        if let Some(len) = t.longest(ip.is_ipv4()) {
+                            narrow(len, &mut info);
+                        }
+                    }
+                },
                 Source::Mmdb(r) => {
                     let Ok(res) = r.lookup(ip) else { continue };
-                    if !res.has_data() {
-                        continue;
-                    }
+                    // Even a miss has a network: the empty subtree the
+                    // address fell into, over which "unknown" holds.
                     if let Ok(net) = res.network() {
                         // The database may store IPv4 inside IPv6; report the IPv4 length.
                         let len = net.prefix();
@@ -293,6 +307,9 @@ impl Geo {
                             len
                         };
                         narrow(len, &mut info);
+                    }
+                    if !res.has_data() {
+                        continue;
                     }
                     let Ok(Some(rec)) = res.decode::<MmdbRecord<'_>>() else {
                         continue;

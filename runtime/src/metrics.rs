@@ -135,9 +135,7 @@ impl Metrics {
         for (i, c) in self.rcodes.iter().enumerate() {
             let v = c.load(Relaxed);
             if v > 0 || i <= 5 {
-                let name = hickory_proto::op::ResponseCode::from(0, i as u8)
-                    .to_str()
-                    .to_ascii_uppercase();
+                let name = rcode_name(i);
                 let _ = writeln!(out, "dnspolicy_responses_total{{rcode=\"{name}\"}} {v}");
             }
         }
@@ -202,6 +200,30 @@ impl Metrics {
             self.latency_sum_ns.load(Relaxed) as f64 / 1e9
         );
         let _ = writeln!(out, "dnspolicy_query_duration_seconds_count {cum}");
+    }
+}
+
+/// The mnemonic of a response code (RFC 6895 registry).
+pub fn rcode_name(code: usize) -> String {
+    const NAMES: &[&str] = &[
+        "NOERROR",
+        "FORMERR",
+        "SERVFAIL",
+        "NXDOMAIN",
+        "NOTIMP",
+        "REFUSED",
+        "YXDOMAIN",
+        "YXRRSET",
+        "NXRRSET",
+        "NOTAUTH",
+        "NOTZONE",
+        "DSOTYPENI",
+    ];
+    match code {
+        16 => "BADVERS".into(),
+        c => NAMES
+            .get(c)
+            .map_or_else(|| format!("RCODE{c}"), |n| (*n).to_string()),
     }
 }
 

@@ -227,10 +227,10 @@ pub struct Chain {
 
 impl Chain {
     /// Builds a chain from plugins already made (the embedded default, tests).
-    pub fn from_plugins(plugins: Vec<(Box<dyn Plugin>, i64)>) -> Chain {
+    pub fn from_plugins(plugins: Vec<(Box<dyn Plugin>, i64, PathBuf)>) -> Chain {
         let mut c = Chain::default();
-        for (plugin, priority) in plugins {
-            c.push(plugin, priority, String::new(), PathBuf::new());
+        for (plugin, priority, path) in plugins {
+            c.push(plugin, priority, String::new(), path);
         }
         c.sort();
         c

@@ -106,7 +106,8 @@ pub fn load_chain(dir: Option<&Path>) -> Result<Chain, ServeError> {
                 Path::new("embedded geo_redirect.dsl"),
             )
             .map_err(|e| ServeError::Setup(e.to_string()))?;
-            let plugins: Vec<(Box<dyn Plugin>, i64)> = vec![(Box::new(p), 0)];
+            let plugins: Vec<(Box<dyn Plugin>, i64, std::path::PathBuf)> =
+                vec![(Box::new(p), 0, "embedded/geo_redirect.dsl".into())];
             Ok(Chain::from_plugins(plugins))
         }
     }
@@ -362,8 +363,8 @@ async fn tcp_conn(
 enum Step {
     /// Send these bytes (or nothing).
     Done(Option<Vec<u8>>),
-    /// Needs an upstream exchange first.
-    Upstream(Job),
+    /// Needs an upstream exchange first (boxed: rare, and large).
+    Upstream(Box<Job>),
 }
 
 /// Upstream work for one query.
@@ -377,7 +378,7 @@ enum JobKind {
     Forward(String),
     /// Complete a rewrite: append the target's records from the default pool.
     Resolve {
-        partial: Message,
+        partial: Box<Message>,
         target: Name,
         ecs: Option<(std::net::IpAddr, u8, u8)>,
     },
@@ -449,7 +450,7 @@ impl Job {
                         }
                     }
                 }
-                reply(m, partial, &self.req, ecs, tcp, shared)
+                reply(m, *partial, &self.req, ecs, tcp, shared)
             }
         }
     }
@@ -573,20 +574,20 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
             m.dropped.fetch_add(1, Relaxed);
             Step::Done(None)
         }
-        Built::Forward(pool) => Step::Upstream(Job {
+        Built::Forward(pool) => Step::Upstream(Box::new(Job {
             req,
             kind: JobKind::Forward(pool),
-        }),
+        })),
         Built::ResolveOutside { partial, target } => {
             if shared.upstreams.contains_key("default") {
-                Step::Upstream(Job {
+                Step::Upstream(Box::new(Job {
                     req,
                     kind: JobKind::Resolve {
-                        partial,
+                        partial: Box::new(partial),
                         target,
                         ecs: ecs_echo,
                     },
-                })
+                }))
             } else {
                 Step::Done(reply(m, partial, &req, ecs_echo, tcp, shared))
             }

@@ -1,0 +1,186 @@
+//! Test support: start a `dnspolicy` server in-process on a free loopback
+//! port, and a small DNS client built on hickory-proto's wire format that
+//! talks to it over real UDP and TCP sockets.
+
+use dnspolicy_runtime::{Config, Server, Shared};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    /// DNS address (UDP and TCP).
+    pub dns: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A config on free loopback ports with one worker.
+pub fn config() -> Config {
+    Config {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        admin: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        workers: 1,
+        upstream_timeout_ms: 800,
+        ..Config::default()
+    }
+}
+
+/// Starts a server with `config` on the current tokio runtime.
+pub async fn start(config: Config) -> TestServer {
+    let shared = Shared::from_config(&config).expect("server setup");
+    let server = Server::bind(&config, shared).expect("bind");
+    let dns = server.dns_addrs()[0];
+    let admin = server.admin_addr().expect("admin address");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = server.run(s).await;
+    });
+    TestServer { dns, admin, stop }
+}
+
+/// A directory under the system temp dir, unique to this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dnspolicy-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Writes `files` (name, content) into a fresh plugin directory.
+pub fn plugin_dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let d = temp_dir(name);
+    for (f, content) in files {
+        std::fs::write(d.join(f), content).expect("write plugin");
+    }
+    d
+}
+
+/// `../shared` beside the checkout (test data: GeoIP DBs, fuzz corpus).
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// A query for `name`/`rtype` with RD set and a random-ish ID.
+pub fn query(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = (std::process::id() as u16) ^ 0x5a5a;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    m
+}
+
+/// Adds an EDNS OPT record with a client subnet option.
+pub fn with_ecs(mut m: Message, addr: IpAddr, source: u8) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    e.options_mut()
+        .insert(EdnsOption::Subnet(ClientSubnet::new(addr, source, 0)));
+    m.set_edns(e);
+    m
+}
+
+/// Adds a plain EDNS OPT record.
+pub fn with_edns(mut m: Message) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    m.set_edns(e);
+    m
+}
+
+/// Sends raw bytes over UDP; the reply bytes, or `None` after `wait`.
+pub async fn udp_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("client socket");
+    sock.send_to(bytes, server).await.expect("send");
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = tokio::time::timeout(wait, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// One query over UDP.
+pub async fn udp(server: SocketAddr, m: &Message) -> Message {
+    let bytes = udp_raw(server, &m.to_vec().expect("encode"), Duration::from_secs(3))
+        .await
+        .expect("a UDP answer");
+    let r = Message::from_vec(&bytes).expect("a valid DNS message");
+    assert_eq!(r.metadata.id, m.metadata.id, "ID echoed");
+    r
+}
+
+/// One query over TCP.
+pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
+    let mut s = TcpStream::connect(server).await.expect("connect");
+    let b = m.to_vec().expect("encode");
+    let mut framed = (b.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&b);
+    s.write_all(&framed).await.expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_u16())
+        .await
+        .expect("timely")
+        .expect("length");
+    let mut buf = vec![0u8; usize::from(n)];
+    s.read_exact(&mut buf).await.expect("body");
+    Message::from_vec(&buf).expect("a valid DNS message")
+}
+
+/// The A/AAAA addresses and CNAME targets of an answer section, as text.
+pub fn answers(r: &Message) -> Vec<String> {
+    r.answers
+        .iter()
+        .map(|rec| match &rec.data {
+            RData::A(a) => a.0.to_string(),
+            RData::AAAA(a) => a.0.to_string(),
+            RData::CNAME(c) => format!("CNAME {}", c.0),
+            RData::TXT(t) => format!("TXT {t}"),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The ECS option of a response: (address, source, scope).
+pub fn ecs_of(r: &Message) -> Option<(IpAddr, u8, u8)> {
+    match r
+        .edns
+        .as_ref()?
+        .option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)?
+    {
+        EdnsOption::Subnet(c) => Some((c.addr(), c.source_prefix(), c.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// GETs `path` from the admin endpoint: (status line, body).
+pub async fn http_get(admin: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(admin).await.expect("connect admin");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+        .await
+        .expect("timely")
+        .expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}

@@ -1,0 +1,158 @@
+//! Verdicts to responses: static answers, rewrites, negative answers,
+//! truncation, flags and EDNS.
+
+use dnspolicy_e2e::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const POLICY: &str = r#"
+rule statics priority 10 {
+    if {query.name} == "static.test" { then answer A 192.0.2.7, 192.0.2.8 ttl 60 }
+    if {query.name} == "v6.test" { then answer AAAA 2001:db8::7 }
+    if {query.name} == "txt.test" { then answer TXT "hello world" }
+    if {query.name} == "gone.test" { then nxdomain }
+    if {query.name} == "empty.test" { then nodata }
+    if {query.name} == "no.test" { then refuse }
+    if {query.name} == "broken.test" { then servfail }
+    if {query.name} == "silent.test" { then drop }
+    if {query.name} == "big.test" && {query.transport} == "udp" { then truncate }
+    if {query.name} == "big.test" { then answer A 192.0.2.99 }
+    if {query.name} == "alias.test" { then rewrite "cdn-bj.example.com" ttl 30 }
+    if {query.name} == "missing-target.test" { then rewrite "nothing.example.com" }
+}
+"#;
+
+async fn server() -> TestServer {
+    let mut c = config();
+    c.plugin_dir = Some(plugin_dir("answers", &[("policy.dsl", POLICY)]));
+    start(c).await
+}
+
+#[tokio::test]
+async fn static_answers_with_ttl_and_flags() {
+    let s = server().await;
+    let q = query("static.test.", RecordType::A);
+    let r = udp(s.dns, &q).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answers(&r), vec!["192.0.2.7", "192.0.2.8"]);
+    assert!(r.answers.iter().all(|a| a.ttl == 60));
+    assert!(r.metadata.authoritative, "policy answers are authoritative");
+    assert!(r.metadata.recursion_desired, "RD echoed");
+    assert!(
+        !r.metadata.recursion_available,
+        "no upstream, no recursion offered"
+    );
+    assert_eq!(r.queries, q.queries, "question echoed");
+    assert!(r.edns.is_none(), "no OPT when the query had none");
+    // An A answer is no answer to AAAA.
+    let r = udp(s.dns, &query("static.test.", RecordType::AAAA)).await;
+    assert_eq!(
+        (r.metadata.response_code, r.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    let r = udp(s.dns, &query("v6.test.", RecordType::AAAA)).await;
+    assert_eq!(answers(&r), vec!["2001:db8::7"]);
+    assert_eq!(r.answers[0].ttl, 300, "default TTL");
+    let r = udp(s.dns, &query("txt.test.", RecordType::TXT)).await;
+    assert_eq!(answers(&r), vec!["TXT hello world"]);
+}
+
+#[tokio::test]
+async fn negative_and_error_verdicts() {
+    let s = server().await;
+    let r = udp(s.dns, &query("gone.test.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(r.authorities.len(), 1, "SOA of the local zone");
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    let r = udp(s.dns, &query("empty.test.", RecordType::A)).await;
+    assert_eq!(
+        (r.metadata.response_code, r.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    let r = udp(s.dns, &query("no.test.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    let r = udp(s.dns, &query("broken.test.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    // Nothing matched and the name is outside the zone: REFUSED (no upstream).
+    let r = udp(s.dns, &query("elsewhere.test.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    // Dropped queries get no answer at all.
+    let q = query("silent.test.", RecordType::A);
+    let got = udp_raw(
+        s.dns,
+        &q.to_vec().expect("encode"),
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert!(got.is_none());
+}
+
+#[tokio::test]
+async fn rewrite_resolves_the_target_from_the_zone() {
+    let s = server().await;
+    let r = udp(s.dns, &query("alias.test.", RecordType::A)).await;
+    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
+    assert_eq!(r.answers[0].ttl, 30);
+    // A target the zone does not have: the CNAME alone.
+    let r = udp(s.dns, &query("missing-target.test.", RecordType::A)).await;
+    assert_eq!(answers(&r), vec!["CNAME nothing.example.com."]);
+    // Names of the zone itself are answered from it when no plugin decides.
+    let r = udp(s.dns, &query("cdn-global.example.com.", RecordType::AAAA)).await;
+    assert_eq!(answers(&r), vec!["2001:db8::20"]);
+    let r = udp(s.dns, &query("nope.example.com.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
+// `dig` blocks its thread: the server needs another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_then_tcp_retry() {
+    let s = server().await;
+    let q = query("big.test.", RecordType::A);
+    let r = udp(s.dns, &q).await;
+    assert!(r.metadata.truncation, "TC set over UDP");
+    assert!(r.answers.is_empty());
+    let r = tcp(s.dns, &q).await;
+    assert!(!r.metadata.truncation);
+    assert_eq!(answers(&r), vec!["192.0.2.99"]);
+    // dig retries over TCP by itself.
+    if let Ok(out) = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &s.dns.port().to_string(),
+            "big.test",
+            "A",
+            "+tries=1",
+            "+time=2",
+        ])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Truncated, retrying in TCP mode"), "{text}");
+        assert!(text.contains("192.0.2.99"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn edns_is_echoed() {
+    let s = server().await;
+    let r = udp(s.dns, &with_edns(query("static.test.", RecordType::A))).await;
+    let e = r.edns.as_ref().expect("OPT in the reply");
+    assert_eq!(e.version(), 0);
+    assert!(ecs_of(&r).is_none());
+    // EDNS version 1 is answered BADVERS.
+    let mut q = with_edns(query("static.test.", RecordType::A));
+    if let Some(e) = q.edns.as_mut() {
+        e.set_version(1);
+    }
+    let r = udp(s.dns, &q).await;
+    // BADVERS and BADSIG share code 16; what matters is the number.
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+}
+
+#[tokio::test]
+async fn over_tcp_too() {
+    let s = server().await;
+    let r = tcp(s.dns, &query("static.test.", RecordType::A)).await;
+    assert_eq!(answers(&r), vec!["192.0.2.7", "192.0.2.8"]);
+}

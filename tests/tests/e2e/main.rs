@@ -1,0 +1,8 @@
+//! End-to-end tests: a real server on 127.0.0.1 and real DNS clients
+//! (hickory-proto messages over UDP/TCP sockets, and `dig` where installed).
+
+mod admin;
+mod answers;
+mod ecs_geo;
+mod forward;
+mod robustness;

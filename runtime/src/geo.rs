@@ -436,10 +436,12 @@ mod tests {
         assert_eq!(i.region, "US-CA");
         let i = g.lookup("::ffff:81.2.69.142".parse().expect("ip"));
         assert_eq!(i.country, "GB");
+        let miss = g.lookup("127.0.0.1".parse().expect("ip"));
         assert_eq!(
-            g.lookup("127.0.0.1".parse().expect("ip")),
-            GeoInfo::default()
+            (miss.country.as_str(), miss.region.as_str(), miss.asn),
+            ("", "", 0)
         );
+        assert_eq!(miss.prefix_len, Some(8), "a miss still has a network");
     }
 
     #[test]

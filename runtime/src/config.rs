@@ -133,6 +133,14 @@ mod tests {
     }
 
     #[test]
+    fn example_config_parses() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/dnspolicy.toml");
+        let c = Config::from_file(&p).expect("examples/dnspolicy.toml is valid");
+        assert_eq!(c.listen, vec![SocketAddr::from(([127, 0, 0, 1], 5353))]);
+        assert_eq!(c.node, "edge-1");
+    }
+
+    #[test]
     fn toml_and_upstreams() {
         let c: Config = toml::from_str(
             "listen = [\"127.0.0.1:53\"]\n[upstreams]\ndefault = [\"127.0.0.1:5300\"]\n",

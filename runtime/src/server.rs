@@ -269,35 +269,46 @@ async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Cancellatio
     let listener: Arc<str> = listener.into();
     let mut buf = vec![0u8; 65_535];
     loop {
-        let (n, from) = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => return,
-            r = sock.recv_from(&mut buf) => match r {
+            r = sock.readable() => if r.is_err() { continue },
+        }
+        // Drain what is queued without a trip through the reactor per
+        // packet; yield now and then so TCP and upstream tasks get a turn.
+        for _ in 0..512 {
+            let (n, from) = match sock.try_recv_from(&mut buf) {
                 Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "recv failed");
                     continue;
                 }
-            },
-        };
-        let start = Instant::now();
-        shared.metrics.queries_udp.fetch_add(1, Relaxed);
-        match process(&shared, &buf[..n], from, false, &listener) {
-            Step::Done(Some(bytes)) => {
-                let _ = sock.send_to(&bytes, from).await;
-                shared.metrics.observe(start.elapsed());
-            }
-            Step::Done(None) => {}
-            Step::Upstream(job) => {
-                // Upstream work must not stall this socket's other queries.
-                let (sock, shared) = (sock.clone(), shared.clone());
-                tokio::spawn(async move {
-                    if let Some(bytes) = job.run(&shared, false).await {
-                        let _ = sock.send_to(&bytes, from).await;
+            };
+            let start = Instant::now();
+            shared.metrics.queries_udp.fetch_add(1, Relaxed);
+            match process(&shared, &buf[..n], from, false, &listener) {
+                Step::Done(Some(bytes)) => {
+                    if let Err(e) = sock.try_send_to(&bytes, from) {
+                        if e.kind() == std::io::ErrorKind::WouldBlock {
+                            let _ = sock.send_to(&bytes, from).await;
+                        }
                     }
                     shared.metrics.observe(start.elapsed());
-                });
+                }
+                Step::Done(None) => {}
+                Step::Upstream(job) => {
+                    // Upstream work must not stall this socket's other queries.
+                    let (sock, shared) = (sock.clone(), shared.clone());
+                    tokio::spawn(async move {
+                        if let Some(bytes) = job.run(&shared, false).await {
+                            let _ = sock.send_to(&bytes, from).await;
+                        }
+                        shared.metrics.observe(start.elapsed());
+                    });
+                }
             }
         }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Side-by-side table from the kit's runs.csv: median QPS (kept runs), p99,
+lost queries, and dnspolicy / best dnsdist configuration per scenario."""
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+PEERS = {
+    "static": ["static"],
+    "geo": ["geo-native", "lua-geo-ffi", "lua-geo"],
+    "suffix-10k": ["suffix-10k-ffi", "suffix-10k-lua", "suffix-10k-rules"],
+    "suffix-100k": ["suffix-100k-ffi", "suffix-100k-lua", "suffix-100k-rules"],
+}
+
+runs = defaultdict(list)
+with open(sys.argv[1]) as f:
+    for r in csv.DictReader(f):
+        if r.get("kept", "1") == "1":
+            runs[(r["scenario"], r["setting"])].append(r)
+
+
+def med(rows, key):
+    vals = [float(r[key]) for r in rows if r.get(key) not in (None, "", "-")]
+    return statistics.median(vals) if vals else None
+
+
+print("| scenario | setting | dnspolicy QPS | p99 us | lost | best dnsdist (config) QPS | p99 us | ratio |")
+print("|---|---|---|---|---|---|---|---|")
+for scen, peers in PEERS.items():
+    settings = sorted({s for (sc, s) in runs if sc == f"dnspolicy-{scen}"})
+    for setting in settings:
+        mine = runs[(f"dnspolicy-{scen}", setting)]
+        q = med(mine, "qps")
+        best = None
+        for p in peers:
+            rows = runs.get((p, setting))
+            if rows:
+                pq = med(rows, "qps")
+                if best is None or pq > best[1]:
+                    best = (p, pq, med(rows, "p99_us"))
+        fmt = lambda v: "-" if v is None else f"{v:,.0f}"
+        ratio = f"{q / best[1]:.2f}" if best and best[1] else "-"
+        peer = f"{fmt(best[1])} ({best[0]})" if best else "-"
+        print(f"| {scen} | {setting} | {fmt(q)} | {fmt(med(mine, 'p99_us'))} | {fmt(med(mine, 'lost'))} | "
+              f"{peer} | {fmt(best[2]) if best else '-'} | {ratio} |")

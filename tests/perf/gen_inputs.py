@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Writes dnspolicy's side of the peer benchmark from the kit's data.
+
+usage: gen_inputs.py KIT_DATA_DIR OUT_DIR
+
+The same policy, data and answers as the dnsdist configs in the kit:
+  static       www.example.com A -> 192.0.2.1, anything else REFUSED
+  geo          www.example.com A -> 192.0.2.10 for CN-BJ clients (1 001-prefix
+               table, 127.0.0.0/8 is CN-BJ), 192.0.2.20 for everyone else
+  suffix-10k   any name under one of 10 000 suffixes -> that suffix's address
+  suffix-100k  the same with 100 000 suffixes
+"""
+import os
+import sys
+
+data, out = sys.argv[1], sys.argv[2]
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+write(f"{out}/static/plugins/static.dsl",
+      'if {query.name} == "www.example.com" && {query.type} == A { then answer A 192.0.2.1 ttl 60 }\n'
+      "then refuse\n")
+
+rows = ["cidr,country,region"]
+with open(f"{data}/geo-prefixes.txt") as f:
+    for line in f:
+        parts = line.split()
+        if len(parts) >= 2:
+            cidr, region = parts[0], parts[1]
+            rows.append(f"{cidr},{region.split('-')[0]},{region}")
+write(f"{out}/geo/regions.csv", "\n".join(rows) + "\n")
+write(f"{out}/geo/plugins/geo.dsl",
+      'if {query.name} == "www.example.com" && {query.type} == A {\n'
+      '    if {client.region} == "CN-BJ" { then answer A 192.0.2.10 ttl 60 }\n'
+      '    else { then answer A 192.0.2.20 ttl 60 }\n'
+      "}\n"
+      "then refuse\n")
+
+for n in ("10k", "100k"):
+    lines = []
+    with open(f"{data}/suffix-{n}.txt") as f:
+        for i, line in enumerate(f):
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            suffix, addr = parts[0].rstrip("."), parts[1]
+            lines.append(f'rule s{i} when {{query.name}} ends_with "{suffix}" {{ then answer A {addr} ttl 60 }}\n')
+    lines.append("rule other priority -1 { then refuse }\n")
+    write(f"{out}/suffix-{n}/plugins/suffix.dsl", "".join(lines))

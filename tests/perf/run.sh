@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Side by side, in one run: `dnspolicy serve` and dnsdist on the same
+# policy, data and queries, using the peer kit in ../shared/bench (copied
+# to $WORK first: it is read-only in CI). Server pinned to CPU 0, load
+# generator to CPU 1; every load is bounded by LOAD_SECS; loopback only.
+#
+#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo suffix-10k suffix-100k
+#
+# Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
+# dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
+# DNSDIST=0 to skip the peer. Prints a table of median QPS, p99 latency,
+# lost queries and the ratio dnspolicy / dnsdist per scenario and setting.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+KIT="${KIT:-$ROOT/../shared/bench}"
+WORK="${WORK:-/tmp/dnspolicy-perf}"
+export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
+export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
+blast-c10q1000:blast:-c 10 -q 1000 -b 32}"
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo suffix-10k suffix-100k)
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -r "$KIT" "$WORK/bench"
+chmod -R u+w "$WORK/bench"
+export RESULTS_DIR="$WORK/results"
+# shellcheck source=/dev/null
+source "$WORK/bench/lib/bench.sh"
+ensure_deps
+build_tools
+gen_data
+(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
+BIN="$ROOT/target/release/dnspolicy"
+python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+DP_PORT="${DP_PORT:-25310}"
+mkdir -p "$RESULTS_DIR/logs"
+
+run_dnspolicy() {  # scenario qfile probe want [extra serve flags...]
+  local scen="$1" qf="$2" probe="$3" want="$4"; shift 4
+  port_free "$DP_PORT"
+  log "starting dnspolicy $scen on 127.0.0.1:$DP_PORT"
+  local t0; t0=$(date +%s.%N)
+  ( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$DP_PORT" --no-admin --workers 1 \
+      --plugin-dir "$WORK/dnspolicy/$scen/plugins" "$@" ) >"$RESULTS_DIR/logs/dnspolicy-$scen.log" 2>&1 &
+  local spid=$!
+  local start_s; start_s=$(wait_ready "$DP_PORT" "$probe" "$spid" 300 "$t0") || die "dnspolicy did not come up"
+  local got; got=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$DP_PORT" "$probe" A)
+  [ "$got" = "$want" ] || { stop_pid "$spid"; die "sanity: $probe -> '$got', want $want"; }
+  sleep 1
+  log "dnspolicy $scen up in ${start_s}s, RSS $(rss_kb "$spid") kB"
+  run_matrix "dnspolicy-$scen" pinned "$spid" "$DP_PORT" "$qf" "$(rss_kb "$spid")" "$start_s"
+  stop_pid "$spid"
+}
+
+Q="$WORK/bench/peer/queries"
+for s in "${SCENARIOS[@]}"; do
+  case "$s" in
+    static)
+      run_dnspolicy static "$Q/www-a.txt" www.example.com 192.0.2.1
+      peers=(static) ;;
+    geo)
+      run_dnspolicy geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
+      peers=(geo-native lua-geo-ffi) ;;
+    suffix-10k)
+      run_dnspolicy suffix-10k "$Q/suffix-10k.txt" h1.s000010.example 198.18.0.10
+      peers=(suffix-10k-ffi) ;;
+    suffix-100k)
+      run_dnspolicy suffix-100k "$Q/suffix-100k.txt" h1.s099999.example 198.19.134.159
+      peers=(suffix-100k-ffi) ;;
+    *) die "unknown scenario $s" ;;
+  esac
+  if [ "${DNSDIST:-1}" = 1 ]; then
+    for p in "${peers[@]}"; do
+      "$WORK/bench/peer/run.sh" "$p"
+    done
+  fi
+done
+python3 "$ROOT/tests/perf/compare.py" "$RESULTS_DIR/runs.csv" | tee "$RESULTS_DIR/compare.md"

@@ -390,7 +390,7 @@ async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Cancellatio
                         replies.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
                     let addrs: Vec<Option<SockaddrStorage>> = replies
                         .iter()
-                        .map(|(_, a, _)| Some(SockaddrStorage::from(*a)))
+                        .map(|(_, a)| Some(SockaddrStorage::from(*a)))
                         .collect();
                     sock.try_io(Interest::WRITABLE, || {
                         sendmmsg(

@@ -25,6 +25,8 @@ pub struct Policy {
     pub regexes: Vec<regex::Regex>,
     /// Number of `set` declarations in the source (for summaries).
     pub declared_sets: usize,
+    /// Which rules can match which query names.
+    pub index: crate::index::RuleIndex,
 }
 
 /// An injected variable.

@@ -24,6 +24,7 @@ pub mod check;
 pub mod context;
 pub mod diagnostics;
 pub mod hash;
+pub mod index;
 pub mod interp;
 pub mod ir;
 pub mod lexer;

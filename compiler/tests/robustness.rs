@@ -175,7 +175,14 @@ fn block() -> impl Strategy<Value = String> {
 }
 
 fn program() -> impl Strategy<Value = String> {
-    proptest::collection::vec((-5i64..5, prop::option::of(bool_expr()), block()), 1..5).prop_map(|rules| {
+    let guard = prop_oneof![
+        bool_expr(),
+        Just("{query.name} == \"www.example.com\"".to_string()),
+        Just("{query.name} ends_with \"example.net\"".to_string()),
+        Just("{query.name} in names && {client.asn} > 3".to_string()),
+        Just("{query.name} == \"x.test\" || {query.name} in names".to_string()),
+    ];
+    proptest::collection::vec((-5i64..5, prop::option::of(guard), block()), 1..6).prop_map(|rules| {
         let mut src = String::from(
             "set names = [\"www.example.com\", \"*.example.net\"]\nset nets = [10.1.0.0/16, 2001:db8::/32]\n\
              input user.n : int\ninput user.flag : bool\ninput user.region : string\n",
@@ -253,7 +260,10 @@ proptest! {
             let ctx = Context::from_json(&policy, &c).map_err(TestCaseError::fail)?;
             let a = policy.eval(&ctx);
             let b = policy.eval_traced(&ctx);
-            prop_assert_eq!(a.verdict, b.verdict);
+            let c = policy.eval_without_index(&ctx);
+            prop_assert_eq!(&a.verdict, &b.verdict);
+            prop_assert_eq!(&a.verdict, &c.verdict, "the name index changed the verdict of\n{}", src);
+            prop_assert_eq!(a.rule, c.rule);
         }
     }
 }

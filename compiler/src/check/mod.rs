@@ -243,6 +243,8 @@ impl<'a> Checker<'a> {
         rules.sort_by(|a, b| b.0.priority.cmp(&a.0.priority).then(a.1.cmp(&b.1)));
         let mut ordered: Vec<ir::Rule> = rules.into_iter().map(|r| r.0).collect();
         ordered.shrink_to_fit();
+        let sets = std::mem::take(&mut self.const_sets);
+        let index = crate::index::RuleIndex::build(&ordered, &sets);
         Policy {
             rules: ordered,
             inputs: self
@@ -253,9 +255,10 @@ impl<'a> Checker<'a> {
                     ty: i.ty.clone().unwrap_or(Type::Unknown),
                 })
                 .collect(),
-            sets: std::mem::take(&mut self.const_sets),
+            sets,
             regexes: std::mem::take(&mut self.regexes),
             declared_sets: self.sets.len(),
+            index,
         }
     }
 

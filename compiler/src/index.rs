@@ -1,0 +1,201 @@
+//! The rule index: which rules can possibly match a query name, found
+//! without evaluating them.
+//!
+//! A rule is indexed when a condition on `query.name` is *necessary* for it
+//! to decide: its `when` guard, or the condition of an `if` that is its
+//! whole body. Such conditions are `==` a name, `in` a constant name set
+//! (with `*.` wildcards), `ends_with` a name, and `&&`/`||` of them (for
+//! `&&` one indexed side is enough; for `||` both sides must be). Every
+//! other rule is a candidate for every query. With 100 000 suffix rules a
+//! query touches the few whose keys are suffixes of its name.
+
+use crate::context::Field;
+use crate::ir::{CmpOp, ConstSet, Expr, ExprKind, Rule, Stmt};
+use crate::value::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Name keys a rule can only match under.
+#[derive(Debug, Default)]
+struct Keys {
+    exact: Vec<Arc<str>>,
+    suffix: Vec<Arc<str>>,
+    wildcard: Vec<Arc<str>>,
+}
+
+/// Rules by the query names they can match.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    exact: HashMap<Arc<str>, Vec<u32>>,
+    suffix: HashMap<Arc<str>, Vec<u32>>,
+    wildcard: HashMap<Arc<str>, Vec<u32>>,
+    always: Vec<u32>,
+    indexed: usize,
+}
+
+impl RuleIndex {
+    /// Builds the index for rules in evaluation order.
+    pub fn build(rules: &[Rule], sets: &[ConstSet]) -> RuleIndex {
+        let mut ix = RuleIndex::default();
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            let keys = r.guard.as_ref().and_then(|g| keys_of(g, sets)).or_else(|| {
+                match r.body.as_slice() {
+                    [Stmt::If {
+                        cond, else_body, ..
+                    }] if else_body.is_empty() => keys_of(cond, sets),
+                    _ => None,
+                }
+            });
+            match keys {
+                None => ix.always.push(i),
+                Some(k) => {
+                    ix.indexed += 1;
+                    for n in k.exact {
+                        ix.exact.entry(n).or_default().push(i);
+                    }
+                    for n in k.suffix {
+                        ix.suffix.entry(n).or_default().push(i);
+                    }
+                    for n in k.wildcard {
+                        ix.wildcard.entry(n).or_default().push(i);
+                    }
+                }
+            }
+        }
+        ix
+    }
+
+    /// Number of rules reached through the index (the others always run).
+    pub fn indexed(&self) -> usize {
+        self.indexed
+    }
+
+    /// The rules that can match a query for `name` (`None`: the name is
+    /// missing, so only unindexed rules can), in evaluation order.
+    pub fn candidates(&self, name: Option<&str>) -> Vec<u32> {
+        let mut out = self.always.clone();
+        if let Some(name) = name {
+            if let Some(v) = self.exact.get(name) {
+                out.extend_from_slice(v);
+            }
+            // name itself, then each strict suffix, then the root.
+            let mut rest = name;
+            let mut strict = false;
+            loop {
+                if let Some(v) = self.suffix.get(rest) {
+                    out.extend_from_slice(v);
+                }
+                if strict {
+                    if let Some(v) = self.wildcard.get(rest) {
+                        out.extend_from_slice(v);
+                    }
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                rest = rest.find('.').map_or("", |i| &rest[i + 1..]);
+                strict = true;
+            }
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+}
+
+fn is_qname(e: &Expr) -> bool {
+    matches!(e.kind, ExprKind::Field(Field::QueryName))
+}
+
+fn lit_name(e: &Expr) -> Option<Arc<str>> {
+    match &e.kind {
+        ExprKind::Lit(Value::Name(n)) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+/// The keys under which `e` can be true, if `e` is a necessary name test.
+fn keys_of(e: &Expr, sets: &[ConstSet]) -> Option<Keys> {
+    match &e.kind {
+        ExprKind::Cmp(CmpOp::Eq, a, b) => {
+            let n = if is_qname(a) {
+                lit_name(b)
+            } else if is_qname(b) {
+                lit_name(a)
+            } else {
+                None
+            }?;
+            Some(Keys {
+                exact: vec![n],
+                ..Keys::default()
+            })
+        }
+        ExprKind::InSet {
+            needle,
+            set,
+            negate: false,
+        } if is_qname(needle) => match sets.get(*set as usize)? {
+            ConstSet::Names(ns) => Some(Keys {
+                exact: ns.exact.iter().cloned().collect(),
+                wildcard: ns.wildcards.iter().cloned().collect(),
+                ..Keys::default()
+            }),
+            _ => None,
+        },
+        ExprKind::EndsWith(a, b) if is_qname(a) => Some(Keys {
+            suffix: vec![lit_name(b)?],
+            ..Keys::default()
+        }),
+        ExprKind::And(a, b) => keys_of(a, sets).or_else(|| keys_of(b, sets)),
+        ExprKind::Or(a, b) => {
+            let (mut x, y) = (keys_of(a, sets)?, keys_of(b, sets)?);
+            x.exact.extend(y.exact);
+            x.suffix.extend(y.suffix);
+            x.wildcard.extend(y.wildcard);
+            Some(x)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile, Context, Field, Value};
+
+    #[test]
+    fn candidates_are_the_matching_rules() {
+        let p = compile(
+            r#"
+            rule a when {query.name} == "www.example.com" { then 1 }
+            rule b when {query.name} ends_with "example.com" { then 2 }
+            rule c { if {query.name} in ["*.tracker.test", "ads.test"] { then 3 } }
+            rule d when {query.name} == "x.test" || {query.name} ends_with "y.test" { then 4 }
+            rule e when {client.asn} == 1 && {query.name} == "z.test" { then 5 }
+            rule f { if {client.asn} == 7 { then 6 } }
+            "#,
+        )
+        .expect("checks");
+        assert_eq!(p.index.indexed(), 5);
+        let names = |n: Option<&str>| -> Vec<String> {
+            p.index
+                .candidates(n)
+                .iter()
+                .map(|&i| p.rules[i as usize].name.clone())
+                .collect()
+        };
+        assert_eq!(names(Some("www.example.com")), ["a", "b", "f"]);
+        assert_eq!(names(Some("example.com")), ["b", "f"]);
+        assert_eq!(names(Some("a.b.tracker.test")), ["c", "f"]);
+        assert_eq!(names(Some("tracker.test")), ["f"]);
+        assert_eq!(names(Some("q.y.test")), ["d", "f"]);
+        assert_eq!(names(Some("z.test")), ["e", "f"]);
+        assert_eq!(names(None), ["f"]);
+        let mut ctx = Context::default();
+        ctx.set(Field::QueryName, Value::Name("ads.test".into()));
+        assert_eq!(
+            p.eval(&ctx).verdict.map(|v| v.to_json()),
+            Some(serde_json::json!(3))
+        );
+    }
+}

@@ -175,6 +175,12 @@ fn explain(policy: &Policy, steps: &[Step], src: &str, file: &str) -> String {
     let mut out = String::new();
     for s in steps {
         match s {
+            Step::IndexSkipped(n) => {
+                let rules = if *n == 1 { "rule" } else { "rules" };
+                out.push_str(&format!(
+                    "({n} {rules} skipped by the name index: their condition on query.name cannot hold)\n"
+                ));
+            }
             Step::Rule(i) => {
                 let r = &policy.rules[*i];
                 let kind = if r.implicit { " (bare statements)" } else { "" };

@@ -42,6 +42,9 @@ pub struct Trace {
 /// One step of a [`Trace`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
+    /// This many rules were not tried: the name index showed their
+    /// condition on `query.name` cannot hold.
+    IndexSkipped(usize),
     /// Started evaluating rule `rule` (index into [`Policy::rules`]).
     Rule(usize),
     /// A `when` guard was evaluated.
@@ -148,7 +151,12 @@ impl Policy {
             Some(Value::Name(n)) => Some(&**n),
             _ => None,
         };
-        for i in self.index.candidates(name) {
+        let candidates = self.index.candidates(name);
+        let skipped = self.rules.len() - candidates.len();
+        if skipped > 0 {
+            it.step(Step::IndexSkipped(skipped));
+        }
+        for i in candidates {
             let i = i as usize;
             if let Some(v) = it.rule(i, &self.rules[i]) {
                 outcome = (Some(v), Some(i));

@@ -9,17 +9,17 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What GeoIP knows about an address. Empty strings and 0 mean unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GeoInfo {
     /// ISO 3166-1 alpha-2 country code.
-    pub country: String,
+    pub country: Arc<str>,
     /// ISO 3166-2 region: country + "-" + first subdivision code.
-    pub region: String,
+    pub region: Arc<str>,
     /// City name (English).
-    pub city: String,
+    pub city: Arc<str>,
     /// Autonomous system number.
     pub asn: i64,
     /// Prefix length of the network this answer covers (the most specific
@@ -177,25 +177,23 @@ enum Source {
 /// Stacked GeoIP sources with a small lookup cache.
 pub struct Geo {
     sources: Vec<(PathBuf, Source)>,
-    cache: Mutex<Cache>,
+    cache: Box<[CacheSlot]>,
 }
 
+/// One cache entry: the address and what GeoIP said about it.
+type CacheSlot = Mutex<Option<(IpAddr, Arc<GeoInfo>)>>;
+
+/// Slots of the direct-mapped cache keyed by address: clients repeat, and
+/// a MaxMind lookup plus decode costs far more than a hash and a compare.
+/// One lock per slot, so workers on different cores rarely meet.
 const CACHE_SLOTS: usize = 4096;
-
-/// A direct-mapped cache keyed by the address (clients repeat, and a
-/// MaxMind lookup plus decode costs far more than a hash and compare).
-struct Cache {
-    slots: Vec<Option<(IpAddr, GeoInfo)>>,
-}
 
 impl Geo {
     /// No sources: every lookup is unknown.
     pub fn empty() -> Geo {
         Geo {
             sources: Vec::new(),
-            cache: Mutex::new(Cache {
-                slots: vec![None; CACHE_SLOTS],
-            }),
+            cache: (0..CACHE_SLOTS).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -247,25 +245,25 @@ impl Geo {
 
     /// Looks `ip` up in every source (IPv4-mapped IPv6 addresses are looked
     /// up as IPv4).
-    pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
+    pub fn lookup(&self, ip: IpAddr) -> Arc<GeoInfo> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         if self.sources.is_empty() {
-            return GeoInfo::default();
+            return Arc::new(GeoInfo::default());
         }
-        let slot = slot_of(&ip);
-        if let Ok(c) = self.cache.lock() {
-            if let Some((k, v)) = &c.slots[slot] {
+        let slot = &self.cache[slot_of(&ip)];
+        if let Ok(c) = slot.lock() {
+            if let Some((k, v)) = &*c {
                 if *k == ip {
                     return v.clone();
                 }
             }
         }
-        let info = self.lookup_uncached(ip);
-        if let Ok(mut c) = self.cache.lock() {
-            c.slots[slot] = Some((ip, info.clone()));
+        let info = Arc::new(self.lookup_uncached(ip));
+        if let Ok(mut c) = slot.lock() {
+            *c = Some((ip, info.clone()));
         }
         info
     }
@@ -280,10 +278,10 @@ impl Geo {
                 Source::Csv(t) => match t.lookup(ip) {
                     Some((country, region, len)) => {
                         if info.country.is_empty() {
-                            info.country = country.to_string();
+                            info.country = country.into();
                         }
                         if info.region.is_empty() {
-                            info.region = region.to_string();
+                            info.region = region.into();
                         }
                         narrow(len, &mut info);
                     }
@@ -316,7 +314,7 @@ impl Geo {
                     };
                     let country = rec.country.and_then(|c| c.iso_code).unwrap_or("");
                     if info.country.is_empty() && !country.is_empty() {
-                        info.country = country.to_string();
+                        info.country = country.into();
                     }
                     if info.region.is_empty() && !country.is_empty() {
                         let sub = rec
@@ -325,7 +323,7 @@ impl Geo {
                             .and_then(|s| s.first())
                             .and_then(|s| s.iso_code);
                         if let Some(sub) = sub {
-                            info.region = format!("{country}-{sub}");
+                            info.region = format!("{country}-{sub}").into();
                         }
                     }
                     if info.city.is_empty() {
@@ -334,7 +332,7 @@ impl Geo {
                             .and_then(|c| c.names)
                             .and_then(|n| n.get("en").copied())
                         {
-                            info.city = name.to_string();
+                            info.city = name.into();
                         }
                     }
                     if info.asn == 0 {
@@ -423,24 +421,18 @@ mod tests {
         .expect("test dbs load");
         let i = g.lookup("81.2.69.142".parse().expect("ip"));
         assert_eq!(
-            (i.country.as_str(), i.region.as_str(), i.city.as_str()),
+            (&*i.country, &*i.region, &*i.city),
             ("GB", "GB-ENG", "London")
         );
         assert_eq!(i.prefix_len, Some(31));
         let i = g.lookup("216.160.83.56".parse().expect("ip"));
-        assert_eq!(
-            (i.country.as_str(), i.region.as_str(), i.asn),
-            ("US", "US-WA", 209)
-        );
+        assert_eq!((&*i.country, &*i.region, i.asn), ("US", "US-WA", 209));
         let i = g.lookup("2001:480:10::1".parse().expect("ip"));
-        assert_eq!(i.region, "US-CA");
+        assert_eq!(&*i.region, "US-CA");
         let i = g.lookup("::ffff:81.2.69.142".parse().expect("ip"));
-        assert_eq!(i.country, "GB");
+        assert_eq!(&*i.country, "GB");
         let miss = g.lookup("127.0.0.1".parse().expect("ip"));
-        assert_eq!(
-            (miss.country.as_str(), miss.region.as_str(), miss.asn),
-            ("", "", 0)
-        );
+        assert_eq!((&*miss.country, &*miss.region, miss.asn), ("", "", 0));
         assert_eq!(miss.prefix_len, Some(8), "a miss still has a network");
     }
 

@@ -53,7 +53,7 @@ pub struct QueryCtx<'a> {
     node: &'a str,
     ctx: Context,
     filled: u32,
-    geo_info: Option<GeoInfo>,
+    geo_info: Option<Arc<GeoInfo>>,
     fields_read: u32,
     missing: u32,
 }
@@ -113,11 +113,10 @@ impl<'a> QueryCtx<'a> {
             let ip = self.subject_ip();
             let g = self.geo_info.get_or_insert_with(|| self.geo.lookup(ip));
             self.ctx
-                .set(Field::ClientCountry, Value::Str(g.country.as_str().into()));
+                .set(Field::ClientCountry, Value::Str(g.country.clone()));
             self.ctx
-                .set(Field::ClientRegion, Value::Str(g.region.as_str().into()));
-            self.ctx
-                .set(Field::ClientCity, Value::Str(g.city.as_str().into()));
+                .set(Field::ClientRegion, Value::Str(g.region.clone()));
+            self.ctx.set(Field::ClientCity, Value::Str(g.city.clone()));
             self.ctx.set(Field::ClientAsn, Value::Int(g.asn));
         }
         if has(Field::QueryName) {

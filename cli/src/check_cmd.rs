@@ -91,7 +91,7 @@ fn summary(r: &FileResult) -> String {
 /// stdout stays pure JSON lines there.
 fn summary_line(line: &str, format: Format) {
     match format {
-        Format::Human => println!("{line}"),
+        Format::Human => crate::output::outln(line),
         Format::Json => eprintln!("{line}"),
     }
 }

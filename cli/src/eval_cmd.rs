@@ -42,19 +42,19 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
         policy.eval(&ctx)
     };
     if let Some(trace) = &eval.trace {
-        print!("{}", explain(&policy, &trace.steps, &src, &name));
+        crate::output::out(&explain(&policy, &trace.steps, &src, &name));
         if eval.verdict.is_none() {
-            println!("no rule decided");
+            crate::output::outln("no rule decided");
         }
         if eval.missing_reads > 0 {
-            println!(
+            crate::output::outln(&format!(
                 "({} read(s) of missing values, which compare false)",
                 eval.missing_reads
-            );
+            ));
         }
     }
     let out = eval.verdict.as_ref().map_or(Json::Null, |v| v.to_json());
-    println!("{out}");
+    crate::output::outln(&out.to_string());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,7 +25,29 @@ pub fn print_human(diags: &[Diagnostic], file: &str, src: &str, color: bool) {
 
 /// Prints diagnostics as JSON lines on stdout.
 pub fn print_json(diags: &[Diagnostic], file: &str, src: &str) {
-    print!("{}", render_json(diags, file, src));
+    out(&render_json(diags, file, src));
+}
+
+/// Writes to stdout. A closed pipe (`dnspolicy ... | head`) ends the
+/// program quietly instead of panicking, as other command-line tools do.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: &str) {
+    out(&format!("{text}\n"));
 }
 
 /// "1 rule", "2 rules".

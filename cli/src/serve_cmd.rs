@@ -143,7 +143,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         let dns: Vec<String> = server.dns_addrs().iter().map(ToString::to_string).collect();
         let admin = server.admin_addr().map_or_else(|| "off".to_string(), |a| a.to_string());
         // One line on stdout that scripts and tests can wait for.
-        println!("listening dns={} admin={admin}", dns.join(","));
+        crate::output::outln(&format!("listening dns={} admin={admin}", dns.join(",")));
         let stop = CancellationToken::new();
         let signal_stop = stop.clone();
         tokio::spawn(async move {

@@ -20,7 +20,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
-                Err(_) => continue,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
         let shared = shared.clone();

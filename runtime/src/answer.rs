@@ -105,10 +105,28 @@ pub fn negative(req: &Message, zone: &Zone, rcode: ResponseCode) -> Message {
     let mut r = skeleton(req);
     r.metadata.response_code = rcode;
     r.metadata.authoritative = true;
-    if let Some(soa) = zone.soa() {
-        r.authorities.push(soa.clone());
+    let in_zone = req
+        .queries
+        .first()
+        .zip(zone.origin())
+        .is_some_and(|(q, origin)| origin.zone_of(&LowerName::from(&q.name)));
+    // The SOA goes only with names of the zone (a resolver discards an
+    // out-of-bailiwick SOA), with the negative-caching TTL of RFC 2308.
+    if in_zone {
+        if let Some(soa) = zone.soa() {
+            r.authorities.push(negative_soa(soa));
+        }
     }
     r
+}
+
+/// The SOA for a negative answer: its TTL is min(SOA TTL, MINIMUM).
+fn negative_soa(soa: &Record) -> Record {
+    let mut s = soa.clone();
+    if let RData::SOA(d) = &soa.data {
+        s.ttl = s.ttl.min(d.minimum);
+    }
+    s
 }
 
 /// What a verdict becomes before any upstream work.
@@ -204,7 +222,15 @@ pub fn build(
 
 fn follow(mut r: Message, zone: &Zone, target: Name, qtype: RecordType) -> Built {
     match chase(zone, target, qtype, &mut r.answers) {
-        Chase::Done | Chase::NxDomain => Built::Reply(r),
+        Chase::Done => Built::Reply(r),
+        // RFC 6604: the RCODE is that of the last name in the chain.
+        Chase::NxDomain => {
+            r.metadata.response_code = ResponseCode::NXDomain;
+            if let Some(soa) = zone.soa() {
+                r.authorities.push(negative_soa(soa));
+            }
+            Built::Reply(r)
+        }
         Chase::Outside(name) => Built::ResolveOutside {
             partial: r,
             target: name,
@@ -214,27 +240,27 @@ fn follow(mut r: Message, zone: &Zone, target: Name, qtype: RecordType) -> Built
 
 /// The local zone's own answer for a query no plugin decided; `None` when
 /// the name is outside the zone.
-pub fn from_zone(req: &Message, zone: &Zone) -> Option<Message> {
+pub fn from_zone(req: &Message, zone: &Zone) -> Option<Built> {
     let q = req.queries.first()?;
     let name = LowerName::from(&q.name);
     match zone.lookup(&name, q.query_type) {
         Lookup::NotInZone => None,
-        Lookup::NxDomain => Some(negative(req, zone, ResponseCode::NXDomain)),
-        Lookup::NoData => Some(negative(req, zone, ResponseCode::NoError)),
+        Lookup::NxDomain => Some(Built::Reply(negative(req, zone, ResponseCode::NXDomain))),
+        Lookup::NoData => Some(Built::Reply(negative(req, zone, ResponseCode::NoError))),
         Lookup::Records(rs) => {
             let mut r = skeleton(req);
             r.metadata.authoritative = true;
             r.answers.extend(rs.iter().cloned());
-            Some(r)
+            Some(Built::Reply(r))
         }
         Lookup::Cname(c) => {
             let mut r = skeleton(req);
             r.metadata.authoritative = true;
             r.answers.push(c.clone());
-            if let Some(t) = cname_target(c).cloned() {
-                let _ = chase(zone, t, q.query_type, &mut r.answers);
+            match cname_target(c).cloned() {
+                Some(t) => Some(follow(r, zone, t, q.query_type)),
+                None => Some(Built::Reply(r)),
             }
-            Some(r)
         }
     }
 }
@@ -274,6 +300,40 @@ pub fn finish(
         return Some(bytes);
     }
     r.truncate().to_vec().ok()
+}
+
+/// Makes a relayed upstream answer tell caches the truth: its ECS scope
+/// becomes the longer of the upstream's and what our own decision to
+/// forward depended on (`ecs` = address, source, our scope), and the option
+/// is added if the upstream left it out. Nothing changes when the query had
+/// no ECS.
+pub fn merge_ecs_scope(resp: &mut Message, ecs: Option<(IpAddr, u8, u8)>) {
+    let Some((addr, source, ours)) = ecs else {
+        return;
+    };
+    let theirs = resp
+        .edns
+        .as_ref()
+        .and_then(
+            |e| match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(c)) => Some(c.scope_prefix()),
+                _ => None,
+            },
+        )
+        .unwrap_or(0);
+    let edns = resp.edns.get_or_insert_with(|| {
+        let mut e = Edns::new();
+        e.set_max_payload(MAX_UDP);
+        e
+    });
+    edns.options_mut()
+        .remove(hickory_proto::rr::rdata::opt::EdnsCode::Subnet);
+    edns.options_mut()
+        .insert(EdnsOption::Subnet(ClientSubnet::new(
+            addr,
+            source,
+            theirs.max(ours),
+        )));
 }
 
 /// Whether `req` is a standard query we answer, or the error to send.

@@ -1,9 +1,11 @@
 //! EDNS Client Subnet (RFC 7871), read from the raw query.
 //!
-//! hickory-proto decodes the option but does not check that the ADDRESS
-//! length matches SOURCE PREFIX-LENGTH or that no bits are set beyond it, and
-//! the RFC says such a query SHOULD get FORMERR. So the OPT record is found
-//! and checked here, on the wire bytes, with every read bounds-checked.
+//! hickory-proto rejects an unknown FAMILY, a SOURCE PREFIX-LENGTH longer
+//! than the address and a short ADDRESS (the message then fails to parse and
+//! gets FORMERR), but accepts too many ADDRESS octets, bits set beyond the
+//! prefix, and a non-zero SCOPE in a query, which RFC 7871 says SHOULD get
+//! FORMERR too. So the OPT record is found and checked again here, on the
+//! wire bytes, with every read bounds-checked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -119,7 +121,7 @@ pub fn query_ecs(packet: &[u8]) -> Result<Option<Ecs>, EcsError> {
                 if r.at + olen > end {
                     return None;
                 }
-                let data = &packet[r.at..r.at + olen];
+                let data = packet.get(r.at..r.at + olen)?;
                 r.at += olen;
                 if code == 8 {
                     if found.is_some() {

@@ -283,7 +283,10 @@ impl Geo {
                         if info.region.is_empty() {
                             info.region = region.into();
                         }
-                        narrow(len, &mut info);
+                        // A longer entry may sit inside this prefix (a /24
+                        // inside a /16): the answer holds only down to the
+                        // table's finest prefix.
+                        narrow(t.longest(ip.is_ipv4()).unwrap_or(len).max(len), &mut info);
                     }
                     // A miss holds only down to the table's finest prefix.
                     None => {
@@ -410,6 +413,20 @@ mod tests {
         );
         assert_eq!(t.lookup("192.0.2.1".parse().expect("ip")), None);
         assert!(CsvTable::parse("10.0.0.1/8,X,Y", Path::new("b.csv")).is_err());
+    }
+
+    #[test]
+    fn nested_csv_prefixes_report_the_finest_length() {
+        let mut g = Geo::empty();
+        g.add_csv_text(
+            "198.51.0.0/16,CN,\n198.51.100.0/24,CN,CN-BJ\n",
+            Path::new("n.csv"),
+        )
+        .expect("csv");
+        let outer = g.lookup("198.51.7.1".parse().expect("ip"));
+        assert_eq!((&*outer.region, outer.prefix_len), ("", Some(24)));
+        let inner = g.lookup("198.51.100.1".parse().expect("ip"));
+        assert_eq!((&*inner.region, inner.prefix_len), ("CN-BJ", Some(24)));
     }
 
     #[test]

@@ -194,6 +194,10 @@ impl<'a> QueryCtx<'a> {
         }
         if self.fields_read & CLIENT_FIELDS & !GEO_FIELDS == 0 {
             if let Some(len) = self.geo_info.as_ref().and_then(|g| g.prefix_len) {
+                // GeoIP looks IPv4-mapped addresses up as IPv4; the scope is
+                // echoed in the option's own (IPv6) family.
+                let mapped = matches!(ecs.addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+                let len = if mapped { len.saturating_add(96) } else { len };
                 return len.min(ecs.source);
             }
         }

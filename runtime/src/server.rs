@@ -51,7 +51,16 @@ pub struct Shared {
     pub timeout: Duration,
     /// Where plugins come from (`None`: the embedded example).
     pub plugin_dir: Option<std::path::PathBuf>,
+    /// Upstream exchanges allowed in flight at once.
+    pub upstream_slots: Arc<tokio::sync::Semaphore>,
+    /// TCP connections allowed at once.
+    pub tcp_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Upstream exchanges in flight at most (each holds a task and a socket).
+pub const MAX_UPSTREAM_IN_FLIGHT: usize = 1024;
+/// TCP connections at most.
+pub const MAX_TCP_CONNECTIONS: usize = 512;
 
 impl Shared {
     /// Builds the shared state from a config: zone, GeoIP and plugins (the
@@ -89,6 +98,8 @@ impl Shared {
             node: config.node.clone(),
             timeout: Duration::from_millis(config.upstream_timeout_ms),
             plugin_dir: config.plugin_dir.clone(),
+            upstream_slots: Arc::new(tokio::sync::Semaphore::new(MAX_UPSTREAM_IN_FLIGHT)),
+            tcp_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
         })
     }
 }
@@ -217,7 +228,9 @@ impl Server {
         self.shared.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight queries finish.
+    /// Serves until `shutdown` is cancelled. Queries being processed when it
+    /// is cancelled finish; upstream exchanges still waiting for an answer
+    /// and idle TCP connections are abandoned.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let mut tasks = tokio::task::JoinSet::new();
         tracing::info!(
@@ -372,15 +385,28 @@ async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Cancellatio
                     }
                     Step::Done(None) => {}
                     Step::Upstream(job) => {
-                        // Upstream work must not stall this socket's other queries.
-                        let (sock, shared) = (sock.clone(), shared.clone());
-                        tokio::spawn(async move {
-                            let out = job.run(&shared, false).await;
-                            shared.metrics.observe(start.elapsed());
-                            if let Some(bytes) = out {
-                                let _ = sock.send_to(&bytes, from).await;
+                        // Upstream work must not stall this socket's other
+                        // queries, and is bounded: past the limit the query
+                        // gets SERVFAIL at once instead of a task and sockets.
+                        match shared.upstream_slots.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                let (sock, shared) = (sock.clone(), shared.clone());
+                                tokio::spawn(async move {
+                                    let out = job.run(&shared, false).await;
+                                    drop(permit);
+                                    shared.metrics.observe(start.elapsed());
+                                    if let Some(bytes) = out {
+                                        let _ = sock.send_to(&bytes, from).await;
+                                    }
+                                });
                             }
-                        });
+                            Err(_) => {
+                                shared.metrics.upstream_failed.fetch_add(1, Relaxed);
+                                if let Some(bytes) = job.servfail(&shared) {
+                                    replies.push((bytes, from));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -438,12 +464,24 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
-                Err(_) => continue,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) fails every accept at
+                    // once: back off instead of spinning.
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
+        };
+        // Past the limit, new connections are closed at once.
+        let Ok(permit) = shared.tcp_slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
         };
         let (shared, stop, name) = (shared.clone(), stop.clone(), name.clone());
         tokio::spawn(async move {
             let _ = tcp_conn(stream, from, shared, stop, name).await;
+            drop(permit);
         });
     }
 }
@@ -471,7 +509,10 @@ async fn tcp_conn(
         shared.metrics.queries_tcp.fetch_add(1, Relaxed);
         let out = match process(&shared, &buf, from, true, &listener) {
             Step::Done(o) => o,
-            Step::Upstream(job) => job.run(&shared, true).await,
+            Step::Upstream(job) => match shared.upstream_slots.clone().try_acquire_owned() {
+                Ok(_permit) => job.run(&shared, true).await,
+                Err(_) => job.servfail(&shared),
+            },
         };
         let Some(bytes) = out else { continue };
         let Ok(len) = u16::try_from(bytes.len()) else {
@@ -481,7 +522,8 @@ async fn tcp_conn(
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&bytes);
         shared.metrics.observe(start.elapsed());
-        stream.write_all(&framed).await?;
+        // A client that never reads must not hold the connection for ever.
+        tokio::time::timeout(Duration::from_secs(10), stream.write_all(&framed)).await??;
     }
 }
 
@@ -500,8 +542,9 @@ struct Job {
 }
 
 enum JobKind {
-    /// Relay the pool's answer.
-    Forward(String),
+    /// Relay the pool's answer; the ECS echo says what our own decision
+    /// (to forward) depended on.
+    Forward(String, Option<(std::net::IpAddr, u8, u8)>),
     /// Complete a rewrite: append the target's records from the default pool.
     Resolve {
         partial: Box<Message>,
@@ -511,10 +554,16 @@ enum JobKind {
 }
 
 impl Job {
+    /// SERVFAIL for this query without any upstream work.
+    fn servfail(&self, shared: &Shared) -> Option<Vec<u8>> {
+        let r = answer::error(&self.req, ResponseCode::ServFail);
+        reply(&shared.metrics, r, &self.req, None, false, shared)
+    }
+
     async fn run(self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
         let m = &shared.metrics;
         match self.kind {
-            JobKind::Forward(pool) => {
+            JobKind::Forward(pool, ecs) => {
                 let Some(servers) = shared.upstreams.get(&pool) else {
                     tracing::warn!(%pool, "forward to an unknown upstream pool");
                     return reply(
@@ -527,9 +576,10 @@ impl Job {
                     );
                 };
                 match upstream::exchange(servers, &self.req, shared.timeout).await {
-                    Ok(resp) => {
+                    Ok(mut resp) => {
                         m.upstream_ok.fetch_add(1, Relaxed);
-                        m.rcode(u16::from(resp.metadata.response_code.low()));
+                        m.rcode(u16::from(resp.metadata.response_code));
+                        answer::merge_ecs_scope(&mut resp, ecs);
                         let bytes = resp.to_vec().ok()?;
                         let limit = if tcp {
                             usize::from(u16::MAX)
@@ -569,6 +619,12 @@ impl Job {
                     match upstream::exchange(servers, &q, shared.timeout).await {
                         Ok(resp) => {
                             m.upstream_ok.fetch_add(1, Relaxed);
+                            // Data from elsewhere: not authoritative, and the
+                            // chain's last name decides the RCODE (RFC 6604).
+                            partial.metadata.authoritative = false;
+                            if resp.metadata.response_code == ResponseCode::NXDomain {
+                                partial.metadata.response_code = ResponseCode::NXDomain;
+                            }
                             partial.answers.extend(resp.answers);
                         }
                         Err(_) => {
@@ -609,6 +665,13 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         m.malformed.fetch_add(1, Relaxed);
         return Step::Done(None);
+    }
+    // Exactly one question: checked on the raw header first, so a packet
+    // claiming 65 535 questions costs nothing to refuse.
+    if packet[4..6] != [0, 1] {
+        m.malformed.fetch_add(1, Relaxed);
+        m.rcode(u16::from(ResponseCode::FormErr.low()));
+        return Step::Done(answer::formerr_raw(packet));
     }
     let req = match Message::from_vec(packet) {
         Ok(r) => r,
@@ -679,9 +742,9 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
             _ => {
                 // No plugin decided: the zone answers its own names, then
                 // the default pool, else REFUSED.
-                if let Some(r) = answer::from_zone(&req, &shared.zone) {
+                if let Some(b) = answer::from_zone(&req, &shared.zone) {
                     m.verdicts[verdict_index("default_zone")].fetch_add(1, Relaxed);
-                    break Built::Reply(r);
+                    break b;
                 }
                 if shared.upstreams.contains_key("default") {
                     m.verdicts[verdict_index("default_forward")].fetch_add(1, Relaxed);
@@ -702,7 +765,7 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
         }
         Built::Forward(pool) => Step::Upstream(Box::new(Job {
             req,
-            kind: JobKind::Forward(pool),
+            kind: JobKind::Forward(pool, ecs_echo),
         })),
         Built::ResolveOutside { partial, target } => {
             if shared.upstreams.contains_key("default") {

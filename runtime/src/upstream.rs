@@ -1,11 +1,16 @@
-//! Forwarding to upstream servers: UDP with a timeout per try, TCP when the
-//! answer comes back truncated, the next server of the pool on failure.
+//! Forwarding to upstream servers: each server of the pool in turn over
+//! UDP with a timeout; an answer with TC set is fetched again over TCP from
+//! the same server.
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, MessageType};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+/// The EDNS payload size advertised upstream: large replies come over TCP
+/// rather than as fragmented UDP (DNS flag day 2020).
+const UPSTREAM_PAYLOAD: u16 = 1232;
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +23,9 @@ pub enum UpstreamError {
     UnknownPool(String),
 }
 
-/// Sends `query` (already encoded, any ID) to the servers in order, returns
-/// the first valid response (its ID restored to `id`).
+/// Sends `query` to the servers in order and returns the first valid
+/// response, its ID restored to the query's. The query's EDNS options (ECS
+/// among them) go along unchanged; its advertised payload is capped.
 pub async fn exchange(
     servers: &[SocketAddr],
     query: &Message,
@@ -29,30 +35,24 @@ pub async fn exchange(
     for server in servers {
         let mut q = query.clone();
         q.metadata.id = rand_id();
+        if let Some(e) = q.edns.as_mut() {
+            let size = e.max_payload().clamp(512, UPSTREAM_PAYLOAD);
+            e.set_max_payload(size);
+        }
         let Ok(bytes) = q.to_vec() else {
             return Err(UpstreamError::Exhausted);
         };
-        match try_udp(*server, &bytes, &q, timeout).await {
-            Some(mut resp) if resp.metadata.truncation => {
-                if let Some(mut r) = try_tcp(*server, &bytes, &q, timeout).await {
-                    r.metadata.id = client_id;
-                    return Ok(r);
-                }
-                resp.metadata.id = client_id;
-                return Ok(resp);
-            }
-            Some(mut resp) => {
-                resp.metadata.id = client_id;
-                return Ok(resp);
-            }
-            None => {
-                tracing::debug!(%server, "upstream failed over UDP, trying TCP");
-                if let Some(mut r) = try_tcp(*server, &bytes, &q, timeout).await {
-                    r.metadata.id = client_id;
-                    return Ok(r);
-                }
-            }
-        }
+        let Some(resp) = try_udp(*server, &bytes, &q, timeout).await else {
+            tracing::debug!(%server, "upstream did not answer over UDP; next server");
+            continue;
+        };
+        let mut resp = if resp.metadata.truncation {
+            try_tcp(*server, &bytes, &q, timeout).await.unwrap_or(resp)
+        } else {
+            resp
+        };
+        resp.metadata.id = client_id;
+        return Ok(resp);
     }
     Err(UpstreamError::Exhausted)
 }
@@ -66,7 +66,9 @@ fn rand_id() -> u16 {
 }
 
 fn matches(q: &Message, r: &Message) -> bool {
-    r.metadata.id == q.metadata.id && r.queries == q.queries
+    r.metadata.message_type == MessageType::Response
+        && r.metadata.id == q.metadata.id
+        && r.queries == q.queries
 }
 
 async fn try_udp(
@@ -83,7 +85,9 @@ async fn try_udp(
     let sock = UdpSocket::bind(bind).await.ok()?;
     sock.connect(server).await.ok()?;
     sock.send(bytes).await.ok()?;
-    let mut buf = vec![0u8; 65_535];
+    // Replies are at most UPSTREAM_PAYLOAD bytes (we said so); a longer one
+    // arrives cut short, fails to parse, and the wait goes on to the timeout.
+    let mut buf = vec![0u8; 4096];
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))

@@ -60,7 +60,8 @@ impl Zone {
         };
         for (key, set) in sets {
             let recs: Vec<Record> = set.records_without_rrsigs().cloned().collect();
-            if key.record_type == RecordType::SOA {
+            // The zone's own SOA, not a child's.
+            if key.record_type == RecordType::SOA && key.name == LowerName::from(&origin) {
                 z.soa = recs.first().cloned();
             }
             z.names.insert(key.name.clone(), ());

@@ -53,9 +53,12 @@ pub async fn start(config: Config) -> TestServer {
     TestServer { dns, admin, stop }
 }
 
-/// A directory under the system temp dir, unique to this process and `name`.
+/// A fresh directory under the system temp dir, unique to this call (tests
+/// run in parallel threads of one process).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dnspolicy-e2e-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("dnspolicy-e2e-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
@@ -75,10 +78,13 @@ pub fn shared_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
 }
 
-/// A query for `name`/`rtype` with RD set and a random-ish ID.
+/// A query for `name`/`rtype` with RD set and an ID of its own (so a
+/// reply to the wrong query shows up as an ID mismatch).
 pub fn query(name: &str, rtype: RecordType) -> Message {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
     let mut m = Message::query();
-    m.metadata.id = (std::process::id() as u16) ^ 0x5a5a;
+    m.metadata.id =
+        NEXT.fetch_add(7919, std::sync::atomic::Ordering::Relaxed) ^ (std::process::id() as u16);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
     m

@@ -18,6 +18,9 @@ rule statics priority 10 {
     if {query.name} == "big.test" && {query.transport} == "udp" { then truncate }
     if {query.name} == "big.test" { then answer A 192.0.2.99 }
     if {query.name} == "alias.test" { then rewrite "cdn-bj.example.com" ttl 30 }
+    if {query.name} == "blocked.example.com" { then nxdomain }
+    if {query.name} == "dangling.test" { then rewrite "nope.example.com" }
+    if {query.name} == "many.test" { then answer A 192.0.2.100, 192.0.2.101, 192.0.2.102, 192.0.2.103, 192.0.2.104, 192.0.2.105, 192.0.2.106, 192.0.2.107, 192.0.2.108, 192.0.2.109, 192.0.2.110, 192.0.2.111, 192.0.2.112, 192.0.2.113, 192.0.2.114, 192.0.2.115, 192.0.2.116, 192.0.2.117, 192.0.2.118, 192.0.2.119, 192.0.2.120, 192.0.2.121, 192.0.2.122, 192.0.2.123, 192.0.2.124, 192.0.2.125, 192.0.2.126, 192.0.2.127, 192.0.2.128, 192.0.2.129, 192.0.2.130, 192.0.2.131, 192.0.2.132, 192.0.2.133, 192.0.2.134, 192.0.2.135, 192.0.2.136, 192.0.2.137, 192.0.2.138, 192.0.2.139 }
     if {query.name} == "missing-target.test" { then rewrite "nothing.example.com" }
 }
 "#;
@@ -62,8 +65,15 @@ async fn negative_and_error_verdicts() {
     let s = server().await;
     let r = udp(s.dns, &query("gone.test.", RecordType::A)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert!(r.authorities.is_empty(), "no out-of-zone SOA");
+    let r = udp(s.dns, &query("blocked.example.com.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(r.authorities.len(), 1, "SOA of the local zone");
     assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    // A rewrite into a name the zone does not have: NXDOMAIN (RFC 6604).
+    let r = udp(s.dns, &query("dangling.test.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(answers(&r), vec!["CNAME nope.example.com."]);
     let r = udp(s.dns, &query("empty.test.", RecordType::A)).await;
     assert_eq!(
         (r.metadata.response_code, r.answers.len()),
@@ -146,8 +156,25 @@ async fn edns_is_echoed() {
         e.set_version(1);
     }
     let r = udp(s.dns, &q).await;
-    // BADVERS and BADSIG share code 16; what matters is the number.
+    // BADVERS and BADSIG share code 16; what matters is the number, and it
+    // travels in the OPT record.
     assert_eq!(u16::from(r.metadata.response_code), 16);
+    assert!(r.edns.is_some(), "BADVERS comes with an OPT record");
+}
+
+#[tokio::test]
+async fn udp_size_limit() {
+    let s = server().await;
+    // 40 A records (~700 bytes) do not fit the 512 bytes of plain DNS...
+    let r = udp(s.dns, &query("many.test.", RecordType::A)).await;
+    assert!(r.metadata.truncation);
+    assert!(r.answers.is_empty());
+    // ...but fit the 1232 bytes an EDNS client gets, and TCP.
+    let r = udp(s.dns, &with_edns(query("many.test.", RecordType::A))).await;
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 40);
+    let r = tcp(s.dns, &query("many.test.", RecordType::A)).await;
+    assert_eq!(r.answers.len(), 40);
 }
 
 #[tokio::test]

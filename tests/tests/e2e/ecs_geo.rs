@@ -71,6 +71,27 @@ async fn embedded_default_steers_by_region() {
 }
 
 #[tokio::test]
+async fn ipv4_mapped_ecs_scope_is_in_the_ipv6_family() {
+    let s = start(config()).await;
+    let mapped = ip("::ffff:198.51.100.0");
+    let r = udp(
+        s.dns,
+        &with_ecs(query("www.example.com.", RecordType::A), mapped, 120),
+    )
+    .await;
+    assert_eq!(
+        answers(&r)[1],
+        "192.0.2.10",
+        "the mapped address is the Beijing client"
+    );
+    assert_eq!(
+        ecs_of(&r),
+        Some((mapped, 120, 120)),
+        "a /24 of IPv4 is a /120 of IPv6"
+    );
+}
+
+#[tokio::test]
 async fn malformed_ecs_is_formerr() {
     let s = start(config()).await;
     let good = with_ecs(

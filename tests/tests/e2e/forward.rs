@@ -16,6 +16,7 @@ if {query.name} == "cdn.upstream.test" { then answer A 198.18.0.2 }
 "#;
 
 const EDGE: &str = r#"
+rule steer priority 20 { if {query.name} == "host.upstream.test" && {client.region} == "CN-BJ" { then answer A 192.0.2.1 } }
 rule canary priority 10 { if {query.name} == "canary.test" { then forward canary } }
 rule to_upstream_cdn priority 5 { if {query.name} == "www.edge.test" { then rewrite "cdn.upstream.test" ttl 20 } }
 rule lost priority 1 { if {query.name} == "lost.test" { then forward nowhere } }
@@ -63,6 +64,23 @@ async fn forwards_by_default_and_by_verdict() {
     assert_eq!(answers(&r), vec!["TXT saw-ecs"]);
     let r = udp(edge.dns, &query("ecs.upstream.test.", RecordType::TXT)).await;
     assert_eq!(answers(&r), vec!["TXT no-ecs"]);
+    // The edge looked at the client's region before forwarding: the relayed
+    // answer's scope says so (the upstream itself said 0).
+    let us: IpAddr = "203.0.113.0".parse().expect("ip");
+    let r = udp(
+        edge.dns,
+        &with_ecs(query("host.upstream.test.", RecordType::A), us, 24),
+    )
+    .await;
+    assert_eq!(answers(&r), vec!["198.18.0.1"]);
+    assert_eq!(ecs_of(&r), Some((us, 24, 24)));
+    // Nothing looked at the client: the upstream's scope stands.
+    let r = udp(
+        edge.dns,
+        &with_ecs(query("cdn.upstream.test.", RecordType::A), us, 24),
+    )
+    .await;
+    assert_eq!(ecs_of(&r), Some((us, 24, 0)));
     // A pool that does not exist: SERVFAIL, and the server keeps answering.
     let r = udp(edge.dns, &query("lost.test.", RecordType::A)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);

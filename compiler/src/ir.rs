@@ -319,6 +319,19 @@ impl Policy {
 }
 
 fn fields_in_stmts(stmts: &[Stmt], mask: &mut u32) {
+    for_each_expr(stmts, &mut |e| fields_in_expr(e, mask));
+}
+
+fn fields_in_expr(e: &Expr, mask: &mut u32) {
+    if let ExprKind::Field(f) = e.kind {
+        *mask |= 1 << (f as u32);
+    }
+    e.for_each_child(|c| fields_in_expr(c, mask));
+}
+
+/// Calls `f` on every top-level expression of `stmts` (conditions, `let`
+/// values, action operands), recursing into nested blocks.
+pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
     for s in stmts {
         match s {
             Stmt::If {
@@ -326,20 +339,20 @@ fn fields_in_stmts(stmts: &[Stmt], mask: &mut u32) {
                 then_body,
                 else_body,
             } => {
-                fields_in_expr(cond, mask);
-                fields_in_stmts(then_body, mask);
-                fields_in_stmts(else_body, mask);
+                f(cond);
+                for_each_expr(then_body, f);
+                for_each_expr(else_body, f);
             }
-            Stmt::Let { value, .. } => fields_in_expr(value, mask),
+            Stmt::Let { value, .. } => f(value),
             Stmt::Then { action, .. } => match action {
-                Action::Value(e) | Action::Forward(e) => fields_in_expr(e, mask),
+                Action::Value(e) | Action::Forward(e) => f(e),
                 Action::Answer { data, ttl, .. } => {
-                    data.iter().for_each(|d| fields_in_expr(d, mask));
-                    fields_in_expr(ttl, mask);
+                    data.iter().for_each(&mut *f);
+                    f(ttl);
                 }
                 Action::Rewrite { target, ttl } => {
-                    fields_in_expr(target, mask);
-                    fields_in_expr(ttl, mask);
+                    f(target);
+                    f(ttl);
                 }
                 _ => {}
             },
@@ -347,29 +360,84 @@ fn fields_in_stmts(stmts: &[Stmt], mask: &mut u32) {
     }
 }
 
-fn fields_in_expr(e: &Expr, mask: &mut u32) {
-    match &e.kind {
-        ExprKind::Field(f) => *mask |= 1 << (*f as u32),
-        ExprKind::Lit(_) | ExprKind::Input(_) | ExprKind::Local(_) => {}
-        ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => fields_in_expr(a, mask),
-        ExprKind::InSet { needle, .. } => fields_in_expr(needle, mask),
-        ExprKind::And(a, b)
-        | ExprKind::Or(a, b)
-        | ExprKind::Cmp(_, a, b)
-        | ExprKind::StartsWith(a, b)
-        | ExprKind::EndsWith(a, b)
-        | ExprKind::Arith(_, a, b)
-        | ExprKind::Concat(a, b)
-        | ExprKind::InExpr {
-            needle: a,
-            haystack: b,
-            ..
-        } => {
-            fields_in_expr(a, mask);
-            fields_in_expr(b, mask);
+/// [`for_each_expr`] with mutable access.
+pub fn for_each_expr_mut(stmts: &mut [Stmt], f: &mut dyn FnMut(&mut Expr)) {
+    for s in stmts {
+        match s {
+            Stmt::If {
+                cond,
+                then_body,
+                else_body,
+            } => {
+                f(cond);
+                for_each_expr_mut(then_body, f);
+                for_each_expr_mut(else_body, f);
+            }
+            Stmt::Let { value, .. } => f(value),
+            Stmt::Then { action, .. } => match action {
+                Action::Value(e) | Action::Forward(e) => f(e),
+                Action::Answer { data, ttl, .. } => {
+                    data.iter_mut().for_each(&mut *f);
+                    f(ttl);
+                }
+                Action::Rewrite { target, ttl } => {
+                    f(target);
+                    f(ttl);
+                }
+                _ => {}
+            },
         }
-        ExprKind::Call(_, args) | ExprKind::List(args) => {
-            args.iter().for_each(|a| fields_in_expr(a, mask))
+    }
+}
+
+impl Expr {
+    /// Calls `f` on each direct sub-expression.
+    pub fn for_each_child(&self, mut f: impl FnMut(&Expr)) {
+        match &self.kind {
+            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => f(a),
+            ExprKind::InSet { needle, .. } => f(needle),
+            ExprKind::And(a, b)
+            | ExprKind::Or(a, b)
+            | ExprKind::Cmp(_, a, b)
+            | ExprKind::StartsWith(a, b)
+            | ExprKind::EndsWith(a, b)
+            | ExprKind::Arith(_, a, b)
+            | ExprKind::Concat(a, b)
+            | ExprKind::InExpr {
+                needle: a,
+                haystack: b,
+                ..
+            } => {
+                f(a);
+                f(b);
+            }
+            ExprKind::Call(_, args) | ExprKind::List(args) => args.iter().for_each(f),
+            ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Input(_) | ExprKind::Local(_) => {}
+        }
+    }
+
+    /// Calls `f` on each direct sub-expression, mutably.
+    pub fn for_each_child_mut(&mut self, mut f: impl FnMut(&mut Expr)) {
+        match &mut self.kind {
+            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => f(a),
+            ExprKind::InSet { needle, .. } => f(needle),
+            ExprKind::And(a, b)
+            | ExprKind::Or(a, b)
+            | ExprKind::Cmp(_, a, b)
+            | ExprKind::StartsWith(a, b)
+            | ExprKind::EndsWith(a, b)
+            | ExprKind::Arith(_, a, b)
+            | ExprKind::Concat(a, b)
+            | ExprKind::InExpr {
+                needle: a,
+                haystack: b,
+                ..
+            } => {
+                f(a);
+                f(b);
+            }
+            ExprKind::Call(_, args) | ExprKind::List(args) => args.iter_mut().for_each(f),
+            ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Input(_) | ExprKind::Local(_) => {}
         }
     }
 }

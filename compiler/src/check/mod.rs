@@ -698,63 +698,16 @@ impl<'a> Checker<'a> {
     }
 
     fn zonk_stmts(&self, stmts: &mut [Stmt]) {
-        for s in stmts {
-            match s {
-                Stmt::If {
-                    cond,
-                    then_body,
-                    else_body,
-                } => {
-                    self.zonk_expr(cond);
-                    self.zonk_stmts(then_body);
-                    self.zonk_stmts(else_body);
-                }
-                Stmt::Let { value, .. } => self.zonk_expr(value),
-                Stmt::Then { action, .. } => match action {
-                    Action::Value(e) | Action::Forward(e) => self.zonk_expr(e),
-                    Action::Answer { data, ttl, .. } => {
-                        data.iter_mut().for_each(|d| self.zonk_expr(d));
-                        self.zonk_expr(ttl);
-                    }
-                    Action::Rewrite { target, ttl } => {
-                        self.zonk_expr(target);
-                        self.zonk_expr(ttl);
-                    }
-                    _ => {}
-                },
-            }
-        }
+        ir::for_each_expr_mut(stmts, &mut |e| self.zonk_expr(e));
     }
 
     /// Fills in the types of inputs whose type was inferred after the node was built.
     fn zonk_expr(&self, e: &mut Expr) {
-        match &mut e.kind {
-            ExprKind::Input(i) => {
-                if e.ty == Type::Unknown {
-                    e.ty = self.inputs[*i as usize].ty.clone().unwrap_or(Type::Unknown);
-                }
+        e.for_each_child_mut(|c| self.zonk_expr(c));
+        if let ExprKind::Input(i) = e.kind {
+            if e.ty == Type::Unknown {
+                e.ty = self.inputs[i as usize].ty.clone().unwrap_or(Type::Unknown);
             }
-            ExprKind::Not(a) | ExprKind::Neg(a) | ExprKind::Matches(a, _) => self.zonk_expr(a),
-            ExprKind::InSet { needle, .. } => self.zonk_expr(needle),
-            ExprKind::And(a, b)
-            | ExprKind::Or(a, b)
-            | ExprKind::Cmp(_, a, b)
-            | ExprKind::StartsWith(a, b)
-            | ExprKind::EndsWith(a, b)
-            | ExprKind::Arith(_, a, b)
-            | ExprKind::Concat(a, b)
-            | ExprKind::InExpr {
-                needle: a,
-                haystack: b,
-                ..
-            } => {
-                self.zonk_expr(a);
-                self.zonk_expr(b);
-            }
-            ExprKind::Call(_, args) | ExprKind::List(args) => {
-                args.iter_mut().for_each(|a| self.zonk_expr(a))
-            }
-            ExprKind::Lit(_) | ExprKind::Field(_) | ExprKind::Local(_) => {}
         }
         if let Type::List(inner) = &e.ty {
             if **inner == Type::Unknown {

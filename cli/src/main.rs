@@ -4,6 +4,7 @@
 
 mod check_cmd;
 mod eval_cmd;
+mod lsp;
 mod output;
 mod serve_cmd;
 
@@ -41,6 +42,9 @@ enum Command {
     /// (127.0.0.1:5353, admin on 127.0.0.1:9153): www.example.com is steered
     /// by region to cdn-bj or cdn-global.example.com.
     Serve(Box<serve_cmd::ServeArgs>),
+    /// Run the language server on stdin/stdout (diagnostics as you type,
+    /// hover on context paths, completion of paths and keywords).
+    Lsp,
 }
 
 /// How diagnostics are printed.
@@ -137,5 +141,6 @@ fn main() -> ExitCode {
         Command::Check(a) => check_cmd::run(&a.files, a.format, a.color),
         Command::Eval(a) => eval_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),
+        Command::Lsp => lsp::run(),
     }
 }

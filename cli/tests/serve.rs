@@ -79,7 +79,10 @@ fn embedded_default_from_any_directory() {
     );
     // The README's plain query: 127.0.0.1 is in no region.
     let out = dig(&s.dns, &["www.example.com"]).expect("dig");
-    assert!(out.contains("cdn-global.example.com.\t300\tIN\tA\t192.0.2.20"), "{out}");
+    assert!(
+        out.contains("cdn-global.example.com.\t300\tIN\tA\t192.0.2.20"),
+        "{out}"
+    );
     let out = dig(&s.dns, &["www.example.com", "+subnet=203.0.113.9/24"]).expect("dig");
     assert!(
         out.contains("cdn-global.example.com.\t300\tIN\tA\t192.0.2.20"),

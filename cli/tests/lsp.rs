@@ -1,0 +1,214 @@
+//! A client drives `dnspolicy lsp` over stdio: initialize, open a file
+//! with an error, receive its diagnostics, hover a path, complete a path.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    rx: mpsc::Receiver<Value>,
+    next_id: i64,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_messages(stdout: ChildStdout, tx: mpsc::Sender<Value>) {
+    let mut r = BufReader::new(stdout);
+    loop {
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_slice(&body) {
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Client {
+    fn start() -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dnspolicy"))
+            .arg("lsp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnspolicy lsp");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || read_messages(stdout, tx));
+        Client {
+            child,
+            stdin,
+            rx,
+            next_id: 1,
+        }
+    }
+
+    fn send(&mut self, msg: Value) {
+        let body = msg.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            let m = self.recv();
+            if m["id"] == id {
+                return m;
+            }
+        }
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    fn recv(&self) -> Value {
+        self.rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a message from the server within 10 s")
+    }
+
+    fn diagnostics_for(&self, uri: &str) -> Vec<Value> {
+        loop {
+            let m = self.recv();
+            if m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri {
+                return m["params"]["diagnostics"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+    }
+}
+
+#[test]
+fn diagnostics_hover_and_completion() {
+    let mut c = Client::start();
+    let init = c.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": null, "capabilities": {} }),
+    );
+    assert_eq!(
+        init["result"]["capabilities"]["hoverProvider"], true,
+        "{init}"
+    );
+    c.notify("initialized", json!({}));
+
+    let uri = "file:///tmp/geo.dsl";
+    let text = "rule geo {\n  if {client.regoin} == \"CN-BJ\" { then rewrite \"cdn-bj.example.com\" }\n}\n";
+    c.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "dnspolicy", "version": 1, "text": text } }));
+    let diags = c.diagnostics_for(uri);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d["code"], "E0020");
+    assert_eq!(d["severity"], 1);
+    assert_eq!(
+        d["range"],
+        json!({ "start": { "line": 1, "character": 5 }, "end": { "line": 1, "character": 20 } })
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client.region")),
+        "{d}"
+    );
+
+    // Fixing the file clears the diagnostics.
+    let fixed = text.replace("regoin", "region");
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }));
+    assert!(c.diagnostics_for(uri).is_empty());
+
+    // Hover on a context path.
+    let h = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 12 } }),
+    );
+    let value = h["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        value.contains("client.region") && value.contains("string") && value.contains("ISO 3166-2"),
+        "{h}"
+    );
+
+    // Completion after `{client.`.
+    let partial = "if {client.";
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": partial }] }));
+    let _ = c.diagnostics_for(uri);
+    let r = c.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 11 } }),
+    );
+    let labels: Vec<&str> = r["result"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["label"].as_str())
+        .collect();
+    for want in ["client.ip", "client.subnet", "client.region", "client.asn"] {
+        assert!(labels.contains(&want), "{labels:?}");
+    }
+    assert!(
+        labels.iter().all(|l| l.starts_with("client.")),
+        "{labels:?}"
+    );
+    let edit = &r["result"][0]["textEdit"];
+    assert_eq!(
+        edit["range"]["start"],
+        json!({ "line": 0, "character": 4 }),
+        "replaces the typed path"
+    );
+
+    // Keywords elsewhere.
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": "rule x { th" }] }));
+    let _ = c.diagnostics_for(uri);
+    let r = c.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 11 } }),
+    );
+    let labels: Vec<&str> = r["result"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["then"]);
+
+    let s = c.request("shutdown", Value::Null);
+    assert!(s.get("error").is_none(), "{s}");
+    c.notify("exit", Value::Null);
+    let status = c.child.wait().expect("exit");
+    assert!(status.success());
+}

@@ -1,0 +1,2 @@
+" dnspolicy policies: *.dsl
+autocmd BufRead,BufNewFile *.dsl setfiletype dnspolicy

@@ -1,0 +1,57 @@
+" Vim syntax file for dnspolicy (.dsl). The keyword lines are checked
+" against the compiler's keyword table by compiler/tests/editors.rs.
+if exists("b:current_syntax")
+  finish
+endif
+
+syn keyword dnspolicyControl     if else then when pass
+syn keyword dnspolicyDeclaration const set input rule priority let
+syn keyword dnspolicyAction      answer rewrite ttl forward nxdomain nodata refuse servfail drop truncate
+syn keyword dnspolicyWordOp      in not and or matches starts_with ends_with
+syn keyword dnspolicyBoolean     true false
+syn keyword dnspolicyType        bool int string name ip cidr qtype contained
+syn keyword dnspolicyQtype       A NS CNAME SOA PTR HINFO MX TXT AAAA LOC SRV NAPTR DS SSHFP RRSIG NSEC DNSKEY TLSA SVCB HTTPS CAA ANY
+syn match   dnspolicyQtype       "\<TYPE\d\+\>"
+syn match   dnspolicyFunction    "\<\(hash\|lower\|len\)\>\ze\s*("
+
+syn match   dnspolicyComment     "#.*$" contains=@Spell
+syn match   dnspolicyComment     "//.*$" contains=@Spell
+syn match   dnspolicyEscape      "\\\([ntr0\\\"]\|u{\x\+}\)" contained
+syn region  dnspolicyString      start=+"+ skip=+\\.+ end=+"\|$+ contains=dnspolicyEscape
+syn match   dnspolicyRawString   +r"[^"]*"+
+
+syn match   dnspolicyInjectedVar "{\s*\h\w*\(\.\h\w*\)*\s*}"
+syn match   dnspolicyInjectedVar "<\h\w*\(\.\h\w*\)*>"
+" Context paths win over injected variables: define them last.
+syn match   dnspolicyContextVar  "{\s*\(client\|query\|server\|time\)\.\w\+\s*}"
+syn match   dnspolicyContextVar  "<\(client\|query\|server\|time\)\.\w\+>"
+
+" Later definitions win where matches start at the same column: numbers,
+" then addresses, then prefixes.
+syn match   dnspolicyNumber      "\<\d\+\>"
+syn match   dnspolicyIp          "\<\d\{1,3}\(\.\d\{1,3}\)\{3}\>"
+syn match   dnspolicyIp          "\x\{0,4}\(:\x\{0,4}\)\{2,7}\(/\d\+\)\="
+syn match   dnspolicyCidr        "\<\d\{1,3}\(\.\d\{1,3}\)\{3}/\d\{1,3}\>"
+syn match   dnspolicyOperator    "==\|!=\|<=\|>=\|&&\|||\|[-+*/%!<>=]"
+syn match   dnspolicyInputDecl   ":\s*\[\=\s*\(bool\|int\|string\|name\|ip\|cidr\|qtype\)\>" contains=dnspolicyType
+
+hi def link dnspolicyControl     Conditional
+hi def link dnspolicyDeclaration Keyword
+hi def link dnspolicyAction      Statement
+hi def link dnspolicyWordOp      Operator
+hi def link dnspolicyBoolean     Boolean
+hi def link dnspolicyType        Type
+hi def link dnspolicyQtype       Constant
+hi def link dnspolicyFunction    Function
+hi def link dnspolicyComment     Comment
+hi def link dnspolicyString      String
+hi def link dnspolicyRawString   String
+hi def link dnspolicyEscape      SpecialChar
+hi def link dnspolicyContextVar  Identifier
+hi def link dnspolicyInjectedVar PreProc
+hi def link dnspolicyCidr        Number
+hi def link dnspolicyIp          Number
+hi def link dnspolicyNumber      Number
+hi def link dnspolicyOperator    Operator
+
+let b:current_syntax = "dnspolicy"

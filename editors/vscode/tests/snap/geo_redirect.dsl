@@ -1,0 +1,1 @@
+../../../../examples/serve/plugins/geo_redirect.dsl

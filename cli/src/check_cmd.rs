@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 struct FileResult {
+    lua: bool,
     errors: usize,
     warnings: usize,
     rules: usize,
@@ -28,6 +29,14 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
                 continue;
             }
         };
+        if path.extension().is_some_and(|e| e == "lua") {
+            let r = check_lua(&src, &name, format, color);
+            if files.len() > 1 {
+                summary_line(&format!("{name}: {}", summary(&r)), format);
+            }
+            results.push(r);
+            continue;
+        }
         let checked = check(&src);
         match format {
             Format::Human => print_human(&checked.diagnostics, &name, &src, color),
@@ -39,6 +48,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             .as_ref()
             .map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
         let r = FileResult {
+            lua: false,
             errors,
             warnings: checked.diagnostics.len() - errors,
             rules,
@@ -50,6 +60,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
         results.push(r);
     }
     let total = FileResult {
+        lua: !results.is_empty() && results.iter().all(|r| r.lua),
         errors: results.iter().map(|r| r.errors).sum(),
         warnings: results.iter().map(|r| r.warnings).sum(),
         rules: results.iter().map(|r| r.rules).sum(),
@@ -75,7 +86,56 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     }
 }
 
+/// A Lua plugin is checked by loading it into a sandboxed state: it must
+/// compile, its top-level code must run within the default limits, and it
+/// must define `apply`. Neither `init` nor `apply` runs.
+fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
+    let stem = std::path::Path::new(name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name);
+    let mut diags = Vec::new();
+    if let Err(msg) = dnspolicy_runtime::lua::check_script(src, stem) {
+        // Lua reports `NAME:LINE: message`; point at that line.
+        let line: Option<usize> = msg
+            .split(&format!("{stem}:"))
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.trim().parse().ok());
+        let span = line
+            .map(|l| {
+                let start: usize = src
+                    .split_inclusive('\n')
+                    .take(l.saturating_sub(1))
+                    .map(str::len)
+                    .sum();
+                let len = src[start..].find('\n').unwrap_or(src.len() - start);
+                dnspolicy_compiler::Span::new(start as u32, (start + len) as u32)
+            })
+            .unwrap_or_default();
+        let first = msg.lines().next().unwrap_or(&msg).to_string();
+        diags.push(
+            dnspolicy_compiler::Diagnostic::error("E0050", first, span)
+                .with_label("this Lua plugin would not load"),
+        );
+    }
+    match format {
+        Format::Human => print_human(&diags, name, src, color),
+        Format::Json => print_json(&diags, name, src),
+    }
+    FileResult {
+        errors: diags.len(),
+        warnings: 0,
+        rules: 0,
+        sets: 0,
+        lua: true,
+    }
+}
+
 fn summary(r: &FileResult) -> String {
+    if r.lua && r.errors == 0 {
+        return "ok: Lua plugin defines apply".to_string();
+    }
     let mut s = if r.errors > 0 {
         plural(r.errors, "error")
     } else {

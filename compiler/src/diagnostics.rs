@@ -129,6 +129,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0042", "unknown record type"),
     ("E0043", "TTL out of range"),
     ("E0044", "const or set value is not a literal"),
+    (
+        "E0050",
+        "Lua plugin does not load (syntax, sandbox, or no `apply`)",
+    ),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
     (

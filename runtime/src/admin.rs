@@ -112,6 +112,21 @@ pub fn metrics(shared: &Shared) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP dnspolicy_plugin_failures_total Plugin calls that failed (script error, instruction budget, memory cap)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_failures_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        for (reason, n) in p.plugin.failures() {
+            let _ = writeln!(
+                out,
+                "dnspolicy_plugin_failures_total{{plugin=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&file)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP dnspolicy_rule_queries_total Queries each rule decided (id = file:rule)."
     );
     let _ = writeln!(out, "# TYPE dnspolicy_rule_queries_total counter");

@@ -238,6 +238,14 @@ fn follow(mut r: Message, zone: &Zone, target: Name, qtype: RecordType) -> Built
     }
 }
 
+/// An authoritative answer with exactly `records` (a script's own).
+pub fn records(req: &Message, records: Vec<Record>) -> Message {
+    let mut r = skeleton(req);
+    r.metadata.authoritative = true;
+    r.answers = records;
+    r
+}
+
 /// The local zone's own answer for a query no plugin decided; `None` when
 /// the name is outside the zone.
 pub fn from_zone(req: &Message, zone: &Zone) -> Option<Built> {

@@ -24,6 +24,8 @@ pub enum Decision {
         /// Index into [`Plugin::rule_names`] of the deciding rule.
         rule: Option<usize>,
     },
+    /// Answer with exactly these records (a script's `add_record`).
+    Records(Vec<hickory_proto::rr::Record>),
 }
 
 /// A plugin failed to load or initialise.
@@ -74,6 +76,11 @@ pub trait Plugin: Send + Sync {
     /// Names of the plugin's rules, for per-rule metrics (may be empty).
     fn rule_names(&self) -> &[String] {
         &[]
+    }
+    /// Failures so far, by reason (`error`, `budget`, `memory`), for
+    /// `/metrics`. Plugins that cannot fail report none.
+    fn failures(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
     /// Context fields the plugin reads (bits of [`dnspolicy_compiler::Field`]);
     /// the server fills only what some plugin needs. All by default.
@@ -307,12 +314,19 @@ impl Chain {
     pub fn decide_from(&self, start: usize, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
         for (i, p) in self.plugins.iter().enumerate().skip(start) {
             let d = p.plugin.apply(ctx);
-            if let Decision::Decide { rule, .. } = &d {
-                p.stats.decided.fetch_add(1, Ordering::Relaxed);
-                if let Some(counter) = rule.and_then(|r| p.stats.rules.get(r)) {
-                    counter.fetch_add(1, Ordering::Relaxed);
+            match &d {
+                Decision::Pass => {}
+                Decision::Decide { rule, .. } => {
+                    p.stats.decided.fetch_add(1, Ordering::Relaxed);
+                    if let Some(counter) = rule.and_then(|r| p.stats.rules.get(r)) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Some((i, d));
                 }
-                return Some((i, d));
+                Decision::Records(_) => {
+                    p.stats.decided.fetch_add(1, Ordering::Relaxed);
+                    return Some((i, d));
+                }
             }
         }
         None
@@ -357,10 +371,21 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
             Box::new(DslPlugin::compile(&name, &src, path)?)
         }
         Some("lua") => {
-            return Err(PluginError::Unsupported {
-                path: path.to_path_buf(),
-                kind: "lua",
-            })
+            let src = std::fs::read_to_string(path)
+                .map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
+            let limits = crate::lua::Limits::from_metadata(&meta.limits).map_err(|reason| {
+                PluginError::Metadata {
+                    path: meta_path.clone(),
+                    reason,
+                }
+            })?;
+            Box::new(crate::lua::LuaPlugin::load(
+                &name,
+                &src,
+                path,
+                limits,
+                &meta.config,
+            )?)
         }
         _ => {
             return Err(PluginError::Unsupported {

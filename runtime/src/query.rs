@@ -48,7 +48,7 @@ pub const GEO_FIELDS: u32 = (1 << Field::ClientCountry as u32)
 pub struct QueryCtx<'a> {
     /// The query's facts.
     pub facts: &'a QueryFacts,
-    geo: &'a Geo,
+    geo: &'a Arc<Geo>,
     listener: &'a str,
     node: &'a str,
     ctx: Context,
@@ -60,7 +60,7 @@ pub struct QueryCtx<'a> {
 
 impl<'a> QueryCtx<'a> {
     /// A context for `facts`.
-    pub fn new(facts: &'a QueryFacts, geo: &'a Geo, listener: &'a str, node: &'a str) -> Self {
+    pub fn new(facts: &'a QueryFacts, geo: &'a Arc<Geo>, listener: &'a str, node: &'a str) -> Self {
         QueryCtx {
             facts,
             geo,
@@ -161,6 +161,11 @@ impl<'a> QueryCtx<'a> {
             self.ctx.set_time(now);
         }
         self.filled |= todo;
+    }
+
+    /// The GeoIP database itself, for plugins that look up other addresses.
+    pub fn geo_db(&self) -> Arc<Geo> {
+        self.geo.clone()
     }
 
     /// The policy context (call [`QueryCtx::fill`] first).

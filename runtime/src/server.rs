@@ -40,7 +40,7 @@ pub struct Shared {
     /// The local zone.
     pub zone: Zone,
     /// GeoIP sources.
-    pub geo: Geo,
+    pub geo: Arc<Geo>,
     /// Upstream pools.
     pub upstreams: BTreeMap<String, Vec<SocketAddr>>,
     /// Counters.
@@ -92,7 +92,7 @@ impl Shared {
         Ok(Shared {
             chain: ArcSwap::from_pointee(chain),
             zone,
-            geo,
+            geo: Arc::new(geo),
             upstreams: config.upstreams.clone(),
             metrics: Metrics::default(),
             node: config.node.clone(),
@@ -730,6 +730,10 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
     let mut start = 0;
     let built = loop {
         match chain.decide_from(start, &mut ctx) {
+            Some((_, Decision::Records(records))) => {
+                m.verdicts[verdict_index("answer")].fetch_add(1, Relaxed);
+                break Built::Reply(answer::records(&req, records));
+            }
             Some((i, Decision::Decide { verdict, .. })) => {
                 let built = answer::build(&req, &verdict, &shared.zone, tcp, &pools);
                 if matches!(built, Built::Skip) {

@@ -36,8 +36,8 @@ async fn metrics_health_and_plugins() {
         "dnspolicy_responses_total{rcode=\"NXDOMAIN\"} 3",
         "dnspolicy_verdicts_total{verdict=\"nxdomain\"} 3",
         "dnspolicy_rule_queries_total{id=\"a_geo.dsl:geo\",plugin=\"a_geo.dsl\",rule=\"geo\"} 3",
-        "dnspolicy_plugins{state=\"loaded\"} 1",
-        "dnspolicy_plugins{state=\"failed\"} 2",
+        "dnspolicy_plugins{state=\"loaded\"} 2",
+        "dnspolicy_plugins{state=\"failed\"} 1",
         "dnspolicy_query_duration_seconds_count 3",
     ] {
         assert!(body.contains(needle), "missing `{needle}` in:\n{body}");

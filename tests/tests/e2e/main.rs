@@ -5,4 +5,5 @@ mod admin;
 mod answers;
 mod ecs_geo;
 mod forward;
+mod lua;
 mod robustness;

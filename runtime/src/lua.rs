@@ -1,0 +1,501 @@
+//! Lua plugins: LuaJIT (built from source by mlua) behind the [`Plugin`]
+//! trait, in a sandbox.
+//!
+//! A script defines `apply(ctx)` and optionally `init(config)` and
+//! `destroy()`. Each plugin keeps a pool of Lua states; a state serves one
+//! query at a time and is never shared between threads at once, so scripts
+//! may keep state in globals, per state (see `docs/lua-plugins.md`).
+//!
+//! The sandbox: only base (without load/loadstring/dofile/loadfile/
+//! collectgarbage/getfenv/setfenv/newproxy/coroutine), string (without
+//! dump), table, math and os.time/os.clock are reachable; io, os.execute,
+//! require/package, debug, jit and ffi are not loaded or are removed; the
+//! string metatable is hidden; only text chunks load. Each state has a
+//! memory cap (its allocator refuses past it) and each `apply` an
+//! instruction budget (a count hook). LuaJIT's JIT compiler is off in
+//! plugin states: compiled traces never call hooks, so a budget could not
+//! stop a compiled `while true do end`.
+
+use crate::plugin::{Decision, Plugin, PluginError};
+use crate::query::{QueryCtx, CLIENT_FIELDS, GEO_FIELDS};
+use dnspolicy_compiler::types::{canonical_name, qtype_from_str, qtype_to_string};
+use dnspolicy_compiler::{Value as PValue, Verdict};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, UserData, UserDataMethods, VmState};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Per-plugin limits, from the `limits` of the metadata file.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Bytes a state may hold (default 16 MiB).
+    pub memory: usize,
+    /// VM instructions one `apply` may run (default 1 000 000).
+    pub instructions: u64,
+    /// On a failure, answer SERVFAIL instead of passing to the next plugin.
+    pub fail_closed: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 16 << 20,
+            instructions: 1_000_000,
+            fail_closed: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Reads `memory` (bytes), `instructions` and `on_error`
+    /// (`pass` | `servfail`) from a metadata `limits` value.
+    pub fn from_metadata(v: &serde_json::Value) -> Result<Limits, String> {
+        let mut l = Limits::default();
+        if v.is_null() {
+            return Ok(l);
+        }
+        let obj = v.as_object().ok_or("`limits` must be a mapping")?;
+        for (k, val) in obj {
+            match k.as_str() {
+                "memory" => {
+                    l.memory = val
+                        .as_u64()
+                        .filter(|m| *m >= 1 << 20)
+                        .ok_or("`limits.memory` is a byte count of at least 1048576")?
+                        as usize
+                }
+                "instructions" => {
+                    l.instructions = val
+                        .as_u64()
+                        .filter(|n| *n > 0)
+                        .ok_or("`limits.instructions` is a positive count")?
+                }
+                "on_error" => {
+                    l.fail_closed = match val.as_str() {
+                        Some("pass") => false,
+                        Some("servfail") => true,
+                        _ => return Err("`limits.on_error` is `pass` or `servfail`".into()),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown limit `{other}` (memory, instructions, on_error)"
+                    ))
+                }
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// Failure counters of one plugin.
+#[derive(Debug, Default)]
+struct Failures {
+    error: AtomicU64,
+    budget: AtomicU64,
+    memory: AtomicU64,
+}
+
+/// One Lua state with its budget counter.
+struct State {
+    lua: Lua,
+    apply: Function,
+    used: Arc<AtomicU64>,
+}
+
+/// A sandboxed Lua script as a plugin.
+pub struct LuaPlugin {
+    name: String,
+    src: Arc<str>,
+    path: PathBuf,
+    limits: Limits,
+    config: serde_json::Value,
+    pool: Mutex<Vec<State>>,
+    failures: Failures,
+}
+
+const HOOK_EVERY: u32 = 1000;
+
+/// Builds a sandboxed state with the script loaded (not yet `init`ed).
+fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, String> {
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::OS | StdLib::JIT,
+        LuaOptions::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    lua.load(SANDBOX)
+        .set_name("=sandbox")
+        .exec()
+        .map_err(|e| e.to_string())?;
+    lua.set_memory_limit(limits.memory)
+        .map_err(|e| e.to_string())?;
+    let used = Arc::new(AtomicU64::new(0));
+    let (counter, budget) = (used.clone(), limits.instructions);
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |_, _| {
+            if counter.fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed) >= budget {
+                return Err(mlua::Error::runtime("instruction budget exceeded"));
+            }
+            Ok(VmState::Continue)
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // Top-level code runs under the budget too (it is counted from zero).
+    lua.load(src)
+        .set_name(format!("={chunk_name}"))
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .exec()
+        .map_err(|e| e.to_string())?;
+    let apply: Function = match lua
+        .globals()
+        .get::<mlua::Value>("apply")
+        .map_err(|e| e.to_string())?
+    {
+        mlua::Value::Function(f) => f,
+        _ => return Err("the script does not define `apply(ctx)`".into()),
+    };
+    Ok(State { lua, apply, used })
+}
+
+/// Strips the global environment to the sandbox. Runs once per state,
+/// before any plugin code.
+const SANDBOX: &str = r#"
+if jit then jit.off(); jit.flush() end
+local string_mt = getmetatable("")
+string_mt.__metatable = false
+string.dump = nil
+local time, clock = os.time, os.clock
+os = { time = time, clock = clock }
+for _, name in ipairs({ "load", "loadstring", "dofile", "loadfile", "require", "module", "package",
+    "collectgarbage", "getfenv", "setfenv", "newproxy", "coroutine", "debug", "io", "jit", "ffi", "print", "gcinfo" }) do
+  _G[name] = nil
+end
+"#;
+
+/// Checks a script without serving it: it must compile as text, its
+/// top-level code must run in the sandbox within the default limits, and it
+/// must define `apply`.
+pub fn check_script(src: &str, name: &str) -> Result<(), String> {
+    new_state(src, name, &Limits::default()).map(|_| ())
+}
+
+impl LuaPlugin {
+    /// Loads and checks a script; `init(config)` runs in each state made.
+    pub fn load(
+        name: &str,
+        src: &str,
+        path: &Path,
+        limits: Limits,
+        config: &serde_json::Value,
+    ) -> Result<LuaPlugin, PluginError> {
+        let p = LuaPlugin {
+            name: name.to_string(),
+            src: src.into(),
+            path: path.to_path_buf(),
+            limits,
+            config: config.clone(),
+            pool: Mutex::new(Vec::new()),
+            failures: Failures::default(),
+        };
+        // Make the first state now, so a broken script fails at load time.
+        let state = p.make_state().map_err(|reason| PluginError::Metadata {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        if let Ok(mut pool) = p.pool.lock() {
+            pool.push(state);
+        }
+        Ok(p)
+    }
+
+    fn make_state(&self) -> Result<State, String> {
+        let chunk = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&self.name)
+            .to_string();
+        let state = new_state(&self.src, &chunk, &self.limits)?;
+        if let Ok(mlua::Value::Function(init)) = state.lua.globals().get::<mlua::Value>("init") {
+            let cfg =
+                mlua::LuaSerdeExt::to_value(&state.lua, &self.config).map_err(|e| e.to_string())?;
+            state.used.store(0, Ordering::Relaxed);
+            init.call::<()>(cfg)
+                .map_err(|e| format!("init failed: {e}"))?;
+        }
+        Ok(state)
+    }
+
+    fn take_state(&self) -> Option<State> {
+        if let Some(s) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
+            return Some(s);
+        }
+        match self.make_state() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(plugin = %self.name, error = %e, "cannot make a Lua state");
+                None
+            }
+        }
+    }
+
+    fn give_back(&self, state: State) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(state);
+        }
+    }
+
+    fn failed(&self, what: &str, e: &mlua::Error) -> Decision {
+        let text = e.to_string();
+        let counter = if text.contains("instruction budget exceeded") {
+            &self.failures.budget
+        } else if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
+            &self.failures.memory
+        } else {
+            &self.failures.error
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.name, error = %text.lines().next().unwrap_or(""), "{what} failed");
+        if self.limits.fail_closed {
+            Decision::Decide {
+                verdict: Verdict::Servfail,
+                rule: None,
+            }
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+impl Plugin for LuaPlugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "lua"
+    }
+
+    fn init(&mut self, _config: &serde_json::Value) -> Result<(), PluginError> {
+        // `init(config)` already ran in the first state (and runs in each new one).
+        Ok(())
+    }
+
+    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
+        let Some(state) = self.take_state() else {
+            return self.failed("apply", &mlua::Error::runtime("no Lua state"));
+        };
+        let mut call = Call::new(ctx);
+        state.used.store(0, Ordering::Relaxed);
+        let result = state.lua.scope(|scope| {
+            let ud = scope.create_userdata_ref_mut(&mut call)?;
+            state.apply.call::<()>(ud)
+        });
+        ctx.note_fields_read(call.read);
+        match result {
+            Ok(()) => {
+                self.give_back(state);
+                call.decision.unwrap_or(Decision::Pass)
+            }
+            Err(e) => {
+                let d = self.failed("apply", &e);
+                // Reclaim what the aborted call left; a state still near its
+                // cap is dropped and a fresh one made next time.
+                state.lua.gc_collect().ok();
+                if state.lua.used_memory() < self.limits.memory / 2 {
+                    self.give_back(state);
+                }
+                d
+            }
+        }
+    }
+
+    fn destroy(&mut self) {
+        let states = self.pool.get_mut().map(std::mem::take).unwrap_or_default();
+        for s in states {
+            if let Ok(mlua::Value::Function(f)) = s.lua.globals().get::<mlua::Value>("destroy") {
+                s.used.store(0, Ordering::Relaxed);
+                if let Err(e) = f.call::<()>(()) {
+                    tracing::warn!(plugin = %self.name, error = %e, "destroy failed");
+                }
+            }
+        }
+    }
+
+    fn failures(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("error", self.failures.error.load(Ordering::Relaxed)),
+            ("budget", self.failures.budget.load(Ordering::Relaxed)),
+            ("memory", self.failures.memory.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// What one `apply` call sees and decides. Owned copies of the query's
+/// facts, so the Lua side never holds a reference into the server.
+struct Call {
+    client: IpAddr,
+    subject: IpAddr,
+    ecs: Option<String>,
+    qname: String,
+    qtype: u16,
+    geo: Arc<crate::geo::Geo>,
+    decision: Option<Decision>,
+    records: Vec<Record>,
+    read: u32,
+}
+
+impl Call {
+    fn new(ctx: &QueryCtx<'_>) -> Call {
+        let f = ctx.facts;
+        Call {
+            client: f.client,
+            subject: ctx.subject_ip(),
+            ecs: f.ecs.map(|_| ctx.subnet().to_string()),
+            qname: f.qname.to_string(),
+            qtype: f.qtype,
+            geo: ctx.geo_db(),
+            decision: None,
+            records: Vec::new(),
+            read: 0,
+        }
+    }
+
+    fn decide(&mut self, verdict: Verdict) {
+        self.decision = Some(Decision::Decide {
+            verdict,
+            rule: None,
+        });
+    }
+
+    fn geo_of(&mut self, ip: Option<String>) -> mlua::Result<Arc<crate::geo::GeoInfo>> {
+        let ip = match ip {
+            Some(s) => s
+                .parse::<IpAddr>()
+                .map_err(|_| mlua::Error::runtime(format!("`{s}` is not an IP address")))?,
+            None => self.subject,
+        };
+        // The answer now depends on the client's address: the ECS scope says so.
+        self.read |= GEO_FIELDS | (CLIENT_FIELDS & !GEO_FIELDS);
+        Ok(self.geo.lookup(ip))
+    }
+}
+
+fn owner(name: &str) -> mlua::Result<Name> {
+    let canon = canonical_name(name).map_err(mlua::Error::runtime)?;
+    crate::answer::fqdn(&canon)
+        .ok_or_else(|| mlua::Error::runtime(format!("`{name}` is not a DNS name")))
+}
+
+fn rtype(t: &str) -> mlua::Result<u16> {
+    qtype_from_str(t).ok_or_else(|| mlua::Error::runtime(format!("`{t}` is not a record type")))
+}
+
+impl UserData for Call {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method_mut("get_client_ip", |_, c, ()| {
+            c.read |= CLIENT_FIELDS & !GEO_FIELDS;
+            // With ECS, the client the answer is for is the ECS address.
+            Ok(c.subject.to_string())
+        });
+        m.add_method_mut("get_ecs", |_, c, ()| {
+            c.read |= CLIENT_FIELDS & !GEO_FIELDS;
+            Ok(c.ecs.clone())
+        });
+        m.add_method("get_source_ip", |_, c, ()| Ok(c.client.to_string()));
+        m.add_method("get_qname", |_, c, ()| Ok(c.qname.clone()));
+        m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.qtype)));
+        m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
+            Ok(c.geo_of(ip)?.region.to_string())
+        });
+        m.add_method_mut("lookup_geo_country", |_, c, ip: Option<String>| {
+            Ok(c.geo_of(ip)?.country.to_string())
+        });
+        m.add_method_mut("lookup_geo_city", |_, c, ip: Option<String>| {
+            Ok(c.geo_of(ip)?.city.to_string())
+        });
+        m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<String>| {
+            Ok(c.geo_of(ip)?.asn)
+        });
+        m.add_method_mut(
+            "set_answer",
+            |_, c, (target, t, ttl): (String, Option<String>, Option<u32>)| {
+                let ttl = ttl.unwrap_or(300);
+                // An address answers directly; a name is a rewrite (CNAME plus
+                // the target's records), as in the original example.
+                if let Ok(ip) = target.parse::<IpAddr>() {
+                    let want = if ip.is_ipv4() { 1 } else { 28 };
+                    if let Some(t) = t {
+                        if rtype(&t)? != want {
+                            return Err(mlua::Error::runtime(format!(
+                                "`{target}` is not a {t} address"
+                            )));
+                        }
+                    }
+                    c.decide(Verdict::Answer {
+                        rtype: want,
+                        data: vec![PValue::Ip(ip)],
+                        ttl,
+                    });
+                } else {
+                    let canon = canonical_name(&target).map_err(mlua::Error::runtime)?;
+                    c.decide(Verdict::Rewrite { target: canon, ttl });
+                }
+                Ok(())
+            },
+        );
+        m.add_method_mut(
+            "add_record",
+            |_, c, (name, t, rdata, ttl): (String, String, String, Option<u32>)| {
+                let rt = RecordType::from(rtype(&t)?);
+                let data = RData::try_from_str(rt, &rdata)
+                    .map_err(|e| mlua::Error::runtime(format!("{t} `{rdata}`: {e}")))?;
+                c.records
+                    .push(Record::from_rdata(owner(&name)?, ttl.unwrap_or(300), data));
+                c.decision = Some(Decision::Records(c.records.clone()));
+                Ok(())
+            },
+        );
+        m.add_method_mut("set_rcode", |_, c, rcode: String| {
+            let v = match rcode.to_ascii_uppercase().as_str() {
+                "NXDOMAIN" => Verdict::Nxdomain,
+                "NOERROR" | "NODATA" => Verdict::Nodata,
+                "REFUSED" => Verdict::Refuse,
+                "SERVFAIL" => Verdict::Servfail,
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "unknown rcode `{other}` (NXDOMAIN, NOERROR, REFUSED, SERVFAIL)"
+                    )))
+                }
+            };
+            c.decide(v);
+            Ok(())
+        });
+        m.add_method_mut("drop", |_, c, ()| {
+            c.decide(Verdict::Drop);
+            Ok(())
+        });
+        m.add_method_mut("truncate", |_, c, ()| {
+            c.decide(Verdict::Truncate);
+            Ok(())
+        });
+        m.add_method_mut("forward", |_, c, pool: String| {
+            c.decide(Verdict::Forward { pool });
+            Ok(())
+        });
+        m.add_method("log", |_, c, (level, msg): (String, String)| {
+            match level.as_str() {
+                "error" => tracing::error!(qname = %c.qname, "lua: {msg}"),
+                "warn" | "warning" => tracing::warn!(qname = %c.qname, "lua: {msg}"),
+                "debug" => tracing::debug!(qname = %c.qname, "lua: {msg}"),
+                _ => tracing::info!(qname = %c.qname, "lua: {msg}"),
+            }
+            Ok(())
+        });
+        // No injected variables reach the server yet: every lookup is nil.
+        m.add_method("get_var", |_, _, _path: String| Ok(mlua::Value::Nil));
+    }
+}

@@ -334,14 +334,32 @@ fn check_lua_plugins() {
     let bad = temp_file("bad.lua", "function apply(ctx)\n  if x then\nend\n");
     let o = dnspolicy(&["check", "--format", "json", bad.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1));
-    let d: Json = serde_json::from_str(stdout(&o).lines().next().expect("a diagnostic")).expect("JSON");
+    let d: Json =
+        serde_json::from_str(stdout(&o).lines().next().expect("a diagnostic")).expect("JSON");
     assert_eq!(d["code"], "E0050");
-    assert!(d["message"].as_str().is_some_and(|m| m.contains("'end' expected")), "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'end' expected")),
+        "{d}"
+    );
     let none = temp_file("noapply.lua", "x = 1\n");
     let o = dnspolicy(&["check", none.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("does not define `apply(ctx)`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not define `apply(ctx)`"),
+        "{}",
+        stderr(&o)
+    );
     // Top-level code runs in the sandbox: no io.
-    let esc = temp_file("escape.lua", "io.open('/etc/passwd')\nfunction apply(ctx) end\n");
-    assert_eq!(dnspolicy(&["check", esc.to_str().expect("utf-8")]).status.code(), Some(1));
+    let esc = temp_file(
+        "escape.lua",
+        "io.open('/etc/passwd')\nfunction apply(ctx) end\n",
+    );
+    assert_eq!(
+        dnspolicy(&["check", esc.to_str().expect("utf-8")])
+            .status
+            .code(),
+        Some(1)
+    );
 }

@@ -9,6 +9,7 @@ from collections import defaultdict
 PEERS = {
     "static": ["static"],
     "geo": ["geo-native", "lua-geo-ffi", "lua-geo"],
+    "lua-geo": ["lua-geo-ffi", "lua-geo"],
     "suffix-10k": ["suffix-10k-ffi", "suffix-10k-lua", "suffix-10k-rules"],
     "suffix-100k": ["suffix-100k-ffi", "suffix-100k-lua", "suffix-100k-rules"],
 }

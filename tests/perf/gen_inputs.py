@@ -7,6 +7,7 @@ The same policy, data and answers as the dnsdist configs in the kit:
   static       www.example.com A -> 192.0.2.1, anything else REFUSED
   geo          www.example.com A -> 192.0.2.10 for CN-BJ clients (1 001-prefix
                table, 127.0.0.0/8 is CN-BJ), 192.0.2.20 for everyone else
+  lua-geo      the same as a Lua plugin
   suffix-10k   any name under one of 10 000 suffixes -> that suffix's address
   suffix-100k  the same with 100 000 suffixes
 """
@@ -40,6 +41,20 @@ write(f"{out}/geo/plugins/geo.dsl",
       '    else { then answer A 192.0.2.20 ttl 60 }\n'
       "}\n"
       "then refuse\n")
+
+# The same geo policy as a Lua plugin (dnsdist's lua-geo scenario).
+write(f"{out}/lua-geo/plugins/geo.lua",
+      "function apply(ctx)\n"
+      "  if ctx:get_qname() == \"www.example.com\" and ctx:get_qtype() == \"A\" then\n"
+      "    if ctx:lookup_geo_region(ctx:get_client_ip()) == \"CN-BJ\" then\n"
+      "      ctx:set_answer(\"192.0.2.10\", \"A\", 60)\n"
+      "    else\n"
+      "      ctx:set_answer(\"192.0.2.20\", \"A\", 60)\n"
+      "    end\n"
+      "  else\n"
+      "    ctx:set_rcode(\"REFUSED\")\n"
+      "  end\n"
+      "end\n")
 
 for n in ("10k", "100k"):
     lines = []

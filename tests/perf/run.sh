@@ -4,7 +4,7 @@
 # to $WORK first: it is read-only in CI). Server pinned to CPU 0, load
 # generator to CPU 1; every load is bounded by LOAD_SECS; loopback only.
 #
-#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo suffix-10k suffix-100k
+#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo suffix-10k suffix-100k
 #
 # Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
 # dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
@@ -18,7 +18,7 @@ export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
 export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
 blast-c10q1000:blast:-c 10 -q 1000 -b 32}"
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo suffix-10k suffix-100k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo suffix-10k suffix-100k)
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -62,6 +62,9 @@ for s in "${SCENARIOS[@]}"; do
     geo)
       run_dnspolicy geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
       peers=(geo-native lua-geo-ffi) ;;
+    lua-geo)
+      run_dnspolicy lua-geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
+      peers=(lua-geo-ffi lua-geo) ;;
     suffix-10k)
       run_dnspolicy suffix-10k "$Q/suffix-10k.txt" h1.s000010.example 198.18.0.10
       peers=(suffix-10k-ffi) ;;

@@ -125,14 +125,23 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, Stri
         LuaOptions::new(),
     )
     .map_err(|e| e.to_string())?;
+    let used = Arc::new(AtomicU64::new(0));
+    let (probe, budget) = (used.clone(), limits.instructions);
+    // The sandbox keeps this in a local: pcall/xpcall re-raise once the
+    // budget is spent, so a script cannot catch the error and loop on.
+    let over = lua
+        .create_function(move |_, ()| Ok(probe.load(Ordering::Relaxed) >= budget))
+        .map_err(|e| e.to_string())?;
+    lua.globals()
+        .set("__dnspolicy_over_budget", over)
+        .map_err(|e| e.to_string())?;
     lua.load(SANDBOX)
         .set_name("=sandbox")
         .exec()
         .map_err(|e| e.to_string())?;
     lua.set_memory_limit(limits.memory)
         .map_err(|e| e.to_string())?;
-    let used = Arc::new(AtomicU64::new(0));
-    let (counter, budget) = (used.clone(), limits.instructions);
+    let counter = used.clone();
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |_, _| {
@@ -164,6 +173,15 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, Stri
 /// before any plugin code.
 const SANDBOX: &str = r#"
 if jit then jit.off(); jit.flush() end
+local over = __dnspolicy_over_budget
+__dnspolicy_over_budget = nil
+local raw_pcall, raw_xpcall = pcall, xpcall
+local function pass(...)
+  if over() then error("instruction budget exceeded", 0) end
+  return ...
+end
+pcall = function(...) return pass(raw_pcall(...)) end
+xpcall = function(...) return pass(raw_xpcall(...)) end
 local string_mt = getmetatable("")
 string_mt.__metatable = false
 string.dump = nil

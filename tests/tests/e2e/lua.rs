@@ -102,6 +102,11 @@ async fn sandbox_escapes_fail_and_are_counted() {
         ),
         ("endless_loop", "while true do end", "budget"),
         (
+            "pcall_loop",
+            "while true do pcall(function() while true do end end) end",
+            "budget",
+        ),
+        (
             "memory_bomb",
             "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 65536) .. i end",
             "memory",

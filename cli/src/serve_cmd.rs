@@ -126,12 +126,17 @@ pub fn run(args: ServeArgs) -> ExitCode {
         {
             let chain = shared.chain.load();
             for f in &chain.failed {
-                eprintln!("warning: plugin {} not loaded: {}", f.path.display(), f.error);
+                eprintln!(
+                    "warning: plugin {} not loaded: {}",
+                    f.path.display(),
+                    f.error
+                );
             }
-            tracing::info!(plugins = chain.plugins.len(), failed = chain.failed.len(), "plugin chain ready");
-        }
-        if cfg.hot_reload {
-            tracing::warn!("--enable-hot-reload: watching the plugin directory is not available in this build; plugins are loaded once at start");
+            tracing::info!(
+                plugins = chain.plugins.len(),
+                failed = chain.failed.len(),
+                "plugin chain ready"
+            );
         }
         let server = match Server::bind(&cfg, shared) {
             Ok(s) => s,
@@ -141,9 +146,26 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let dns: Vec<String> = server.dns_addrs().iter().map(ToString::to_string).collect();
-        let admin = server.admin_addr().map_or_else(|| "off".to_string(), |a| a.to_string());
+        let admin = server
+            .admin_addr()
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
         // One line on stdout that scripts and tests can wait for.
         crate::output::outln(&format!("listening dns={} admin={admin}", dns.join(",")));
+        // SIGHUP reloads the plugin directory, as daemons do.
+        #[cfg(unix)]
+        {
+            let shared = server.shared();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let s = shared.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                }
+            });
+        }
         let stop = CancellationToken::new();
         let signal_stop = stop.clone();
         tokio::spawn(async move {

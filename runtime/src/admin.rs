@@ -31,7 +31,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
             let io = hyper_util::rt::TokioIo::new(stream);
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req.method(), req.uri().path())) }
+                async move {
+                    if req.method() == Method::POST && req.uri().path() == "/reload" {
+                        // Building a chain can take a second: not on this thread.
+                        let r = tokio::task::spawn_blocking(move || shared.reload()).await;
+                        return Ok::<_, Infallible>(reload_response(
+                            r.unwrap_or_else(|e| Err(e.to_string())),
+                        ));
+                    }
+                    Ok::<_, Infallible>(route(&shared, req.method(), req.uri().path()))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)
@@ -49,6 +58,22 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     r
 }
 
+fn reload_response(r: Result<crate::reload::Reloaded, String>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(r) => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({ "result": "ok", "plugins": r.plugins, "took_ms": r.took.as_millis() as u64 })
+                .to_string(),
+        ),
+        Err(e) => respond(
+            StatusCode::CONFLICT,
+            "application/json",
+            serde_json::json!({ "result": "failed", "error": e }).to_string(),
+        ),
+    }
+}
+
 fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
     match (method, path) {
         (&Method::GET, "/metrics") => {
@@ -56,7 +81,7 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, "/plugins") => respond(StatusCode::OK, "application/json", plugins(shared)),
-        (_, "/metrics" | "/healthz" | "/plugins") => respond(
+        (_, "/metrics" | "/healthz" | "/plugins" | "/reload") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n".into(),
@@ -94,6 +119,29 @@ pub fn metrics(shared: &Shared) -> String {
         out,
         "dnspolicy_plugins{{state=\"failed\"}} {}",
         chain.failed.len()
+    );
+    let r = &shared.reloads;
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_reload_total Plugin chain reloads, by result."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_reload_total counter");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_reload_total{{result=\"ok\"}} {}",
+        r.ok.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_reload_total{{result=\"failed\"}} {}",
+        r.failed.load(Relaxed)
+    );
+    let _ = writeln!(out, "# HELP dnspolicy_plugin_load_duration_seconds How long the last reload took to build its chain.");
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_load_duration_seconds gauge");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_load_duration_seconds {}",
+        r.last_duration_us.load(Relaxed) as f64 / 1e6
     );
     let _ = writeln!(
         out,
@@ -184,6 +232,18 @@ pub fn plugins(shared: &Shared) -> String {
             "file": file_name(&f.path, ""),
             "error": f.error,
         }));
+    }
+    // A refused reload leaves the old plugins listed; say why beside them.
+    let last_error = shared
+        .reloads
+        .last_error
+        .lock()
+        .ok()
+        .and_then(|e| e.clone());
+    if let Some(err) = last_error {
+        for entry in &mut list {
+            entry["last_reload_error"] = serde_json::Value::String(err.clone());
+        }
     }
     serde_json::Value::Array(list).to_string()
 }

@@ -18,6 +18,7 @@ pub mod lua;
 pub mod metrics;
 pub mod plugin;
 pub mod query;
+pub mod reload;
 pub mod server;
 pub mod upstream;
 pub mod zone;

@@ -55,6 +55,8 @@ pub struct Shared {
     pub upstream_slots: Arc<tokio::sync::Semaphore>,
     /// TCP connections allowed at once.
     pub tcp_slots: Arc<tokio::sync::Semaphore>,
+    /// Reload counters and the last error.
+    pub reloads: crate::reload::ReloadStats,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -100,6 +102,7 @@ impl Shared {
             plugin_dir: config.plugin_dir.clone(),
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(MAX_UPSTREAM_IN_FLIGHT)),
             tcp_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
+            reloads: crate::reload::ReloadStats::default(),
         })
     }
 }
@@ -131,6 +134,7 @@ pub struct Server {
     tcp: Vec<std::net::TcpListener>,
     admin: Option<std::net::TcpListener>,
     workers: usize,
+    hot_reload: bool,
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -207,6 +211,7 @@ impl Server {
             tcp,
             admin,
             workers,
+            hot_reload: config.hot_reload,
         })
     }
 
@@ -233,6 +238,21 @@ impl Server {
     /// and idle TCP connections are abandoned.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let mut tasks = tokio::task::JoinSet::new();
+        // Kept alive for as long as the server runs.
+        let _watcher = if self.hot_reload {
+            match crate::reload::watch(self.shared.clone()) {
+                Ok(w) => {
+                    tracing::info!("watching the plugin directory for changes");
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch the plugin directory; reload with SIGHUP or POST /reload");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         tracing::info!(
             workers = self.workers,
             udp_sockets = self.udp.len(),

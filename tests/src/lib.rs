@@ -175,12 +175,18 @@ pub fn ecs_of(r: &Message) -> Option<(IpAddr, u8, u8)> {
 
 /// GETs `path` from the admin endpoint: (status line, body).
 pub async fn http_get(admin: SocketAddr, path: &str) -> (String, String) {
+    http(admin, "GET", path).await
+}
+
+/// One admin request without a body: (status line, body).
+pub async fn http(admin: SocketAddr, method: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(admin).await.expect("connect admin");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
     let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
         .await
         .expect("timely")
         .expect("read");

@@ -6,4 +6,5 @@ mod answers;
 mod ecs_geo;
 mod forward;
 mod lua;
+mod reload;
 mod robustness;

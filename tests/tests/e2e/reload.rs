@@ -1,0 +1,145 @@
+//! Reloading the plugin chain while the server answers: POST /reload,
+//! broken versions that never go live, the directory watcher, and a
+//! stream of queries that only ever sees whole versions.
+
+use dnspolicy_e2e::*;
+use hickory_proto::rr::RecordType;
+use std::time::{Duration, Instant};
+
+const A: &str = "if {query.name} == \"v.test\" { then answer A 192.0.2.1 }";
+const B: &str = "if {query.name} == \"v.test\" { then answer A 192.0.2.2 }";
+
+async fn answer(s: &TestServer) -> Vec<String> {
+    answers(&udp(s.dns, &query("v.test.", RecordType::A)).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_and_broken_versions() {
+    let dir = plugin_dir("reload", &[("p.dsl", A)]);
+    let mut c = config();
+    c.plugin_dir = Some(dir.clone());
+    let s = start(c).await;
+    assert_eq!(answer(&s).await, ["192.0.2.1"]);
+
+    std::fs::write(dir.join("p.dsl"), B).expect("write B");
+    let (status, body) = http(s.admin, "POST", "/reload").await;
+    assert!(status.contains("200"), "{status} {body}");
+    assert_eq!(answer(&s).await, ["192.0.2.2"]);
+
+    // Broken versions never go live; B keeps serving.
+    let broken: &[(&str, &str)] = &[
+        (
+            "p.dsl",
+            "if {query.name} == \"v.test\" { then answer A 192.0.2.3 ",
+        ),
+        ("p.dsl", "if {query.name} == 3 { then refuse }"),
+        (
+            "p.lua",
+            "function apply(ctx) ctx:set_answer('192.0.2.4', 'A', 5) end\nwhile true do end\n",
+        ),
+    ];
+    for (file, text) in broken {
+        std::fs::write(dir.join(file), text).expect("write broken");
+        let (status, body) = http(s.admin, "POST", "/reload").await;
+        assert!(status.contains("409"), "{file}: {status} {body}");
+        assert_eq!(
+            answer(&s).await,
+            ["192.0.2.2"],
+            "{file}: the old chain keeps serving"
+        );
+        let _ = std::fs::remove_file(dir.join("p.lua"));
+        std::fs::write(dir.join("p.dsl"), B).expect("restore");
+    }
+    let (_, plugins) = http_get(s.admin, "/plugins").await;
+    assert!(plugins.contains("last_reload_error"), "{plugins}");
+    let (_, metrics) = http_get(s.admin, "/metrics").await;
+    assert!(
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 3"),
+        "{metrics}"
+    );
+    // A good reload clears the error.
+    let (status, _) = http(s.admin, "POST", "/reload").await;
+    assert!(status.contains("200"));
+    let (_, plugins) = http_get(s.admin, "/plugins").await;
+    assert!(!plugins.contains("last_reload_error"), "{plugins}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_picks_up_a_new_lua_plugin_within_a_second() {
+    let dir = plugin_dir("watch", &[]);
+    let mut c = config();
+    c.plugin_dir = Some(dir.clone());
+    c.hot_reload = true;
+    let s = start(c).await;
+    let r = udp(s.dns, &query("new.test.", RecordType::A)).await;
+    assert!(r.answers.is_empty());
+    std::fs::write(
+        dir.join("new.lua"),
+        "function apply(ctx) ctx:set_answer('192.0.2.9', 'A', 5) end\n",
+    )
+    .expect("write");
+    let t0 = Instant::now();
+    loop {
+        let r = udp(s.dns, &query("new.test.", RecordType::A)).await;
+        if answers(&r) == ["192.0.2.9"] {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "not live within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_see_whole_versions_during_reloads() {
+    let dir = plugin_dir("stream", &[("p.dsl", A)]);
+    let mut c = config();
+    c.plugin_dir = Some(dir.clone());
+    let s = start(c).await;
+    let dns = s.dns;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    // A bounded stream of queries while versions change underneath.
+    let stream = tokio::spawn(async move {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut n = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+            let r = udp(dns, &query("v.test.", RecordType::A)).await;
+            *seen.entry(answers(&r).join(",")).or_insert(0) += 1;
+            n += 1;
+        }
+        seen
+    });
+    for i in 0..30 {
+        let text = match i % 3 {
+            0 => B,
+            1 => "if {query.name} == \"v.test\" { then answer A 192.0.2.3 ", // broken: never live
+            _ => A,
+        };
+        std::fs::write(dir.join("p.dsl"), text).expect("write");
+        let _ = http(s.admin, "POST", "/reload").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = stream.await.expect("stream");
+    let total: u32 = seen.values().sum();
+    assert!(total > 200, "{seen:?}");
+    for k in seen.keys() {
+        assert!(
+            k == "192.0.2.1" || k == "192.0.2.2",
+            "only whole versions A or B answer: {seen:?}"
+        );
+    }
+    let (_, metrics) = http_get(s.admin, "/metrics").await;
+    assert!(
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 10"),
+        "{metrics}"
+    );
+}

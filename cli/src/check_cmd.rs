@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 struct FileResult {
     lua: bool,
+    meta: bool,
     errors: usize,
     warnings: usize,
     rules: usize,
@@ -29,6 +30,22 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
                 continue;
             }
         };
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let r = check_metadata(&src, &name, format, color);
+            if files.len() > 1 {
+                summary_line(&format!("{name}: {}", summary(&r)), format);
+            }
+            results.push(r);
+            continue;
+        }
+        // A plugin's metadata file beside it is checked with it.
+        let meta_path = path.with_extension("yaml");
+        if let Ok(meta_src) = std::fs::read_to_string(&meta_path) {
+            let r = check_metadata(&meta_src, &meta_path.display().to_string(), format, color);
+            if r.errors > 0 {
+                results.push(r);
+            }
+        }
         if path.extension().is_some_and(|e| e == "lua") {
             let r = check_lua(&src, &name, format, color);
             if files.len() > 1 {
@@ -49,6 +66,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             .map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
         let r = FileResult {
             lua: false,
+            meta: false,
             errors,
             warnings: checked.diagnostics.len() - errors,
             rules,
@@ -61,6 +79,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     }
     let total = FileResult {
         lua: !results.is_empty() && results.iter().all(|r| r.lua),
+        meta: !results.is_empty() && results.iter().all(|r| r.meta),
         errors: results.iter().map(|r| r.errors).sum(),
         warnings: results.iter().map(|r| r.warnings).sum(),
         rules: results.iter().map(|r| r.rules).sum(),
@@ -83,6 +102,34 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A metadata file is checked against the shipped JSON Schema; the error
+/// names the offending field's path.
+fn check_metadata(src: &str, name: &str, format: Format, color: bool) -> FileResult {
+    let mut diags = Vec::new();
+    if let Err(reason) = dnspolicy_runtime::plugin::parse_metadata(src) {
+        diags.push(
+            dnspolicy_compiler::Diagnostic::error(
+                "E0051",
+                format!("invalid plugin metadata: {reason}"),
+                dnspolicy_compiler::Span::default(),
+            )
+            .with_label("checked against runtime/schema/plugin.schema.json"),
+        );
+    }
+    match format {
+        Format::Human => print_human(&diags, name, src, color),
+        Format::Json => print_json(&diags, name, src),
+    }
+    FileResult {
+        lua: false,
+        meta: true,
+        errors: diags.len(),
+        warnings: 0,
+        rules: 0,
+        sets: 0,
     }
 }
 
@@ -129,12 +176,16 @@ fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
         rules: 0,
         sets: 0,
         lua: true,
+        meta: false,
     }
 }
 
 fn summary(r: &FileResult) -> String {
     if r.lua && r.errors == 0 {
         return "ok: Lua plugin defines apply".to_string();
+    }
+    if r.meta && r.errors == 0 {
+        return "ok: plugin metadata".to_string();
     }
     let mut s = if r.errors > 0 {
         plural(r.errors, "error")

@@ -363,3 +363,37 @@ fn check_lua_plugins() {
         Some(1)
     );
 }
+
+#[test]
+fn check_plugin_metadata_against_the_schema() {
+    let bad = temp_file(
+        "schema-bad.yaml",
+        "priority: high\nlimits:\n  memory: 5\n  colour: red\n",
+    );
+    let o = dnspolicy(&["check", "--format", "json", bad.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    let d: Json =
+        serde_json::from_str(stdout(&o).lines().next().expect("a diagnostic")).expect("JSON");
+    assert_eq!(d["code"], "E0051");
+    let msg = d["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("/priority") && msg.contains("/limits/memory") && msg.contains("colour"),
+        "{msg}"
+    );
+    let good = temp_file(
+        "schema-good.yaml",
+        "version: \"1.2\"\npriority: 5\nconfig:\n  any: thing\n",
+    );
+    let o = dnspolicy(&["check", good.to_str().expect("utf-8")]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim_end(), "ok: plugin metadata");
+    // A plugin's metadata is checked with the plugin.
+    let p = temp_file("withmeta.dsl", "then refuse\n");
+    std::fs::write(p.with_extension("yaml"), "priority: [1]\n").expect("write yaml");
+    assert_eq!(
+        dnspolicy(&["check", p.to_str().expect("utf-8")])
+            .status
+            .code(),
+        Some(1)
+    );
+}

@@ -133,6 +133,10 @@ pub const CODES: &[(&str, &str)] = &[
         "E0050",
         "Lua plugin does not load (syntax, sandbox, or no `apply`)",
     ),
+    (
+        "E0051",
+        "plugin metadata (NAME.yaml) does not match the schema",
+    ),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
     (

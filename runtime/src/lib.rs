@@ -14,6 +14,7 @@ pub mod answer;
 pub mod config;
 pub mod ecs;
 pub mod geo;
+pub mod lifecycle;
 pub mod lua;
 pub mod metrics;
 pub mod plugin;

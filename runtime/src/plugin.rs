@@ -183,6 +183,43 @@ pub struct Metadata {
     pub requires: Vec<String>,
 }
 
+/// The JSON Schema of plugin metadata (`runtime/schema/plugin.schema.json`).
+pub const METADATA_SCHEMA: &str = include_str!("../schema/plugin.schema.json");
+
+fn metadata_validator() -> Option<&'static jsonschema::Validator> {
+    static V: std::sync::OnceLock<Option<jsonschema::Validator>> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let schema: serde_json::Value = serde_json::from_str(METADATA_SCHEMA).ok()?;
+        jsonschema::validator_for(&schema).ok()
+    })
+    .as_ref()
+}
+
+/// Parses a metadata file (YAML) and validates it against the shipped JSON
+/// Schema. Errors name the offending field by its path, e.g.
+/// `/limits/memory: 5 is less than the minimum of 1048576`.
+pub fn parse_metadata(text: &str) -> Result<Metadata, String> {
+    let value: serde_json::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value = if value.is_null() {
+        serde_json::json!({})
+    } else {
+        value
+    };
+    let validator = metadata_validator().ok_or("the metadata schema does not load")?;
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            format!("{}: {e}", if path.is_empty() { "/" } else { &path })
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// Per-plugin counters.
 #[derive(Debug, Default)]
 pub struct PluginStats {
@@ -204,11 +241,20 @@ pub struct Loaded {
     pub path: PathBuf,
     /// Counters.
     pub stats: PluginStats,
+    /// Where it is in its life (see [`crate::lifecycle`]).
+    pub state: crate::lifecycle::State,
 }
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        self.plugin.destroy();
+        // The last query holding the old chain is done: destroy, once.
+        if let Ok(next) = self.state.on(crate::lifecycle::Event::Unload) {
+            if self.state == crate::lifecycle::State::Loaded {
+                let _span = tracing::info_span!("plugin.destroy", plugin = %self.plugin.name(), version = %self.version).entered();
+                self.plugin.destroy();
+            }
+            self.state = next;
+        }
     }
 }
 
@@ -259,6 +305,7 @@ impl Chain {
                 decided: AtomicU64::new(0),
                 rules,
             },
+            state: crate::lifecycle::State::Loaded,
         });
     }
 
@@ -352,9 +399,9 @@ pub fn is_plugin_file(p: &Path) -> bool {
 pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError> {
     let meta_path = path.with_extension("yaml");
     let meta: Metadata = match std::fs::read_to_string(&meta_path) {
-        Ok(text) => serde_yaml_ng::from_str(&text).map_err(|e| PluginError::Metadata {
+        Ok(text) => parse_metadata(&text).map_err(|reason| PluginError::Metadata {
             path: meta_path.clone(),
-            reason: e.to_string(),
+            reason,
         })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata::default(),
         Err(e) => return Err(PluginError::Io(meta_path, e)),
@@ -364,6 +411,10 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
         .and_then(|s| s.to_str())
         .unwrap_or("plugin");
     let name = meta.name.clone().unwrap_or_else(|| stem.to_string());
+    let version = meta.version.clone().unwrap_or_default();
+    let _span = tracing::info_span!("plugin.load", plugin = %name, version = %version).entered();
+    // Registered now; Loaded once compiled and initialised (checked transitions).
+    let state = crate::lifecycle::State::Registered;
     let mut plugin: Box<dyn Plugin> = match path.extension().and_then(|e| e.to_str()) {
         Some("dsl") => {
             let src = std::fs::read_to_string(path)
@@ -394,7 +445,16 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
             })
         }
     };
-    plugin.init(&meta.config)?;
+    {
+        let _init = tracing::info_span!("plugin.init", plugin = %name).entered();
+        plugin.init(&meta.config)?;
+    }
+    state
+        .on(crate::lifecycle::Event::Load)
+        .map_err(|e| PluginError::Metadata {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     Ok((plugin, meta))
 }
 

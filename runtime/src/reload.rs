@@ -90,6 +90,7 @@ impl Shared {
             return Err(why.join("\n"));
         }
         let n = chain.plugins.len();
+        let _span = tracing::info_span!("plugin.swap", plugins = n).entered();
         // One atomic store: a query sees the old chain or the new one, whole.
         self.chain.store(Arc::new(chain));
         Ok(n)

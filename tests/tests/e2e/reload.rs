@@ -37,6 +37,8 @@ async fn post_reload_and_broken_versions() {
             "p.lua",
             "function apply(ctx) ctx:set_answer('192.0.2.4', 'A', 5) end\nwhile true do end\n",
         ),
+        // Schema-invalid metadata.
+        ("p.yaml", "priority: high\n"),
     ];
     for (file, text) in broken {
         std::fs::write(dir.join(file), text).expect("write broken");
@@ -48,6 +50,7 @@ async fn post_reload_and_broken_versions() {
             "{file}: the old chain keeps serving"
         );
         let _ = std::fs::remove_file(dir.join("p.lua"));
+        let _ = std::fs::remove_file(dir.join("p.yaml"));
         std::fs::write(dir.join("p.dsl"), B).expect("restore");
     }
     let (_, plugins) = http_get(s.admin, "/plugins").await;
@@ -58,7 +61,7 @@ async fn post_reload_and_broken_versions() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 3"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 4"),
         "{metrics}"
     );
     // A good reload clears the error.

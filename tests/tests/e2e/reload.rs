@@ -116,7 +116,7 @@ async fn queries_see_whole_versions_during_reloads() {
         }
         seen
     });
-    for i in 0..30 {
+    for i in 0..51 {
         let text = match i % 3 {
             0 => B,
             1 => "if {query.name} == \"v.test\" { then answer A 192.0.2.3 ", // broken: never live
@@ -138,11 +138,43 @@ async fn queries_see_whole_versions_during_reloads() {
     }
     let (_, metrics) = http_get(s.admin, "/metrics").await;
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 20"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 34"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 10"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 17"),
         "{metrics}"
     );
+}
+
+/// A query that started on the old chain finishes on it, after the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_query_finishes_on_the_old_chain() {
+    let slow = "function apply(ctx)\n  local t = os.clock()\n  while os.clock() - t < 0.4 do end\n  ctx:set_answer('192.0.2.1', 'A', 5)\nend\n";
+    let dir = plugin_dir(
+        "inflight",
+        &[
+            ("p.lua", slow),
+            ("p.yaml", "limits:\n  instructions: 4000000000\n"),
+        ],
+    );
+    let mut c = config();
+    c.plugin_dir = Some(dir.clone());
+    c.workers = 2;
+    let s = start(c).await;
+    let dns = s.dns;
+    let in_flight =
+        tokio::spawn(async move { answers(&udp(dns, &query("v.test.", RecordType::A)).await) });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(
+        dir.join("p.lua"),
+        "function apply(ctx) ctx:set_answer('192.0.2.2', 'A', 5) end\n",
+    )
+    .expect("write B");
+    let (status, body) = http(s.admin, "POST", "/reload").await;
+    assert!(status.contains("200"), "{status} {body}");
+    // The new chain is live while the old query is still running...
+    assert_eq!(answer(&s).await, ["192.0.2.2"]);
+    // ...and the old query completes with the old version's answer.
+    assert_eq!(in_flight.await.expect("query"), ["192.0.2.1"]);
 }

@@ -34,6 +34,9 @@ pub struct Limits {
     pub memory: usize,
     /// VM instructions one `apply` may run (default 1 000 000).
     pub instructions: u64,
+    /// Wall-clock time one `apply` may take (default 50 ms): it also bounds
+    /// work the instruction count does not see, such as long C calls.
+    pub deadline: std::time::Duration,
     /// On a failure, answer SERVFAIL instead of passing to the next plugin.
     pub fail_closed: bool,
 }
@@ -43,6 +46,7 @@ impl Default for Limits {
         Limits {
             memory: 16 << 20,
             instructions: 1_000_000,
+            deadline: std::time::Duration::from_millis(50),
             fail_closed: false,
         }
     }
@@ -62,15 +66,22 @@ impl Limits {
                 "memory" => {
                     l.memory = val
                         .as_u64()
-                        .filter(|m| *m >= 1 << 20)
-                        .ok_or("`limits.memory` is a byte count of at least 1048576")?
+                        .filter(|m| (1 << 20..=1 << 30).contains(m))
+                        .ok_or("`limits.memory` is a byte count from 1048576 to 1073741824")?
                         as usize
                 }
                 "instructions" => {
                     l.instructions = val
                         .as_u64()
-                        .filter(|n| *n > 0)
-                        .ok_or("`limits.instructions` is a positive count")?
+                        .filter(|n| (1..=1_000_000_000).contains(n))
+                        .ok_or("`limits.instructions` is 1 to 1000000000")?
+                }
+                "deadline_ms" => {
+                    let ms = val
+                        .as_u64()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or("`limits.deadline_ms` is 1 to 10000")?;
+                    l.deadline = std::time::Duration::from_millis(ms);
                 }
                 "on_error" => {
                     l.fail_closed = match val.as_str() {
@@ -103,6 +114,27 @@ struct State {
     lua: Lua,
     apply: Function,
     used: Arc<AtomicU64>,
+    clock: Arc<Deadline>,
+}
+
+/// When the current call started, against a fixed base (atomics only, so
+/// the hook can read it without locks).
+struct Deadline {
+    base: std::time::Instant,
+    started_ns: AtomicU64,
+    limit_ns: u64,
+}
+
+impl Deadline {
+    fn start(&self) {
+        self.started_ns
+            .store(self.base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn passed(&self) -> bool {
+        let now = self.base.elapsed().as_nanos() as u64;
+        now.saturating_sub(self.started_ns.load(Ordering::Relaxed)) > self.limit_ns
+    }
 }
 
 /// A sandboxed Lua script as a plugin.
@@ -126,11 +158,19 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, Stri
     )
     .map_err(|e| e.to_string())?;
     let used = Arc::new(AtomicU64::new(0));
-    let (probe, budget) = (used.clone(), limits.instructions);
+    let clock = Arc::new(Deadline {
+        base: std::time::Instant::now(),
+        started_ns: AtomicU64::new(0),
+        limit_ns: limits.deadline.as_nanos() as u64,
+    });
+    clock.start();
+    let (probe, probe_clock, budget) = (used.clone(), clock.clone(), limits.instructions);
     // The sandbox keeps this in a local: pcall/xpcall re-raise once the
     // budget is spent, so a script cannot catch the error and loop on.
     let over = lua
-        .create_function(move |_, ()| Ok(probe.load(Ordering::Relaxed) >= budget))
+        .create_function(move |_, ()| {
+            Ok(probe.load(Ordering::Relaxed) >= budget || probe_clock.passed())
+        })
         .map_err(|e| e.to_string())?;
     lua.globals()
         .set("__dnspolicy_over_budget", over)
@@ -141,11 +181,13 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, Stri
         .map_err(|e| e.to_string())?;
     lua.set_memory_limit(limits.memory)
         .map_err(|e| e.to_string())?;
-    let counter = used.clone();
+    let (counter, hook_clock) = (used.clone(), clock.clone());
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |_, _| {
-            if counter.fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed) >= budget {
+            if counter.fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed) >= budget
+                || hook_clock.passed()
+            {
                 return Err(mlua::Error::runtime("instruction budget exceeded"));
             }
             Ok(VmState::Continue)
@@ -166,7 +208,12 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, Stri
         mlua::Value::Function(f) => f,
         _ => return Err("the script does not define `apply(ctx)`".into()),
     };
-    Ok(State { lua, apply, used })
+    Ok(State {
+        lua,
+        apply,
+        used,
+        clock,
+    })
 }
 
 /// Strips the global environment to the sandbox. Runs once per state,
@@ -182,11 +229,54 @@ local function pass(...)
 end
 pcall = function(...) return pass(raw_pcall(...)) end
 xpcall = function(...) return pass(raw_xpcall(...)) end
+-- C functions that call back into Lua nest on the native stack, where no
+-- Lua limit applies: bound how deep such callbacks may nest.
+local unpack_, maxn = unpack, table.maxn
+local depth = 0
+local function nested(f)
+  return function(...)
+    if depth >= 8 then error("callbacks nested too deep", 0) end
+    depth = depth + 1
+    local r = { raw_pcall(f, ...) }
+    depth = depth - 1
+    if not r[1] then error(r[2], 0) end
+    if over() then error("instruction budget exceeded", 0) end
+    return unpack_(r, 2, maxn(r))
+  end
+end
+-- Pattern matching backtracks inside one C call, out of the budget's
+-- reach: bound the subject and the number of repetition items.
+local sub = string.sub
+local function pattern_ok(s, p, plain)
+  if plain then return end
+  if type(s) == "string" and #s > 1024 then error("pattern subject longer than 1024 bytes", 0) end
+  if type(p) ~= "string" then return end
+  local q, i, n = 0, 1, #p
+  while i <= n do
+    local c = sub(p, i, i)
+    if c == "%" then
+      i = i + 2
+    else
+      if c == "*" or c == "+" or c == "-" or c == "?" then q = q + 1 end
+      i = i + 1
+    end
+  end
+  if q > 3 then error("pattern with more than 3 repetition items", 0) end
+end
+local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
+string.find = function(s, p, init, plain) pattern_ok(s, p, plain) return find(s, p, init, plain) end
+string.match = function(s, p, init) pattern_ok(s, p) return match(s, p, init) end
+string.gmatch = function(s, p) pattern_ok(s, p) return gmatch(s, p) end
+string.gsub = nested(function(s, p, r, n) pattern_ok(s, p) return gsub(s, p, r, n) end)
+string.format = nested(string.format)
+table.sort = nested(table.sort)
+table.foreach, table.foreachi = nil, nil
+tostring = nested(tostring)
 local string_mt = getmetatable("")
 string_mt.__metatable = false
 string.dump = nil
 local time, clock = os.time, os.clock
-os = { time = time, clock = clock }
+os = { time = nested(time), clock = clock }
 for _, name in ipairs({ "load", "loadstring", "dofile", "loadfile", "require", "module", "package",
     "collectgarbage", "getfenv", "setfenv", "newproxy", "coroutine", "debug", "io", "jit", "ffi", "print", "gcinfo" }) do
   _G[name] = nil
@@ -268,7 +358,9 @@ impl LuaPlugin {
 
     fn failed(&self, what: &str, e: &mlua::Error) -> Decision {
         let text = e.to_string();
-        let counter = if text.contains("instruction budget exceeded") {
+        let counter = if text.contains("instruction budget exceeded")
+            || text.contains("callbacks nested too deep")
+        {
             &self.failures.budget
         } else if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
             &self.failures.memory
@@ -306,17 +398,33 @@ impl Plugin for LuaPlugin {
         let Some(state) = self.take_state() else {
             return self.failed("apply", &mlua::Error::runtime("no Lua state"));
         };
+        // LuaJIT collects no garbage on an allocation failure: collect now
+        // rather than fail a script that holds half its cap.
+        if state.lua.used_memory() > self.limits.memory / 2 {
+            state.lua.gc_collect().ok();
+        }
         let mut call = Call::new(ctx);
         state.used.store(0, Ordering::Relaxed);
-        let result = state.lua.scope(|scope| {
-            let ud = scope.create_userdata_ref_mut(&mut call)?;
-            state.apply.call::<()>(ud)
-        });
+        state.clock.start();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.lua.scope(|scope| {
+                let ud = scope.create_userdata_ref_mut(&mut call)?;
+                state.apply.call::<()>(ud)
+            })
+        }))
+        .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")));
         ctx.note_fields_read(call.read);
         match result {
             Ok(()) => {
                 self.give_back(state);
-                call.decision.unwrap_or(Decision::Pass)
+                match call.decision.take() {
+                    // The records are handed over once, after the call.
+                    Some(Decision::Records(_)) => {
+                        Decision::Records(std::mem::take(&mut call.records))
+                    }
+                    Some(d) => d,
+                    None => Decision::Pass,
+                }
             }
             Err(e) => {
                 let d = self.failed("apply", &e);
@@ -364,7 +472,13 @@ struct Call {
     decision: Option<Decision>,
     records: Vec<Record>,
     read: u32,
+    logged: u32,
 }
+
+/// Records one call may add.
+const MAX_RECORDS: usize = 64;
+/// Log lines one call may write.
+const MAX_LOG_LINES: u32 = 16;
 
 impl Call {
     fn new(ctx: &QueryCtx<'_>) -> Call {
@@ -379,6 +493,7 @@ impl Call {
             decision: None,
             records: Vec::new(),
             read: 0,
+            logged: 0,
         }
     }
 
@@ -471,9 +586,15 @@ impl UserData for Call {
                 let rt = RecordType::from(rtype(&t)?);
                 let data = RData::try_from_str(rt, &rdata)
                     .map_err(|e| mlua::Error::runtime(format!("{t} `{rdata}`: {e}")))?;
+                if c.records.len() >= MAX_RECORDS || rdata.len() > 4096 {
+                    return Err(mlua::Error::runtime(format!(
+                        "add_record: at most {MAX_RECORDS} records of 4096 bytes of data"
+                    )));
+                }
                 c.records
                     .push(Record::from_rdata(owner(&name)?, ttl.unwrap_or(300), data));
-                c.decision = Some(Decision::Records(c.records.clone()));
+                // A marker: the records are handed over once, after the call.
+                c.decision = Some(Decision::Records(Vec::new()));
                 Ok(())
             },
         );
@@ -504,7 +625,13 @@ impl UserData for Call {
             c.decide(Verdict::Forward { pool });
             Ok(())
         });
-        m.add_method("log", |_, c, (level, msg): (String, String)| {
+        m.add_method_mut("log", |_, c, (level, msg): (String, String)| {
+            // A script must not be able to flood the server log.
+            c.logged += 1;
+            if c.logged > MAX_LOG_LINES {
+                return Ok(());
+            }
+            let msg: String = msg.chars().take(512).collect();
             match level.as_str() {
                 "error" => tracing::error!(qname = %c.qname, "lua: {msg}"),
                 "warn" | "warning" => tracing::warn!(qname = %c.qname, "lua: {msg}"),

@@ -58,9 +58,11 @@ impl Shared {
         match &result {
             Ok(n) => {
                 self.reloads.ok.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut e) = self.reloads.last_error.lock() {
-                    *e = None;
-                }
+                *self
+                    .reloads
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 tracing::info!(
                     plugins = n,
                     took_ms = took.as_millis() as u64,
@@ -69,9 +71,11 @@ impl Shared {
             }
             Err(err) => {
                 self.reloads.failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut e) = self.reloads.last_error.lock() {
-                    *e = Some(err.clone());
-                }
+                *self
+                    .reloads
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err.clone());
                 tracing::error!(error = %err, "reload refused; the previous plugins keep serving");
             }
         }
@@ -92,8 +96,27 @@ impl Shared {
         let n = chain.plugins.len();
         let _span = tracing::info_span!("plugin.swap", plugins = n).entered();
         // One atomic store: a query sees the old chain or the new one, whole.
-        self.chain.store(Arc::new(chain));
+        let old = self.chain.swap(Arc::new(chain));
+        retire(old);
         Ok(n)
+    }
+}
+
+/// Drops an old chain off the query path: waits (bounded) until the queries
+/// still holding it are done, so its plugins' `destroy` never runs on a DNS
+/// worker thread.
+fn retire(old: Arc<Chain>) {
+    let spawned = std::thread::Builder::new()
+        .name("dnspolicy-retire".into())
+        .spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            while Arc::strong_count(&old) > 1 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(old);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to retire the old chain");
     }
 }
 
@@ -118,10 +141,19 @@ pub fn watch(shared: Arc<Shared>) -> Result<notify::RecommendedWatcher, String> 
     std::thread::Builder::new()
         .name("dnspolicy-reload".into())
         .spawn(move || {
-            // Debounce: wait until the directory has been quiet for 150 ms.
+            // Debounce: wait until the directory has been quiet for 150 ms,
+            // but never more than 2 s while changes keep coming.
             while rx.recv().is_ok() {
-                while rx.recv_timeout(Duration::from_millis(150)).is_ok() {}
-                let _ = shared.reload();
+                let first = Instant::now();
+                while first.elapsed() < Duration::from_secs(2)
+                    && rx.recv_timeout(Duration::from_millis(150)).is_ok()
+                {}
+                let s = shared.clone();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || s.reload()))
+                    .is_err()
+                {
+                    tracing::error!("reload panicked; the previous plugins keep serving");
+                }
             }
         })
         .map_err(|e| e.to_string())?;

@@ -209,3 +209,58 @@ async fn lua_and_dsl_compose_by_priority() {
         "{body}"
     );
 }
+
+/// Work a count hook cannot see: C calls that call back into Lua (they nest
+/// on the native stack) and backtracking patterns (one long C call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_stack_and_pattern_bombs_are_refused() {
+    let attacks: &[(&str, &str)] = &[
+        ("gsub_recursion", "local function f() return (string.gsub('x', 'x', f)) end f()"),
+        ("sort_recursion", "local function f(a, b) table.sort({3, 2, 1}, f) return a < b end table.sort({3, 2, 1}, f)"),
+        ("tostring_recursion", "local t = {} setmetatable(t, { __tostring = function() return tostring(t) end }) tostring(t)"),
+        ("pattern_bomb", "string.find(string.rep('a', 40), string.rep('a?', 40) .. string.rep('a', 40))"),
+        ("long_subject", "string.find(string.rep('a', 100000), '(a-)-b')"),
+    ];
+    let mut files: Vec<(String, String)> = Vec::new();
+    for (name, code) in attacks {
+        let qname = format!("{}.attack.test", name.replace('_', "-"));
+        files.push((
+            format!("{name}.lua"),
+            format!("function apply(ctx)\n  if ctx:get_qname() == \"{qname}\" then\n    {code}\n    ctx:set_answer(\"192.0.2.66\", \"A\", 5)\n  end\nend\n"),
+        ));
+        files.push((format!("{name}.yaml"), "priority: 10\n".to_string()));
+    }
+    files.push((
+        "ok.lua".into(),
+        "function apply(ctx) ctx:set_answer(\"192.0.2.1\", \"A\", 5) end\n".into(),
+    ));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut c = config();
+    c.plugin_dir = Some(plugin_dir("lua-native", &refs));
+    let s = start(c).await;
+    for (name, _) in attacks {
+        let qname = format!("{}.attack.test.", name.replace('_', "-"));
+        let r = udp(s.dns, &query(&qname, RecordType::A)).await;
+        assert_eq!(
+            answers(&r),
+            vec!["192.0.2.1"],
+            "{name}: refused, and the server is alive"
+        );
+    }
+    let (_, metrics) = http_get(s.admin, "/metrics").await;
+    for (name, _) in attacks {
+        let failed: u64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "dnspolicy_plugin_failures_total{{plugin=\"{name}.lua\""
+                ))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(failed, 1, "{name}");
+    }
+}

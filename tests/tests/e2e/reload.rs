@@ -155,7 +155,10 @@ async fn in_flight_query_finishes_on_the_old_chain() {
         "inflight",
         &[
             ("p.lua", slow),
-            ("p.yaml", "limits:\n  instructions: 4000000000\n"),
+            (
+                "p.yaml",
+                "limits:\n  instructions: 1000000000\n  deadline_ms: 2000\n",
+            ),
         ],
     );
     let mut c = config();

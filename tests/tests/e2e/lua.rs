@@ -113,32 +113,13 @@ async fn sandbox_escapes_fail_and_are_counted() {
         ),
         ("plain_error", "error('boom')", "error"),
     ];
-    let mut files: Vec<(String, String)> = Vec::new();
-    for (i, (name, code, _)) in attacks.iter().enumerate() {
-        let qname = format!("{}.attack.test", name.replace('_', "-"));
-        files.push((
-            format!("{name}.lua"),
-            format!("function apply(ctx)\n  if ctx:get_qname() == \"{qname}\" then\n    {code}\n    ctx:set_answer(\"192.0.2.66\", \"A\", 5)\n  end\nend\n"),
-        ));
-        files.push((
-            format!("{name}.yaml"),
-            format!(
-                "priority: {}\nlimits:\n  memory: 4194304\n  instructions: 200000\n",
-                100 + i
-            ),
-        ));
-    }
-    files.push((
-        "ok.lua".into(),
-        "function apply(ctx) ctx:set_answer(\"192.0.2.1\", \"A\", 5) end\n".into(),
-    ));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let mut c = config();
-    c.plugin_dir = Some(plugin_dir("lua-sandbox", &refs));
-    let s = start(c).await;
+    let named: Vec<(&str, &str)> = attacks.iter().map(|(n, code, _)| (*n, *code)).collect();
+    let s = attack_server(
+        "lua-sandbox",
+        &named,
+        "limits:\n  memory: 4194304\n  instructions: 200000\n",
+    )
+    .await;
 
     // The string metatable attack also tries to change strings for others:
     // a later query must still see normal strings.
@@ -221,26 +202,7 @@ async fn native_stack_and_pattern_bombs_are_refused() {
         ("pattern_bomb", "string.find(string.rep('a', 40), string.rep('a?', 40) .. string.rep('a', 40))"),
         ("long_subject", "string.find(string.rep('a', 100000), '(a-)-b')"),
     ];
-    let mut files: Vec<(String, String)> = Vec::new();
-    for (name, code) in attacks {
-        let qname = format!("{}.attack.test", name.replace('_', "-"));
-        files.push((
-            format!("{name}.lua"),
-            format!("function apply(ctx)\n  if ctx:get_qname() == \"{qname}\" then\n    {code}\n    ctx:set_answer(\"192.0.2.66\", \"A\", 5)\n  end\nend\n"),
-        ));
-        files.push((format!("{name}.yaml"), "priority: 10\n".to_string()));
-    }
-    files.push((
-        "ok.lua".into(),
-        "function apply(ctx) ctx:set_answer(\"192.0.2.1\", \"A\", 5) end\n".into(),
-    ));
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let mut c = config();
-    c.plugin_dir = Some(plugin_dir("lua-native", &refs));
-    let s = start(c).await;
+    let s = attack_server("lua-native", attacks, "").await;
     for (name, _) in attacks {
         let qname = format!("{}.attack.test.", name.replace('_', "-"));
         let r = udp(s.dns, &query(&qname, RecordType::A)).await;
@@ -263,4 +225,33 @@ async fn native_stack_and_pattern_bombs_are_refused() {
             .sum();
         assert_eq!(failed, 1, "{name}");
     }
+}
+
+/// A server with one plugin per attack, each answering only its own name
+/// (`NAME.attack.test`) after the attack, and `ok.lua` below them all: a
+/// failed attack falls through to `192.0.2.1`.
+async fn attack_server(dir: &str, attacks: &[(&str, &str)], limits: &str) -> TestServer {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for (i, (name, code)) in attacks.iter().enumerate() {
+        let qname = format!("{}.attack.test", name.replace('_', "-"));
+        files.push((
+            format!("{name}.lua"),
+            format!("function apply(ctx)\n  if ctx:get_qname() == \"{qname}\" then\n    {code}\n    ctx:set_answer(\"192.0.2.66\", \"A\", 5)\n  end\nend\n"),
+        ));
+        files.push((
+            format!("{name}.yaml"),
+            format!("priority: {}\n{limits}", 100 + i),
+        ));
+    }
+    files.push((
+        "ok.lua".into(),
+        "function apply(ctx) ctx:set_answer(\"192.0.2.1\", \"A\", 5) end\n".into(),
+    ));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut c = config();
+    c.plugin_dir = Some(plugin_dir(dir, &refs));
+    start(c).await
 }

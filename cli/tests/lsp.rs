@@ -99,6 +99,33 @@ impl Client {
             .expect("a message from the server within 10 s")
     }
 
+    /// Replaces the document with `text` and asks for completion at
+    /// `character` on line 0: the response and its labels.
+    fn complete(
+        &mut self,
+        uri: &str,
+        version: i64,
+        text: &str,
+        character: u32,
+    ) -> (Value, Vec<String>) {
+        self.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+        let _ = self.diagnostics_for(uri);
+        let r = self.request(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": character } }),
+        );
+        let labels = r["result"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|i| i["label"].as_str().map(str::to_string))
+            .collect();
+        (r, labels)
+    }
+
     fn diagnostics_for(&self, uri: &str) -> Vec<Value> {
         loop {
             let m = self.recv();
@@ -164,21 +191,9 @@ fn diagnostics_hover_and_completion() {
     );
 
     // Completion after `{client.`.
-    let partial = "if {client.";
-    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": partial }] }));
-    let _ = c.diagnostics_for(uri);
-    let r = c.request(
-        "textDocument/completion",
-        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 11 } }),
-    );
-    let labels: Vec<&str> = r["result"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|i| i["label"].as_str())
-        .collect();
+    let (r, labels) = c.complete(uri, 3, "if {client.", 11);
     for want in ["client.ip", "client.subnet", "client.region", "client.asn"] {
-        assert!(labels.contains(&want), "{labels:?}");
+        assert!(labels.contains(&want.to_string()), "{labels:?}");
     }
     assert!(
         labels.iter().all(|l| l.starts_with("client.")),
@@ -192,18 +207,7 @@ fn diagnostics_hover_and_completion() {
     );
 
     // Keywords elsewhere.
-    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": "rule x { th" }] }));
-    let _ = c.diagnostics_for(uri);
-    let r = c.request(
-        "textDocument/completion",
-        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 11 } }),
-    );
-    let labels: Vec<&str> = r["result"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|i| i["label"].as_str())
-        .collect();
+    let (_, labels) = c.complete(uri, 4, "rule x { th", 11);
     assert_eq!(labels, ["then"]);
 
     let s = c.request("shutdown", Value::Null);

@@ -91,50 +91,21 @@ struct Interp<'p, 'c> {
 impl Policy {
     /// Evaluates the policy for one context.
     pub fn eval(&self, ctx: &Context) -> Evaluation {
-        self.run(ctx, false)
+        self.run(ctx, false, true)
     }
 
     /// Evaluates the policy and records which rules and conditions decided.
     pub fn eval_traced(&self, ctx: &Context) -> Evaluation {
-        self.run(ctx, true)
+        self.run(ctx, true, true)
     }
 
     /// Evaluates every rule in order, without the name index: the
     /// reference the index is tested against.
     pub fn eval_without_index(&self, ctx: &Context) -> Evaluation {
-        self.run_all(ctx)
+        self.run(ctx, false, false)
     }
 
-    fn run_all(&self, ctx: &Context) -> Evaluation {
-        let mut it = Interp {
-            policy: self,
-            ctx,
-            locals: Vec::new(),
-            missing: 0,
-            fields_read: 0,
-            trace: None,
-        };
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(v) = it.rule(i, rule) {
-                return Evaluation {
-                    verdict: Some(v),
-                    rule: Some(i),
-                    missing_reads: it.missing,
-                    fields_read: it.fields_read,
-                    trace: None,
-                };
-            }
-        }
-        Evaluation {
-            verdict: None,
-            rule: None,
-            missing_reads: it.missing,
-            fields_read: it.fields_read,
-            trace: None,
-        }
-    }
-
-    fn run(&self, ctx: &Context, traced: bool) -> Evaluation {
+    fn run(&self, ctx: &Context, traced: bool, indexed: bool) -> Evaluation {
         let mut it = Interp {
             policy: self,
             ctx,
@@ -151,7 +122,11 @@ impl Policy {
             Some(Value::Name(n)) => Some(&**n),
             _ => None,
         };
-        let candidates = self.index.candidates(name);
+        let candidates: Vec<u32> = if indexed {
+            self.index.candidates(name)
+        } else {
+            (0..self.rules.len() as u32).collect()
+        };
         let skipped = self.rules.len() - candidates.len();
         if skipped > 0 {
             it.step(Step::IndexSkipped(skipped));

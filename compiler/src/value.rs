@@ -186,6 +186,3 @@ impl Verdict {
         }
     }
 }
-
-/// Optional value helper: `Some(v)` for present, `None` for missing.
-pub type MaybeValue = Option<Value>;

@@ -301,8 +301,7 @@ pub fn finish(
     let limit = if tcp {
         usize::from(u16::MAX)
     } else {
-        let asked = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
-        usize::from(asked.min(MAX_UDP))
+        udp_limit(req)
     };
     if bytes.len() <= limit {
         return Some(bytes);
@@ -342,6 +341,13 @@ pub fn merge_ecs_scope(resp: &mut Message, ecs: Option<(IpAddr, u8, u8)>) {
             source,
             theirs.max(ours),
         )));
+}
+
+/// The largest UDP response `req` may get: its EDNS payload size (512
+/// without EDNS, never less), capped at [`MAX_UDP`].
+pub fn udp_limit(req: &Message) -> usize {
+    let asked = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
+    usize::from(asked.min(MAX_UDP))
 }
 
 /// Whether `req` is a standard query we answer, or the error to send.

@@ -512,7 +512,7 @@ impl Call {
             None => self.subject,
         };
         // The answer now depends on the client's address: the ECS scope says so.
-        self.read |= GEO_FIELDS | (CLIENT_FIELDS & !GEO_FIELDS);
+        self.read |= CLIENT_FIELDS;
         Ok(self.geo.lookup(ip))
     }
 }

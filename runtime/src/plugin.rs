@@ -60,7 +60,9 @@ pub enum PluginError {
     },
 }
 
-/// The plugin contract.
+/// The plugin contract. `init` and `destroy` are called once per load and
+/// unload of the plugin; a plugin that keeps several interpreter states
+/// (Lua) runs the script's own `init` in each state it makes.
 pub trait Plugin: Send + Sync {
     /// The plugin's name (its file name without extension, or from metadata).
     fn name(&self) -> &str;
@@ -305,7 +307,11 @@ impl Chain {
                 decided: AtomicU64::new(0),
                 rules,
             },
-            state: crate::lifecycle::State::Loaded,
+            // A plugin enters the chain compiled and initialised: the table's
+            // Registered → Loaded step (its unit test keeps it allowed).
+            state: crate::lifecycle::State::Registered
+                .on(crate::lifecycle::Event::Load)
+                .unwrap_or(crate::lifecycle::State::Loaded),
         });
     }
 
@@ -351,13 +357,9 @@ impl Chain {
         Ok(c)
     }
 
-    /// Runs the chain: the first plugin that decides wins.
-    pub fn decide(&self, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
-        self.decide_from(0, ctx)
-    }
-
-    /// Runs the chain from plugin `start` on (after a decision that does
-    /// not apply, such as `truncate` over TCP).
+    /// Runs the chain from plugin `start` on (0 for a new query; later
+    /// after a decision that does not apply, such as `truncate` over TCP):
+    /// the first plugin that decides wins.
     pub fn decide_from(&self, start: usize, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
         for (i, p) in self.plugins.iter().enumerate().skip(start) {
             let d = p.plugin.apply(ctx);
@@ -413,8 +415,6 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
     let name = meta.name.clone().unwrap_or_else(|| stem.to_string());
     let version = meta.version.clone().unwrap_or_default();
     let _span = tracing::info_span!("plugin.load", plugin = %name, version = %version).entered();
-    // Registered now; Loaded once compiled and initialised (checked transitions).
-    let state = crate::lifecycle::State::Registered;
     let mut plugin: Box<dyn Plugin> = match path.extension().and_then(|e| e.to_str()) {
         Some("dsl") => {
             let src = std::fs::read_to_string(path)
@@ -449,12 +449,6 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
         let _init = tracing::info_span!("plugin.init", plugin = %name).entered();
         plugin.init(&meta.config)?;
     }
-    state
-        .on(crate::lifecycle::Event::Load)
-        .map_err(|e| PluginError::Metadata {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
     Ok((plugin, meta))
 }
 

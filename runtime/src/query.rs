@@ -87,13 +87,6 @@ impl<'a> QueryCtx<'a> {
         }
     }
 
-    /// GeoIP of [`QueryCtx::subject_ip`], looked up once per query.
-    pub fn geo(&mut self) -> &GeoInfo {
-        self.fields_read |= GEO_FIELDS & (1 << Field::ClientRegion as u32);
-        let ip = self.subject_ip();
-        self.geo_info.get_or_insert_with(|| self.geo.lookup(ip))
-    }
-
     /// Makes sure every field in `mask` is set in the policy context.
     pub fn fill(&mut self, mask: u32) {
         let todo = mask & !self.filled;

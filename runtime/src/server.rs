@@ -422,7 +422,7 @@ async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Cancellatio
                             }
                             Err(_) => {
                                 shared.metrics.upstream_failed.fetch_add(1, Relaxed);
-                                if let Some(bytes) = job.servfail(&shared) {
+                                if let Some(bytes) = job.servfail(&shared, false) {
                                     replies.push((bytes, from));
                                 }
                             }
@@ -531,7 +531,7 @@ async fn tcp_conn(
             Step::Done(o) => o,
             Step::Upstream(job) => match shared.upstream_slots.clone().try_acquire_owned() {
                 Ok(_permit) => job.run(&shared, true).await,
-                Err(_) => job.servfail(&shared),
+                Err(_) => job.servfail(&shared, true),
             },
         };
         let Some(bytes) = out else { continue };
@@ -575,9 +575,9 @@ enum JobKind {
 
 impl Job {
     /// SERVFAIL for this query without any upstream work.
-    fn servfail(&self, shared: &Shared) -> Option<Vec<u8>> {
+    fn servfail(&self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
         let r = answer::error(&self.req, ResponseCode::ServFail);
-        reply(&shared.metrics, r, &self.req, None, false, shared)
+        reply(shared, r, &self.req, None, tcp)
     }
 
     async fn run(self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
@@ -587,12 +587,11 @@ impl Job {
                 let Some(servers) = shared.upstreams.get(&pool) else {
                     tracing::warn!(%pool, "forward to an unknown upstream pool");
                     return reply(
-                        m,
+                        shared,
                         answer::error(&self.req, ResponseCode::ServFail),
                         &self.req,
                         None,
                         tcp,
-                        shared,
                     );
                 };
                 match upstream::exchange(servers, &self.req, shared.timeout).await {
@@ -604,7 +603,7 @@ impl Job {
                         let limit = if tcp {
                             usize::from(u16::MAX)
                         } else {
-                            udp_limit(&self.req)
+                            answer::udp_limit(&self.req)
                         };
                         if bytes.len() <= limit {
                             Some(bytes)
@@ -616,12 +615,11 @@ impl Job {
                         m.upstream_failed.fetch_add(1, Relaxed);
                         tracing::debug!(%pool, error = %e, "upstream failed");
                         reply(
-                            m,
+                            shared,
                             answer::error(&self.req, ResponseCode::ServFail),
                             &self.req,
                             None,
                             tcp,
-                            shared,
                         )
                     }
                 }
@@ -652,29 +650,20 @@ impl Job {
                         }
                     }
                 }
-                reply(m, *partial, &self.req, ecs, tcp, shared)
+                reply(shared, *partial, &self.req, ecs, tcp)
             }
         }
     }
 }
 
-fn udp_limit(req: &Message) -> usize {
-    let asked = req.edns.as_ref().map_or(512, |e| e.max_payload().max(512));
-    usize::from(asked.min(answer::MAX_UDP))
-}
-
 fn reply(
-    m: &Metrics,
+    shared: &Shared,
     r: Message,
     req: &Message,
     ecs: Option<(std::net::IpAddr, u8, u8)>,
     tcp: bool,
-    shared: &Shared,
 ) -> Option<Vec<u8>> {
-    m.rcode(
-        u16::from(r.metadata.response_code.low())
-            | (u16::from(r.metadata.response_code.high()) << 4),
-    );
+    shared.metrics.rcode(u16::from(r.metadata.response_code));
     answer::finish(r, req, ecs, tcp, shared.upstreams.contains_key("default"))
 }
 
@@ -705,27 +694,25 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
         return Step::Done(None);
     }
     if let Err(rcode) = answer::precheck(&req) {
-        return Step::Done(reply(
-            m,
-            answer::error(&req, rcode),
-            &req,
-            None,
-            tcp,
-            shared,
-        ));
+        return Step::Done(reply(shared, answer::error(&req, rcode), &req, None, tcp));
     }
-    let ecs = match crate::ecs::query_ecs(packet) {
+    // ECS lives in the OPT record: without one there is nothing to walk.
+    let ecs_option = if req.edns.is_some() {
+        crate::ecs::query_ecs(packet)
+    } else {
+        Ok(None)
+    };
+    let ecs = match ecs_option {
         Ok(e) => e,
         Err(e) => {
             tracing::debug!(client = %from, error = %e, "malformed client subnet");
             m.malformed.fetch_add(1, Relaxed);
             return Step::Done(reply(
-                m,
+                shared,
                 answer::error(&req, ResponseCode::FormErr),
                 &req,
                 None,
                 tcp,
-                shared,
             ));
         }
     };
@@ -782,7 +769,7 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
     m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
     let ecs_echo = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
     match built {
-        Built::Reply(r) => Step::Done(reply(m, r, &req, ecs_echo, tcp, shared)),
+        Built::Reply(r) => Step::Done(reply(shared, r, &req, ecs_echo, tcp)),
         Built::Drop => {
             m.dropped.fetch_add(1, Relaxed);
             Step::Done(None)
@@ -802,7 +789,7 @@ fn process(shared: &Shared, packet: &[u8], from: SocketAddr, tcp: bool, listener
                     },
                 }))
             } else {
-                Step::Done(reply(m, partial, &req, ecs_echo, tcp, shared))
+                Step::Done(reply(shared, partial, &req, ecs_echo, tcp))
             }
         }
         Built::Skip => Step::Done(None),

@@ -18,9 +18,6 @@ pub enum UpstreamError {
     /// Every server of the pool timed out or failed.
     #[error("no upstream of the pool answered")]
     Exhausted,
-    /// The pool is not configured.
-    #[error("unknown upstream pool `{0}`")]
-    UnknownPool(String),
 }
 
 /// Sends `query` to the servers in order and returns the first valid

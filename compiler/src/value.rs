@@ -185,4 +185,58 @@ impl Verdict {
             other => json!({"action": other.action()}),
         }
     }
+
+    /// Reads a verdict back from [`Verdict::to_json`]'s form (the form a
+    /// compiled WASM policy hands to its host). Value verdicts come back as
+    /// strings, ints and bools: their static type is not in the JSON.
+    pub fn from_json(j: &Json) -> Option<Verdict> {
+        let Some(obj) = j.as_object() else {
+            return Some(Verdict::Value(match j {
+                Json::Bool(b) => Value::Bool(*b),
+                Json::Number(n) => Value::Int(n.as_i64()?),
+                Json::String(s) => Value::Str(s.as_str().into()),
+                _ => return None,
+            }));
+        };
+        let ttl = || -> Option<u32> { u32::try_from(obj.get("ttl")?.as_u64()?).ok() };
+        let text = |k: &str| obj.get(k).and_then(Json::as_str);
+        Some(match text("action")? {
+            "answer" => {
+                let rtype = crate::types::qtype_from_str(text("type")?)?;
+                let data = obj
+                    .get("data")?
+                    .as_array()?
+                    .iter()
+                    .map(|d| {
+                        let s = d.as_str()?;
+                        Some(match rtype {
+                            1 | 28 => Value::Ip(s.parse().ok()?),
+                            5 | 2 | 12 => Value::Name(crate::types::canonical_name(s).ok()?.into()),
+                            _ => Value::Str(s.into()),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Verdict::Answer {
+                    rtype,
+                    data,
+                    ttl: ttl()?,
+                }
+            }
+            "rewrite" => Verdict::Rewrite {
+                target: crate::types::canonical_name(text("target")?).ok()?,
+                ttl: ttl()?,
+            },
+            "forward" => Verdict::Forward {
+                pool: text("pool")?.to_string(),
+            },
+            "nxdomain" => Verdict::Nxdomain,
+            "nodata" => Verdict::Nodata,
+            "refuse" => Verdict::Refuse,
+            "servfail" => Verdict::Servfail,
+            "drop" => Verdict::Drop,
+            "truncate" => Verdict::Truncate,
+            "pass" => Verdict::Pass,
+            _ => return None,
+        })
+    }
 }

@@ -120,6 +120,19 @@ pub fn metrics(shared: &Shared) -> String {
         "dnspolicy_plugins{{state=\"failed\"}} {}",
         chain.failed.len()
     );
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_load_failed Plugin files that failed to load or were refused (see /plugins for why)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_load_failed gauge");
+    for f in &chain.failed {
+        let file = file_name(&f.path, "plugin");
+        let _ = writeln!(
+            out,
+            "dnspolicy_plugin_load_failed{{plugin=\"{}\"}} 1",
+            label(&file)
+        );
+    }
     let r = &shared.reloads;
     let _ = writeln!(
         out,

@@ -14,6 +14,7 @@ pub mod answer;
 pub mod config;
 pub mod ecs;
 pub mod geo;
+pub mod host;
 pub mod lifecycle;
 pub mod lua;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod query;
 pub mod reload;
 pub mod server;
 pub mod upstream;
+pub mod wasm;
 pub mod zone;
 
 pub use config::Config;

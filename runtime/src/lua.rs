@@ -17,97 +17,16 @@
 //! stop a compiled `while true do end`.
 
 use crate::plugin::{Decision, Plugin, PluginError};
-use crate::query::{QueryCtx, CLIENT_FIELDS, GEO_FIELDS};
-use dnspolicy_compiler::types::{canonical_name, qtype_from_str, qtype_to_string};
-use dnspolicy_compiler::{Value as PValue, Verdict};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use crate::query::QueryCtx;
+use dnspolicy_compiler::types::qtype_to_string;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, UserData, UserDataMethods, VmState};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Per-plugin limits, from the `limits` of the metadata file.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Bytes a state may hold (default 16 MiB).
-    pub memory: usize,
-    /// VM instructions one `apply` may run (default 1 000 000).
-    pub instructions: u64,
-    /// Wall-clock time one `apply` may take (default 50 ms): it also bounds
-    /// work the instruction count does not see, such as long C calls.
-    pub deadline: std::time::Duration,
-    /// On a failure, answer SERVFAIL instead of passing to the next plugin.
-    pub fail_closed: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory: 16 << 20,
-            instructions: 1_000_000,
-            deadline: std::time::Duration::from_millis(50),
-            fail_closed: false,
-        }
-    }
-}
-
-impl Limits {
-    /// Reads `memory` (bytes), `instructions` and `on_error`
-    /// (`pass` | `servfail`) from a metadata `limits` value.
-    pub fn from_metadata(v: &serde_json::Value) -> Result<Limits, String> {
-        let mut l = Limits::default();
-        if v.is_null() {
-            return Ok(l);
-        }
-        let obj = v.as_object().ok_or("`limits` must be a mapping")?;
-        for (k, val) in obj {
-            match k.as_str() {
-                "memory" => {
-                    l.memory = val
-                        .as_u64()
-                        .filter(|m| (1 << 20..=1 << 30).contains(m))
-                        .ok_or("`limits.memory` is a byte count from 1048576 to 1073741824")?
-                        as usize
-                }
-                "instructions" => {
-                    l.instructions = val
-                        .as_u64()
-                        .filter(|n| (1..=1_000_000_000).contains(n))
-                        .ok_or("`limits.instructions` is 1 to 1000000000")?
-                }
-                "deadline_ms" => {
-                    let ms = val
-                        .as_u64()
-                        .filter(|n| (1..=10_000).contains(n))
-                        .ok_or("`limits.deadline_ms` is 1 to 10000")?;
-                    l.deadline = std::time::Duration::from_millis(ms);
-                }
-                "on_error" => {
-                    l.fail_closed = match val.as_str() {
-                        Some("pass") => false,
-                        Some("servfail") => true,
-                        _ => return Err("`limits.on_error` is `pass` or `servfail`".into()),
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "unknown limit `{other}` (memory, instructions, on_error)"
-                    ))
-                }
-            }
-        }
-        Ok(l)
-    }
-}
-
-/// Failure counters of one plugin.
-#[derive(Debug, Default)]
-struct Failures {
-    error: AtomicU64,
-    budget: AtomicU64,
-    memory: AtomicU64,
-}
+pub use crate::host::Limits;
+use crate::host::{rtype, Call, Failures};
 
 /// One Lua state with its budget counter.
 struct State {
@@ -140,6 +59,7 @@ impl Deadline {
 /// A sandboxed Lua script as a plugin.
 pub struct LuaPlugin {
     name: String,
+    label: Arc<str>,
     src: Arc<str>,
     path: PathBuf,
     limits: Limits,
@@ -301,6 +221,7 @@ impl LuaPlugin {
     ) -> Result<LuaPlugin, PluginError> {
         let p = LuaPlugin {
             name: name.to_string(),
+            label: name.into(),
             src: src.into(),
             path: path.to_path_buf(),
             limits,
@@ -369,14 +290,7 @@ impl LuaPlugin {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %self.name, error = %text.lines().next().unwrap_or(""), "{what} failed");
-        if self.limits.fail_closed {
-            Decision::Decide {
-                verdict: Verdict::Servfail,
-                rule: None,
-            }
-        } else {
-            Decision::Pass
-        }
+        self.limits.on_failure()
     }
 }
 
@@ -403,7 +317,7 @@ impl Plugin for LuaPlugin {
         if state.lua.used_memory() > self.limits.memory / 2 {
             state.lua.gc_collect().ok();
         }
-        let mut call = Call::new(ctx);
+        let mut call = LuaCall(Call::new(ctx, self.label.clone()));
         state.used.store(0, Ordering::Relaxed);
         state.clock.start();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -413,18 +327,11 @@ impl Plugin for LuaPlugin {
             })
         }))
         .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")));
-        ctx.note_fields_read(call.read);
+        ctx.note_fields_read(call.0.read);
         match result {
             Ok(()) => {
                 self.give_back(state);
-                match call.decision.take() {
-                    // The records are handed over once, after the call.
-                    Some(Decision::Records(_)) => {
-                        Decision::Records(std::mem::take(&mut call.records))
-                    }
-                    Some(d) => d,
-                    None => Decision::Pass,
-                }
+                call.0.finish()
             }
             Err(e) => {
                 let d = self.failed("apply", &e);
@@ -452,192 +359,80 @@ impl Plugin for LuaPlugin {
     }
 
     fn failures(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("error", self.failures.error.load(Ordering::Relaxed)),
-            ("budget", self.failures.budget.load(Ordering::Relaxed)),
-            ("memory", self.failures.memory.load(Ordering::Relaxed)),
-        ]
+        self.failures.report(false)
     }
 }
 
-/// What one `apply` call sees and decides. Owned copies of the query's
-/// facts, so the Lua side never holds a reference into the server.
-struct Call {
-    client: IpAddr,
-    subject: IpAddr,
-    ecs: Option<String>,
-    qname: String,
-    qtype: u16,
-    geo: Arc<crate::geo::Geo>,
-    decision: Option<Decision>,
-    records: Vec<Record>,
-    read: u32,
-    logged: u32,
+/// A Lua error from a host-side refusal.
+fn lua_err(e: String) -> mlua::Error {
+    mlua::Error::runtime(e)
 }
 
-/// Records one call may add.
-const MAX_RECORDS: usize = 64;
-/// Log lines one call may write.
-const MAX_LOG_LINES: u32 = 16;
-
-impl Call {
-    fn new(ctx: &QueryCtx<'_>) -> Call {
-        let f = ctx.facts;
-        Call {
-            client: f.client,
-            subject: ctx.subject_ip(),
-            ecs: f.ecs.map(|_| ctx.subnet().to_string()),
-            qname: f.qname.to_string(),
-            qtype: f.qtype,
-            geo: ctx.geo_db(),
-            decision: None,
-            records: Vec::new(),
-            read: 0,
-            logged: 0,
-        }
-    }
-
-    fn decide(&mut self, verdict: Verdict) {
-        self.decision = Some(Decision::Decide {
-            verdict,
-            rule: None,
-        });
-    }
-
-    fn geo_of(&mut self, ip: Option<String>) -> mlua::Result<Arc<crate::geo::GeoInfo>> {
-        let ip = match ip {
-            Some(s) => s
-                .parse::<IpAddr>()
-                .map_err(|_| mlua::Error::runtime(format!("`{s}` is not an IP address")))?,
-            None => self.subject,
-        };
-        // The answer now depends on the client's address: the ECS scope says so.
-        self.read |= CLIENT_FIELDS;
-        Ok(self.geo.lookup(ip))
-    }
+fn parse_ip(ip: Option<String>) -> mlua::Result<Option<IpAddr>> {
+    ip.map(|s| {
+        s.parse::<IpAddr>()
+            .map_err(|_| mlua::Error::runtime(format!("`{s}` is not an IP address")))
+    })
+    .transpose()
 }
 
-fn owner(name: &str) -> mlua::Result<Name> {
-    let canon = canonical_name(name).map_err(mlua::Error::runtime)?;
-    crate::answer::fqdn(&canon)
-        .ok_or_else(|| mlua::Error::runtime(format!("`{name}` is not a DNS name")))
-}
+/// The `ctx` a script's `apply` gets: the shared host call, in Lua.
+struct LuaCall(Call);
 
-fn rtype(t: &str) -> mlua::Result<u16> {
-    qtype_from_str(t).ok_or_else(|| mlua::Error::runtime(format!("`{t}` is not a record type")))
-}
-
-impl UserData for Call {
+impl UserData for LuaCall {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method_mut("get_client_ip", |_, c, ()| {
-            c.read |= CLIENT_FIELDS & !GEO_FIELDS;
-            // With ECS, the client the answer is for is the ECS address.
-            Ok(c.subject.to_string())
-        });
+        m.add_method_mut("get_client_ip", |_, c, ()| Ok(c.0.client_ip().to_string()));
         m.add_method_mut("get_ecs", |_, c, ()| {
-            c.read |= CLIENT_FIELDS & !GEO_FIELDS;
-            Ok(c.ecs.clone())
+            Ok(c.0.ecs().map(|(ip, len)| format!("{ip}/{len}")))
         });
-        m.add_method("get_source_ip", |_, c, ()| Ok(c.client.to_string()));
-        m.add_method("get_qname", |_, c, ()| Ok(c.qname.clone()));
-        m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.qtype)));
+        m.add_method("get_source_ip", |_, c, ()| Ok(c.0.client.to_string()));
+        m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.clone()));
+        m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.0.qtype)));
         m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
-            Ok(c.geo_of(ip)?.region.to_string())
+            Ok(c.0.geo_of(parse_ip(ip)?).region.to_string())
         });
         m.add_method_mut("lookup_geo_country", |_, c, ip: Option<String>| {
-            Ok(c.geo_of(ip)?.country.to_string())
+            Ok(c.0.geo_of(parse_ip(ip)?).country.to_string())
         });
         m.add_method_mut("lookup_geo_city", |_, c, ip: Option<String>| {
-            Ok(c.geo_of(ip)?.city.to_string())
+            Ok(c.0.geo_of(parse_ip(ip)?).city.to_string())
         });
         m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<String>| {
-            Ok(c.geo_of(ip)?.asn)
+            Ok(c.0.geo_of(parse_ip(ip)?).asn)
         });
         m.add_method_mut(
             "set_answer",
             |_, c, (target, t, ttl): (String, Option<String>, Option<u32>)| {
-                let ttl = ttl.unwrap_or(300);
-                // An address answers directly; a name is a rewrite (CNAME plus
-                // the target's records), as in the original example.
-                if let Ok(ip) = target.parse::<IpAddr>() {
-                    let want = if ip.is_ipv4() { 1 } else { 28 };
-                    if let Some(t) = t {
-                        if rtype(&t)? != want {
-                            return Err(mlua::Error::runtime(format!(
-                                "`{target}` is not a {t} address"
-                            )));
-                        }
-                    }
-                    c.decide(Verdict::Answer {
-                        rtype: want,
-                        data: vec![PValue::Ip(ip)],
-                        ttl,
-                    });
-                } else {
-                    let canon = canonical_name(&target).map_err(mlua::Error::runtime)?;
-                    c.decide(Verdict::Rewrite { target: canon, ttl });
-                }
-                Ok(())
+                let t = t.map(|t| rtype(&t)).transpose().map_err(lua_err)?;
+                c.0.set_answer(&target, t, ttl.unwrap_or(300))
+                    .map_err(lua_err)
             },
         );
         m.add_method_mut(
             "add_record",
             |_, c, (name, t, rdata, ttl): (String, String, String, Option<u32>)| {
-                let rt = RecordType::from(rtype(&t)?);
-                let data = RData::try_from_str(rt, &rdata)
-                    .map_err(|e| mlua::Error::runtime(format!("{t} `{rdata}`: {e}")))?;
-                if c.records.len() >= MAX_RECORDS || rdata.len() > 4096 {
-                    return Err(mlua::Error::runtime(format!(
-                        "add_record: at most {MAX_RECORDS} records of 4096 bytes of data"
-                    )));
-                }
-                c.records
-                    .push(Record::from_rdata(owner(&name)?, ttl.unwrap_or(300), data));
-                // A marker: the records are handed over once, after the call.
-                c.decision = Some(Decision::Records(Vec::new()));
-                Ok(())
+                let t = rtype(&t).map_err(lua_err)?;
+                c.0.add_record(&name, t, &rdata, ttl.unwrap_or(300))
+                    .map_err(lua_err)
             },
         );
         m.add_method_mut("set_rcode", |_, c, rcode: String| {
-            let v = match rcode.to_ascii_uppercase().as_str() {
-                "NXDOMAIN" => Verdict::Nxdomain,
-                "NOERROR" | "NODATA" => Verdict::Nodata,
-                "REFUSED" => Verdict::Refuse,
-                "SERVFAIL" => Verdict::Servfail,
-                other => {
-                    return Err(mlua::Error::runtime(format!(
-                        "unknown rcode `{other}` (NXDOMAIN, NOERROR, REFUSED, SERVFAIL)"
-                    )))
-                }
-            };
-            c.decide(v);
-            Ok(())
+            c.0.set_rcode(&rcode).map_err(lua_err)
         });
         m.add_method_mut("drop", |_, c, ()| {
-            c.decide(Verdict::Drop);
+            c.0.drop_query();
             Ok(())
         });
         m.add_method_mut("truncate", |_, c, ()| {
-            c.decide(Verdict::Truncate);
+            c.0.truncate();
             Ok(())
         });
         m.add_method_mut("forward", |_, c, pool: String| {
-            c.decide(Verdict::Forward { pool });
+            c.0.forward(&pool);
             Ok(())
         });
         m.add_method_mut("log", |_, c, (level, msg): (String, String)| {
-            // A script must not be able to flood the server log.
-            c.logged += 1;
-            if c.logged > MAX_LOG_LINES {
-                return Ok(());
-            }
-            let msg: String = msg.chars().take(512).collect();
-            match level.as_str() {
-                "error" => tracing::error!(qname = %c.qname, "lua: {msg}"),
-                "warn" | "warning" => tracing::warn!(qname = %c.qname, "lua: {msg}"),
-                "debug" => tracing::debug!(qname = %c.qname, "lua: {msg}"),
-                _ => tracing::info!(qname = %c.qname, "lua: {msg}"),
-            }
+            c.0.log("lua", &level, &msg);
             Ok(())
         });
         // No injected variables reach the server yet: every lookup is nil.

@@ -50,13 +50,14 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
-    /// The plugin kind is not available in this build.
-    #[error("{path}: {kind} plugins are not supported by this build yet")]
-    Unsupported {
+    /// A WASM module that cannot be a plugin: it does not compile, breaks
+    /// the ABI, or fails to start.
+    #[error("{path}: {reason}")]
+    Module {
         /// The file.
         path: PathBuf,
-        /// `lua`, `wasm`, ...
-        kind: &'static str,
+        /// What is wrong, naming the import, export or step.
+        reason: String,
     },
 }
 
@@ -439,10 +440,20 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
             )?)
         }
         _ => {
-            return Err(PluginError::Unsupported {
-                path: path.to_path_buf(),
-                kind: "wasm",
-            })
+            let bytes = read_module(path)?;
+            let limits = crate::host::Limits::from_metadata(&meta.limits).map_err(|reason| {
+                PluginError::Metadata {
+                    path: meta_path.clone(),
+                    reason,
+                }
+            })?;
+            Box::new(crate::wasm::WasmPlugin::load(
+                &name,
+                &bytes,
+                path,
+                limits,
+                &meta.config,
+            )?)
         }
     };
     {
@@ -450,6 +461,22 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
         plugin.init(&meta.config)?;
     }
     Ok((plugin, meta))
+}
+
+/// Reads a module file, refusing one over the size limit before reading it.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, PluginError> {
+    let io = |e| PluginError::Io(path.to_path_buf(), e);
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > crate::wasm::MAX_MODULE_BYTES as u64 {
+        return Err(PluginError::Module {
+            path: path.to_path_buf(),
+            reason: format!(
+                "module is {size} bytes; the limit is {}",
+                crate::wasm::MAX_MODULE_BYTES
+            ),
+        });
+    }
+    std::fs::read(path).map_err(io)
 }
 
 #[cfg(test)]

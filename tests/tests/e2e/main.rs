@@ -8,3 +8,4 @@ mod forward;
 mod lua;
 mod reload;
 mod robustness;
+mod wasm;

@@ -1,0 +1,339 @@
+//! What script and module plugins (Lua, WASM) share: the per-call view of a
+//! query that their host API reads and decides through, the limits of the
+//! metadata file, and failure counters.
+//!
+//! Both hosts expose the same calls (`get_client_ip`, `lookup_geo_region`,
+//! `set_answer`, `add_record`, ...); the checks and the decisions they make
+//! live here once, so a Lua and a WASM plugin that make the same calls get
+//! the same answer.
+
+use crate::plugin::Decision;
+use crate::query::{QueryCtx, CLIENT_FIELDS, GEO_FIELDS};
+use dnspolicy_compiler::types::{canonical_name, qtype_from_str};
+use dnspolicy_compiler::{Value as PValue, Verdict};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Per-plugin limits, from the `limits` of the metadata file.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Bytes a Lua state or a WASM instance may hold (default 16 MiB).
+    pub memory: usize,
+    /// Lua VM instructions one `apply` may run (default 1 000 000). WASM
+    /// calls are bounded by `deadline` only.
+    pub instructions: u64,
+    /// Wall-clock time one call may take (default 50 ms): it also bounds
+    /// work the instruction count does not see, such as long C calls.
+    pub deadline: std::time::Duration,
+    /// On a failure, answer SERVFAIL instead of passing to the next plugin.
+    pub fail_closed: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 16 << 20,
+            instructions: 1_000_000,
+            deadline: std::time::Duration::from_millis(50),
+            fail_closed: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Reads `memory` (bytes), `instructions`, `deadline_ms` and `on_error`
+    /// (`pass` | `servfail`) from a metadata `limits` value.
+    pub fn from_metadata(v: &serde_json::Value) -> Result<Limits, String> {
+        let mut l = Limits::default();
+        if v.is_null() {
+            return Ok(l);
+        }
+        let obj = v.as_object().ok_or("`limits` must be a mapping")?;
+        for (k, val) in obj {
+            match k.as_str() {
+                "memory" => {
+                    l.memory = val
+                        .as_u64()
+                        .filter(|m| (1 << 20..=1 << 30).contains(m))
+                        .ok_or("`limits.memory` is a byte count from 1048576 to 1073741824")?
+                        as usize
+                }
+                "instructions" => {
+                    l.instructions = val
+                        .as_u64()
+                        .filter(|n| (1..=1_000_000_000).contains(n))
+                        .ok_or("`limits.instructions` is 1 to 1000000000")?
+                }
+                "deadline_ms" => {
+                    let ms = val
+                        .as_u64()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or("`limits.deadline_ms` is 1 to 10000")?;
+                    l.deadline = std::time::Duration::from_millis(ms);
+                }
+                "on_error" => {
+                    l.fail_closed = match val.as_str() {
+                        Some("pass") => false,
+                        Some("servfail") => true,
+                        _ => return Err("`limits.on_error` is `pass` or `servfail`".into()),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown limit `{other}` (memory, instructions, deadline_ms, on_error)"
+                    ))
+                }
+            }
+        }
+        Ok(l)
+    }
+
+    /// What a failed call decides: pass on, or SERVFAIL when the plugin
+    /// fails closed.
+    pub fn on_failure(&self) -> Decision {
+        if self.fail_closed {
+            Decision::Decide {
+                verdict: Verdict::Servfail,
+                rule: None,
+            }
+        } else {
+            Decision::Pass
+        }
+    }
+}
+
+/// Failure counters of one plugin, by reason.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// The plugin raised an error, returned one, or misused the host API.
+    pub error: AtomicU64,
+    /// Instruction budget or deadline spent.
+    pub budget: AtomicU64,
+    /// Memory cap reached.
+    pub memory: AtomicU64,
+    /// A WASM trap (unreachable, out-of-bounds access, stack overflow).
+    pub trap: AtomicU64,
+}
+
+impl Failures {
+    /// The counters for `/metrics`; `trap` only where the kind can trap.
+    pub fn report(&self, with_trap: bool) -> Vec<(&'static str, u64)> {
+        let mut v = vec![
+            ("error", self.error.load(Ordering::Relaxed)),
+            ("budget", self.budget.load(Ordering::Relaxed)),
+            ("memory", self.memory.load(Ordering::Relaxed)),
+        ];
+        if with_trap {
+            v.push(("trap", self.trap.load(Ordering::Relaxed)));
+        }
+        v
+    }
+}
+
+/// Records one call may add.
+pub const MAX_RECORDS: usize = 64;
+/// Log lines one call may write.
+pub const MAX_LOG_LINES: u32 = 16;
+
+/// What one plugin call sees and decides: owned copies of the query's
+/// facts, so plugin code never holds a reference into the server.
+pub struct Call {
+    /// Source address.
+    pub client: IpAddr,
+    /// The address the answer is for: the ECS address if any, else the source.
+    pub subject: IpAddr,
+    /// The ECS option's address and source prefix.
+    pub ecs: Option<(IpAddr, u8)>,
+    /// Canonical question name.
+    pub qname: String,
+    /// Question type.
+    pub qtype: u16,
+    geo: Arc<crate::geo::Geo>,
+    decision: Option<Decision>,
+    records: Vec<Record>,
+    /// Context fields the call read (bits of `Field`), for the ECS scope.
+    pub read: u32,
+    logged: u32,
+    /// The plugin's name, for its log lines.
+    plugin: Arc<str>,
+}
+
+impl Call {
+    /// A call on `ctx` for the plugin `plugin`.
+    pub fn new(ctx: &QueryCtx<'_>, plugin: Arc<str>) -> Call {
+        let f = ctx.facts;
+        Call {
+            client: f.client,
+            subject: ctx.subject_ip(),
+            ecs: f.ecs.map(|_| {
+                let net = ctx.subnet();
+                (net.addr, net.len)
+            }),
+            qname: f.qname.to_string(),
+            qtype: f.qtype,
+            geo: ctx.geo_db(),
+            decision: None,
+            records: Vec::new(),
+            read: 0,
+            logged: 0,
+            plugin,
+        }
+    }
+
+    /// The client address the answer is for (marks the client as read).
+    pub fn client_ip(&mut self) -> IpAddr {
+        self.read |= CLIENT_FIELDS & !GEO_FIELDS;
+        self.subject
+    }
+
+    /// The ECS option, if any (marks the client as read).
+    pub fn ecs(&mut self) -> Option<(IpAddr, u8)> {
+        self.read |= CLIENT_FIELDS & !GEO_FIELDS;
+        self.ecs
+    }
+
+    /// GeoIP of `ip`, or of the client when `None`.
+    pub fn geo_of(&mut self, ip: Option<IpAddr>) -> Arc<crate::geo::GeoInfo> {
+        // The answer now depends on the client's address: the ECS scope says so.
+        self.read |= CLIENT_FIELDS;
+        self.geo.lookup(ip.unwrap_or(self.subject))
+    }
+
+    fn decide(&mut self, verdict: Verdict) {
+        self.decision = Some(Decision::Decide {
+            verdict,
+            rule: None,
+        });
+    }
+
+    /// Decides a whole verdict (compiled policies), with the index of the
+    /// rule that decided.
+    pub fn set_verdict(&mut self, verdict: Verdict, rule: Option<usize>) {
+        self.decision = Some(match verdict {
+            Verdict::Pass => Decision::Pass,
+            verdict => Decision::Decide { verdict, rule },
+        });
+    }
+
+    /// `set_answer(target, type, ttl)`: an address answers directly; a name
+    /// is a rewrite (CNAME plus the target's records).
+    pub fn set_answer(&mut self, target: &str, rtype: Option<u16>, ttl: u32) -> Result<(), String> {
+        if let Ok(ip) = target.parse::<IpAddr>() {
+            let want = if ip.is_ipv4() { 1 } else { 28 };
+            if rtype.is_some_and(|t| t != want) {
+                return Err(format!(
+                    "`{target}` is not an address of the type asked for"
+                ));
+            }
+            self.decide(Verdict::Answer {
+                rtype: want,
+                data: vec![PValue::Ip(ip)],
+                ttl,
+            });
+        } else {
+            let canon = canonical_name(target)?;
+            self.decide(Verdict::Rewrite { target: canon, ttl });
+        }
+        Ok(())
+    }
+
+    /// `add_record(name, type, rdata, ttl)`: the call answers with exactly
+    /// the records it added.
+    pub fn add_record(
+        &mut self,
+        name: &str,
+        rtype: u16,
+        rdata: &str,
+        ttl: u32,
+    ) -> Result<(), String> {
+        let rt = RecordType::from(rtype);
+        let data = RData::try_from_str(rt, rdata).map_err(|e| format!("{rt} `{rdata}`: {e}"))?;
+        if self.records.len() >= MAX_RECORDS || rdata.len() > 4096 {
+            return Err(format!(
+                "add_record: at most {MAX_RECORDS} records of 4096 bytes of data"
+            ));
+        }
+        self.records
+            .push(Record::from_rdata(owner(name)?, ttl, data));
+        // A marker: the records are handed over once, after the call.
+        self.decision = Some(Decision::Records(Vec::new()));
+        Ok(())
+    }
+
+    /// `set_rcode(NAME)`: NXDOMAIN, NOERROR (no data), REFUSED or SERVFAIL.
+    pub fn set_rcode(&mut self, rcode: &str) -> Result<(), String> {
+        let v = match rcode.to_ascii_uppercase().as_str() {
+            "NXDOMAIN" => Verdict::Nxdomain,
+            "NOERROR" | "NODATA" => Verdict::Nodata,
+            "REFUSED" => Verdict::Refuse,
+            "SERVFAIL" => Verdict::Servfail,
+            other => {
+                return Err(format!(
+                    "unknown rcode `{other}` (NXDOMAIN, NOERROR, REFUSED, SERVFAIL)"
+                ))
+            }
+        };
+        self.decide(v);
+        Ok(())
+    }
+
+    /// No response at all.
+    pub fn drop_query(&mut self) {
+        self.decide(Verdict::Drop);
+    }
+
+    /// An empty response with TC set.
+    pub fn truncate(&mut self) {
+        self.decide(Verdict::Truncate);
+    }
+
+    /// Forward to the upstream pool `pool`.
+    pub fn forward(&mut self, pool: &str) {
+        self.decide(Verdict::Forward {
+            pool: pool.to_string(),
+        });
+    }
+
+    /// A log line from the plugin, at most [`MAX_LOG_LINES`] per call and
+    /// 512 characters each, so a plugin cannot flood the server log.
+    pub fn log(&mut self, kind: &str, level: &str, msg: &str) {
+        self.logged += 1;
+        if self.logged > MAX_LOG_LINES {
+            return;
+        }
+        let msg: String = msg.chars().take(512).collect();
+        let (plugin, qname) = (&*self.plugin, &self.qname);
+        match level {
+            "error" => tracing::error!(%plugin, %qname, "{kind}: {msg}"),
+            "warn" | "warning" => tracing::warn!(%plugin, %qname, "{kind}: {msg}"),
+            "debug" => tracing::debug!(%plugin, %qname, "{kind}: {msg}"),
+            _ => tracing::info!(%plugin, %qname, "{kind}: {msg}"),
+        }
+    }
+
+    /// What the call decided (records handed over once).
+    pub fn finish(&mut self) -> Decision {
+        match self.decision.take() {
+            Some(Decision::Records(_)) => Decision::Records(std::mem::take(&mut self.records)),
+            Some(d) => d,
+            None => Decision::Pass,
+        }
+    }
+
+    /// Whether the call decided anything.
+    pub fn decided(&self) -> bool {
+        self.decision.is_some()
+    }
+}
+
+fn owner(name: &str) -> Result<Name, String> {
+    let canon = canonical_name(name)?;
+    crate::answer::fqdn(&canon).ok_or_else(|| format!("`{name}` is not a DNS name"))
+}
+
+/// A record type by name (`A`, `AAAA`, `TXT`, `TYPE65`, ...).
+pub fn rtype(t: &str) -> Result<u16, String> {
+    qtype_from_str(t).ok_or_else(|| format!("`{t}` is not a record type"))
+}

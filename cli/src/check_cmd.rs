@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 struct FileResult {
     lua: bool,
+    wasm: bool,
     meta: bool,
     errors: usize,
     warnings: usize,
@@ -22,6 +23,14 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     let mut results = Vec::new();
     for path in files {
         let name = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "wasm" || e == "wat") {
+            let r = check_wasm(path, &name, format, color);
+            if files.len() > 1 {
+                summary_line(&format!("{name}: {}", summary(&r)), format);
+            }
+            results.push(r);
+            continue;
+        }
         let src = match std::fs::read_to_string(path) {
             Ok(s) => s,
             Err(e) => {
@@ -66,6 +75,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             .map_or((0, 0), |p| (p.rule_count(), p.declared_sets));
         let r = FileResult {
             lua: false,
+            wasm: false,
             meta: false,
             errors,
             warnings: checked.diagnostics.len() - errors,
@@ -79,6 +89,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     }
     let total = FileResult {
         lua: !results.is_empty() && results.iter().all(|r| r.lua),
+        wasm: !results.is_empty() && results.iter().all(|r| r.wasm),
         meta: !results.is_empty() && results.iter().all(|r| r.meta),
         errors: results.iter().map(|r| r.errors).sum(),
         warnings: results.iter().map(|r| r.warnings).sum(),
@@ -125,6 +136,7 @@ fn check_metadata(src: &str, name: &str, format: Format, color: bool) -> FileRes
     }
     FileResult {
         lua: false,
+        wasm: false,
         meta: true,
         errors: diags.len(),
         warnings: 0,
@@ -176,6 +188,45 @@ fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
         rules: 0,
         sets: 0,
         lua: true,
+        wasm: false,
+        meta: false,
+    }
+}
+
+/// A WASM plugin is compiled and checked against the ABI (imports, exports
+/// and their types, size) without being instantiated: nothing of it runs.
+fn check_wasm(path: &std::path::Path, name: &str, format: Format, color: bool) -> FileResult {
+    let mut diags = Vec::new();
+    let result = dnspolicy_runtime::plugin::read_module(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| dnspolicy_runtime::wasm::check_module(&bytes));
+    if let Err(msg) = result {
+        diags.push(
+            dnspolicy_compiler::Diagnostic::error(
+                "E0052",
+                msg,
+                dnspolicy_compiler::Span::default(),
+            )
+            .with_label("this WASM plugin would not load (see grammar/WASM-ABI.md)"),
+        );
+    }
+    // The text shown under a diagnostic: the source of a .wat, nothing of a binary.
+    let src = if path.extension().is_some_and(|e| e == "wat") {
+        std::fs::read_to_string(path).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    match format {
+        Format::Human => print_human(&diags, name, &src, color),
+        Format::Json => print_json(&diags, name, &src),
+    }
+    FileResult {
+        errors: diags.len(),
+        warnings: 0,
+        rules: 0,
+        sets: 0,
+        lua: false,
+        wasm: true,
         meta: false,
     }
 }
@@ -183,6 +234,12 @@ fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
 fn summary(r: &FileResult) -> String {
     if r.lua && r.errors == 0 {
         return "ok: Lua plugin defines apply".to_string();
+    }
+    if r.wasm && r.errors == 0 {
+        return format!(
+            "ok: WASM plugin matches ABI version {}",
+            dnspolicy_runtime::wasm::ABI_VERSION
+        );
     }
     if r.meta && r.errors == 0 {
         return "ok: plugin metadata".to_string();

@@ -327,6 +327,50 @@ fn help_documents_the_commands() {
 }
 
 #[test]
+fn check_wasm_plugins_against_the_abi() {
+    let o = dnspolicy(&["check", "examples/plugins/wasm/geo_redirect.wat"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim_end(),
+        "ok: WASM plugin matches ABI version 1"
+    );
+    let cases = [
+        (
+            "system.wat",
+            r#"(module (import "env" "system" (func (param i32) (result i32))) (memory (export "memory") 1))"#,
+            "import `env.system` is not part of the plugin ABI",
+        ),
+        (
+            "noexport.wat",
+            r#"(module (memory (export "memory") 1) (func (export "dnspolicy_abi_version") (result i32) i32.const 1))"#,
+            "missing export `alloc`",
+        ),
+        (
+            "nomemory.wat",
+            r#"(module (func (export "dnspolicy_abi_version") (result i32) i32.const 1))"#,
+            "missing export `memory`",
+        ),
+        (
+            "garbage.wasm",
+            "garbage",
+            "not a WASM binary (no \\0asm header), and not valid WAT text",
+        ),
+    ];
+    for (file, text, why) in cases {
+        let p = temp_file(file, text);
+        let o = dnspolicy(&["check", "--format", "json", p.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        let d: Json =
+            serde_json::from_str(stdout(&o).lines().next().expect("a diagnostic")).expect("JSON");
+        assert_eq!(d["code"], "E0052", "{file}");
+        assert!(
+            d["message"].as_str().is_some_and(|m| m.contains(why)),
+            "{file}: {d}"
+        );
+    }
+}
+
+#[test]
 fn check_lua_plugins() {
     let o = dnspolicy(&["check", "examples/plugins/dns/geo_redirect.lua"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -125,6 +125,98 @@ fn original_command_line_is_accepted_and_sigterm_stops_cleanly() {
     }
 }
 
+/// WASI output of a plugin lands in the server log (stderr), line by line.
+#[test]
+fn wasm_plugin_stdout_goes_to_the_server_log() {
+    let dir = std::env::temp_dir().join(format!("dnspolicy-serve-wasi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("hello.wat"),
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "hello from wasm\n")
+  (data (i32.const 0) "\40\00\00\00\10\00\00\00")
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "dnspolicy_abi_version") (result i32) i32.const 1)
+  (func (export "alloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (local.get $p) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "init") (param i32 i32) (result i32) i32.const 0)
+  (func (export "destroy"))
+  (func (export "process") (param i32 i32) (result i32)
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+    i32.const 0))"#,
+    )
+    .expect("module");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnspolicy"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+            "--workers",
+            "1",
+        ])
+        .arg("--plugin-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dnspolicy serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let dns = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("dns="))
+        .unwrap_or_else(|| panic!("no dns= in {line:?}"))
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    // A query for www.example.com A, by hand: the plugin prints, then passes.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["www", "example", "com"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    sock.send_to(&q, &dns).expect("send");
+    let mut buf = [0u8; 512];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    assert!(
+        n >= 12 && buf[..2] == [0x12, 0x34],
+        "an answer to our query"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("wasm stdout: hello from wasm") => break true,
+            Ok(l) => seen.push(l),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        found,
+        "no `wasm stdout: hello from wasm` in the log:\n{}",
+        seen.join("\n")
+    );
+}
+
 #[test]
 fn bad_setup_exits_2() {
     let o = Command::new(env!("CARGO_BIN_EXE_dnspolicy"))

@@ -137,6 +137,10 @@ pub const CODES: &[(&str, &str)] = &[
         "E0051",
         "plugin metadata (NAME.yaml) does not match the schema",
     ),
+    (
+        "E0052",
+        "WASM plugin does not load (compile, ABI imports/exports, size)",
+    ),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
     (

@@ -361,7 +361,7 @@ fn compile(bytes: &[u8]) -> Result<Module, String> {
     } else {
         std::borrow::Cow::Owned(
             wat::parse_bytes(bytes)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| wat_error(&e))?
                 .into_owned(),
         )
     };
@@ -376,6 +376,19 @@ fn compile(bytes: &[u8]) -> Result<Module, String> {
             .push((bytes.into(), module.clone()));
     }
     Ok(module)
+}
+
+/// A WAT error on one line: the message and where (`line:column`).
+fn wat_error(e: &wat::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let msg = lines.next().unwrap_or("invalid text");
+    let at = lines
+        .next()
+        .and_then(|l| l.split("<anon>:").nth(1))
+        .map(|at| format!(" at line:column {at}"))
+        .unwrap_or_default();
+    format!("not a WASM binary (no \\0asm header), and not valid WAT text: {msg}{at}")
 }
 
 /// Checks a compiled module against the ABI: every import is a host

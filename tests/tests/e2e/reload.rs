@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 const A: &str = "if {query.name} == \"v.test\" { then answer A 192.0.2.1 }";
 const B: &str = "if {query.name} == \"v.test\" { then answer A 192.0.2.2 }";
+/// A WASM plugin that answers 192.0.2.5 but lacks the `process` export:
+/// refused at load, so it must never go live.
+const WASM_NO_PROCESS: &str = r#"(module
+  (import "dnspolicy" "set_answer" (func $set_answer (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "dnspolicy_abi_version") (result i32) i32.const 1)
+  (func (export "alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "init") (param i32 i32) (result i32) i32.const 0)
+  (func (export "destroy")))"#;
 
 async fn answer(s: &TestServer) -> Vec<String> {
     answers(&udp(s.dns, &query("v.test.", RecordType::A)).await)
@@ -39,6 +48,7 @@ async fn post_reload_and_broken_versions() {
         ),
         // Schema-invalid metadata.
         ("p.yaml", "priority: high\n"),
+        ("p.wat", WASM_NO_PROCESS),
     ];
     for (file, text) in broken {
         std::fs::write(dir.join(file), text).expect("write broken");
@@ -51,6 +61,7 @@ async fn post_reload_and_broken_versions() {
         );
         let _ = std::fs::remove_file(dir.join("p.lua"));
         let _ = std::fs::remove_file(dir.join("p.yaml"));
+        let _ = std::fs::remove_file(dir.join("p.wat"));
         std::fs::write(dir.join("p.dsl"), B).expect("restore");
     }
     let (_, plugins) = http_get(s.admin, "/plugins").await;
@@ -61,7 +72,7 @@ async fn post_reload_and_broken_versions() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 4"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 5"),
         "{metrics}"
     );
     // A good reload clears the error.
@@ -116,14 +127,21 @@ async fn queries_see_whole_versions_during_reloads() {
         }
         seen
     });
-    for i in 0..51 {
-        let text = match i % 3 {
-            0 => B,
-            1 => "if {query.name} == \"v.test\" { then answer A 192.0.2.3 ", // broken: never live
-            _ => A,
-        };
-        std::fs::write(dir.join("p.dsl"), text).expect("write");
+    // 52 rewrites: A, B and two broken versions (a syntax error, a WASM
+    // module without `process`), 13 each.
+    for i in 0..52 {
+        match i % 4 {
+            0 => std::fs::write(dir.join("p.dsl"), B),
+            1 => std::fs::write(
+                dir.join("p.dsl"),
+                "if {query.name} == \"v.test\" { then answer A 192.0.2.3 ",
+            ),
+            2 => std::fs::write(dir.join("p.dsl"), A),
+            _ => std::fs::write(dir.join("p.wat"), WASM_NO_PROCESS),
+        }
+        .expect("write");
         let _ = http(s.admin, "POST", "/reload").await;
+        let _ = std::fs::remove_file(dir.join("p.wat"));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -138,11 +156,11 @@ async fn queries_see_whole_versions_during_reloads() {
     }
     let (_, metrics) = http_get(s.admin, "/metrics").await;
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 34"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 26"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 17"),
+        metrics.contains("dnspolicy_plugin_reload_total{result=\"failed\"} 26"),
         "{metrics}"
     );
 }

@@ -1,4 +1,5 @@
-//! `dnspolicy eval FILE ...`: one evaluation with the reference interpreter.
+//! `dnspolicy eval FILE ...`: one evaluation with the reference interpreter
+//! (or, with `--backend wasm`, the policy compiled to WASM in wasmtime).
 
 use crate::output::{print_human, use_color};
 use crate::EvalArgs;
@@ -36,6 +37,15 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     };
     let ctx = build_context(args, &policy)?;
+    if args.backend == crate::Backend::Wasm {
+        let verdict = eval_wasm(&policy, &ctx, &src, &name, color)?;
+        let Some(verdict) = verdict else {
+            return Ok(ExitCode::from(1));
+        };
+        let out = verdict.as_ref().map_or(Json::Null, |v| v.to_json());
+        crate::output::outln(&out.to_string());
+        return Ok(ExitCode::SUCCESS);
+    }
     let eval = if args.explain {
         policy.eval_traced(&ctx)
     } else {
@@ -56,6 +66,36 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
     let out = eval.verdict.as_ref().map_or(Json::Null, |v| v.to_json());
     crate::output::outln(&out.to_string());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compiles the policy to WASM and runs it in wasmtime through the plugin
+/// host. `Ok(None)`: the wasm target cannot lower the policy (reported).
+#[allow(clippy::type_complexity)]
+fn eval_wasm(
+    policy: &Policy,
+    ctx: &Context,
+    src: &str,
+    name: &str,
+    color: bool,
+) -> Result<Option<Option<dnspolicy_compiler::Verdict>>, String> {
+    let wasm = match dnspolicy_compiler::wasm::emit(policy) {
+        Ok(w) => w,
+        Err(u) => {
+            let d = dnspolicy_compiler::Diagnostic::error("E0053", u.to_string(), u.span);
+            print_human(&[d], name, src, color);
+            return Ok(None);
+        }
+    };
+    let plugin = dnspolicy_runtime::wasm::WasmPlugin::load(
+        "eval",
+        &wasm,
+        std::path::Path::new(name),
+        dnspolicy_runtime::host::Limits::default(),
+        &Json::Null,
+    )
+    .map_err(|e| format!("the compiled module does not load: {e}"))?;
+    let (verdict, _rule) = plugin.eval_context(ctx)?;
+    Ok(Some(verdict))
 }
 
 fn build_context(args: &EvalArgs, policy: &Policy) -> Result<Context, String> {

@@ -3,6 +3,7 @@
 //! compiler crate and prints.
 
 mod check_cmd;
+mod compile_cmd;
 mod eval_cmd;
 mod lsp;
 mod output;
@@ -38,6 +39,10 @@ enum Command {
     /// Evaluate a policy for one query and print the verdict as JSON on the
     /// last line of stdout (`null` when no rule decided).
     Eval(Box<EvalArgs>),
+    /// Compile a policy for another backend: `--target wasm` writes a WASM
+    /// plugin module (`dnspolicy serve` loads it like any plugin), `wat`
+    /// prints it as text.
+    Compile(CompileArgs),
     /// Run the DNS server. With no arguments it serves the embedded example
     /// (127.0.0.1:5353, admin on 127.0.0.1:9153): www.example.com is steered
     /// by region to cdn-bj or cdn-global.example.com.
@@ -130,7 +135,50 @@ pub struct EvalArgs {
     /// Print which rule and which conditions decided, before the verdict.
     #[arg(long)]
     pub explain: bool,
+    /// The backend that evaluates: the reference interpreter, or the
+    /// policy compiled to WASM and run in wasmtime.
+    #[arg(long, value_enum, default_value_t = Backend::Interp, conflicts_with = "explain")]
+    pub backend: Backend,
     /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// What `compile` produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// A WASM plugin module (binary), ABI version 1 (grammar/WASM-ABI.md).
+    Wasm,
+    /// The same module as WebAssembly text.
+    Wat,
+}
+
+/// The backend `eval` runs the policy on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+    /// The policy compiled to WASM and run in wasmtime, as the server would.
+    Wasm,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  \
+    dnspolicy compile examples/geo.dsl --target wasm -o /tmp/geo.wasm\n  \
+    dnspolicy compile examples/geo.dsl --target wat | less")]
+/// `dnspolicy compile` arguments.
+pub struct CompileArgs {
+    /// The policy file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// What to produce.
+    #[arg(long, value_enum)]
+    pub target: Target,
+    /// Where to write it (`-`: stdout; a binary module is not written to a
+    /// terminal).
+    #[arg(short = 'o', long = "output", value_name = "OUT", default_value = "-")]
+    pub output: PathBuf,
+    /// Colour in diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 }
@@ -140,6 +188,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => check_cmd::run(&a.files, a.format, a.color),
         Command::Eval(a) => eval_cmd::run(&a),
+        Command::Compile(a) => compile_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),
         Command::Lsp => lsp::run(),
     }

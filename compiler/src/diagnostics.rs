@@ -141,6 +141,7 @@ pub const CODES: &[(&str, &str)] = &[
         "E0052",
         "WASM plugin does not load (compile, ABI imports/exports, size)",
     ),
+    ("E0053", "construct not supported by the compile target yet"),
     ("W0001", "division by a literal zero (always 0)"),
     ("W0002", "unused const or set"),
     (

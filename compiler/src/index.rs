@@ -66,6 +66,19 @@ impl RuleIndex {
         ix
     }
 
+    /// The index as data, for backends that build their own lookup
+    /// structure: `(kind, key, rules)` with kind 1 = exact name, 2 = suffix
+    /// (the name itself or below it), 3 = wildcard (strictly below), sorted
+    /// by kind and key; and the rules that are candidates for every name.
+    pub fn entries(&self) -> (Vec<(u8, &str, &[u32])>, &[u32]) {
+        let mut out: Vec<(u8, &str, &[u32])> = Vec::new();
+        for (kind, map) in [(1, &self.exact), (2, &self.suffix), (3, &self.wildcard)] {
+            out.extend(map.iter().map(|(k, v)| (kind, &**k, v.as_slice())));
+        }
+        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        (out, &self.always)
+    }
+
     /// Number of rules reached through the index (the others always run).
     pub fn indexed(&self) -> usize {
         self.indexed

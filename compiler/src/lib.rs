@@ -32,6 +32,7 @@ pub mod parser;
 pub mod span;
 pub mod types;
 pub mod value;
+pub mod wasm;
 
 pub use check::{check, Checked};
 pub use context::{Context, Field};

@@ -158,6 +158,13 @@ pub struct Call {
     logged: u32,
     /// The plugin's name, for its log lines.
     plugin: Arc<str>,
+    /// The context fields of a compiled policy (filled by the host).
+    pub policy: Option<dnspolicy_compiler::Context>,
+    /// The injected variables a compiled policy declares (path, type).
+    pub inputs: Arc<[(String, dnspolicy_compiler::Type)]>,
+    /// The last whole verdict set (`set_verdict`, `set_value`), kept as it
+    /// was for `eval`, where `pass` differs from no decision.
+    pub verdict: Option<(Verdict, Option<usize>)>,
 }
 
 impl Call {
@@ -179,7 +186,61 @@ impl Call {
             read: 0,
             logged: 0,
             plugin,
+            policy: None,
+            inputs: Arc::from(Vec::new()),
+            verdict: None,
         }
+    }
+
+    /// A call that sees `ctx` as its context (`dnspolicy eval --backend
+    /// wasm`): no packet, no GeoIP; the context's fields stand for both.
+    pub fn from_context(ctx: &dnspolicy_compiler::Context, plugin: Arc<str>) -> Call {
+        use dnspolicy_compiler::{Field, Value};
+        let ip = match ctx.get(Field::ClientIp) {
+            Some(Value::Ip(ip)) => *ip,
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        Call {
+            client: ip,
+            subject: ip,
+            ecs: None,
+            qname: match ctx.get(Field::QueryName) {
+                Some(Value::Name(n)) => n.to_string(),
+                _ => String::new(),
+            },
+            qtype: match ctx.get(Field::QueryType) {
+                Some(Value::Qtype(q)) => *q,
+                _ => 0,
+            },
+            geo: Arc::new(crate::geo::Geo::empty()),
+            decision: None,
+            records: Vec::new(),
+            read: 0,
+            logged: 0,
+            plugin,
+            policy: Some(ctx.clone()),
+            inputs: Arc::from(Vec::new()),
+            verdict: None,
+        }
+    }
+
+    /// A context field (`id` < 1000) or injected variable (1000 + its
+    /// index) in the binary form of `dnspolicy_compiler::wasm`, or `None`
+    /// when it is missing. Reading a field marks it read (the ECS scope).
+    pub fn field(&mut self, id: u32) -> Option<Vec<u8>> {
+        use dnspolicy_compiler::wasm::{encode_value, INPUT_BASE};
+        let ctx = self.policy.as_ref()?;
+        if id >= INPUT_BASE {
+            let (path, ty) = self.inputs.get((id - INPUT_BASE) as usize)?;
+            // A value of the wrong type is missing, never trusted.
+            let v = ctx
+                .var(path)
+                .filter(|v| dnspolicy_compiler::interp::value_fits(v, ty))?;
+            return encode_value(v);
+        }
+        let field = dnspolicy_compiler::context::FIELDS.get(id as usize)?.field;
+        self.read |= 1 << id;
+        encode_value(ctx.get(field)?)
     }
 
     /// The client address the answer is for (marks the client as read).
@@ -211,6 +272,7 @@ impl Call {
     /// Decides a whole verdict (compiled policies), with the index of the
     /// rule that decided.
     pub fn set_verdict(&mut self, verdict: Verdict, rule: Option<usize>) {
+        self.verdict = Some((verdict.clone(), rule));
         self.decision = Some(match verdict {
             Verdict::Pass => Decision::Pass,
             verdict => Decision::Decide { verdict, rule },

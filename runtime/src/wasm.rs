@@ -119,6 +119,8 @@ pub const HOST_IMPORTS: &[AbiFunc] = &[
     f!(IMPORT_MODULE, "get_var", [I32, I32, I32, I32], [I32]),
     f!(IMPORT_MODULE, "set_verdict", [I32, I32, I32], [I32]),
     f!(IMPORT_MODULE, "regex_match", [I32, I32, I32, I32], [I32]),
+    f!(IMPORT_MODULE, "get_field", [I32, I32, I32], [I32]),
+    f!(IMPORT_MODULE, "set_value", [I32, I32, I32, I32], [I32]),
 ];
 
 /// What a WASI function of the allow-list does.
@@ -709,7 +711,7 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         let Some(ip) = ip_arg(&mut c, ip, ip_len)? else {
             return Ok(-1i64);
         };
-        with_call(&mut c, |call| i64::from(call.geo_of(ip).asn))
+        with_call(&mut c, |call| call.geo_of(ip).asn)
     })?;
     linker.func_wrap(
         m,
@@ -821,6 +823,38 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let rule = usize::try_from(rule).ok();
             with_call(&mut c, |call| {
                 call.set_verdict(verdict, rule);
+                0i32
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "get_field",
+        |mut c: Cx<'_>, id: i32, buf: i32, cap: i32| {
+            let Ok(id) = u32::try_from(id) else {
+                return Ok(-1);
+            };
+            match with_call(&mut c, |call| call.field(id))? {
+                Some(bytes) => write(&mut c, buf, cap, &bytes),
+                None => Ok(-1),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "set_value",
+        |mut c: Cx<'_>, code: i32, ptr: i32, len: i32, rule: i32| {
+            let bytes = read(&mut c, ptr, len)?;
+            let Some(v) = dnspolicy_compiler::wasm::decode_value(code, &bytes) else {
+                return Ok(refused(
+                    &mut c,
+                    "set_value",
+                    format!("not a value of type {code}"),
+                ));
+            };
+            let rule = usize::try_from(rule).ok();
+            with_call(&mut c, |call| {
+                call.set_verdict(dnspolicy_compiler::Verdict::Value(v), rule);
                 0i32
             })
         },
@@ -985,6 +1019,11 @@ pub struct WasmPlugin {
     failures: Failures,
     log: Arc<LogGate>,
     rules: Vec<String>,
+    /// Context fields a compiled policy reads (`dnspolicy.fields`).
+    fields: u32,
+    /// Whether the module is a compiled policy (it reads fields).
+    compiled: bool,
+    inputs: Arc<[(String, dnspolicy_compiler::Type)]>,
 }
 
 impl WasmPlugin {
@@ -1014,7 +1053,36 @@ impl WasmPlugin {
         let pre = linker()
             .and_then(|l| l.instantiate_pre(&module).map_err(|e| format!("{e:#}")))
             .map_err(refuse)?;
-        let rules = module_rule_names(bytes);
+        let sections = custom_sections(bytes);
+        let rules = sections
+            .get("dnspolicy.rules")
+            .map(|s| {
+                String::from_utf8_lossy(s)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = sections
+            .get("dnspolicy.fields")
+            .and_then(|s| std::str::from_utf8(s).ok()?.trim().parse::<u32>().ok());
+        let inputs: Vec<(String, dnspolicy_compiler::Type)> = sections
+            .get("dnspolicy.inputs")
+            .and_then(|s| serde_json::from_slice::<Vec<serde_json::Value>>(s).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                let path = i["path"].as_str().unwrap_or_default().to_string();
+                // A type without a value form: the variable is always missing.
+                let ty = i["type"]
+                    .as_str()
+                    .and_then(dnspolicy_compiler::Type::from_name)
+                    .unwrap_or(dnspolicy_compiler::Type::List(Box::new(
+                        dnspolicy_compiler::Type::Unknown,
+                    )));
+                (path, ty)
+            })
+            .collect();
         let label: Arc<str> = name.into();
         let p = WasmPlugin {
             name: label.clone(),
@@ -1030,6 +1098,9 @@ impl WasmPlugin {
                 dropped: AtomicU64::new(0),
             }),
             rules,
+            fields: fields.unwrap_or(0),
+            compiled: fields.is_some(),
+            inputs: inputs.into(),
         };
         let first = p.instantiate().map_err(refuse)?;
         p.give_back(first);
@@ -1159,6 +1230,54 @@ impl WasmPlugin {
     }
 }
 
+impl WasmPlugin {
+    /// Evaluates a compiled policy module on a context, as `dnspolicy eval
+    /// --backend wasm` does: the verdict as the module set it (`None`: no
+    /// rule decided) and the deciding rule's index.
+    pub fn eval_context(
+        &self,
+        ctx: &dnspolicy_compiler::Context,
+    ) -> Result<(Option<dnspolicy_compiler::Verdict>, Option<usize>), String> {
+        let mut inst = self.take()?;
+        let mut call = Call::from_context(ctx, self.name.clone());
+        call.inputs = self.inputs.clone();
+        let mut buf = Vec::new();
+        let facts = crate::query::QueryFacts {
+            client: call.client,
+            ecs: None,
+            qname: call.qname.as_str().into(),
+            qtype: call.qtype,
+            qclass: "IN",
+            transport: "udp",
+            dnssec_ok: false,
+            recursion_desired: false,
+        };
+        encode_ctx(&facts, &mut buf);
+        let memory = inst.store.data().memory.ok_or("no memory")?;
+        memory
+            .write(&mut inst.store, inst.ctx_ptr as usize, &buf)
+            .map_err(|e| e.to_string())?;
+        inst.store.data_mut().call = Some(call);
+        inst.store.set_epoch_deadline(self.ticks());
+        let r = inst
+            .process
+            .call(&mut inst.store, (inst.ctx_ptr, buf.len() as i32));
+        let call = inst.store.data_mut().call.take().ok_or("lost the call")?;
+        match r {
+            Ok(0) => {
+                self.give_back(inst);
+                Ok((None, None))
+            }
+            Ok(1) => {
+                self.give_back(inst);
+                Ok(call.verdict.map_or((None, None), |(v, r)| (Some(v), r)))
+            }
+            Ok(rc) => Err(format!("process returned {rc}")),
+            Err(e) => Err(describe(&e, inst.store.data().over_cap)),
+        }
+    }
+}
+
 /// Says what ended a call, in words.
 fn describe(e: &wasmtime::Error, over_cap: bool) -> String {
     if over_cap {
@@ -1199,28 +1318,27 @@ pub fn encode_ctx(facts: &crate::query::QueryFacts, out: &mut Vec<u8>) {
     out.extend_from_slice(qname);
 }
 
-/// Rule names from the custom section `dnspolicy.rules` (one per line), which
-/// compiled policies carry for per-rule metrics.
-fn module_rule_names(bytes: &[u8]) -> Vec<String> {
+/// The `dnspolicy.*` custom sections: rule names (`dnspolicy.rules`, one
+/// per line, for per-rule metrics) and, in compiled policies, the fields
+/// read (`dnspolicy.fields`) and injected variables (`dnspolicy.inputs`).
+fn custom_sections(bytes: &[u8]) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
     let wasm = if bytes.starts_with(b"\0asm") {
         std::borrow::Cow::Borrowed(bytes)
     } else {
         match wat::parse_bytes(bytes) {
             Ok(w) => std::borrow::Cow::Owned(w.into_owned()),
-            Err(_) => return Vec::new(),
+            Err(_) => return out,
         }
     };
     for payload in wasmtime::wasmparser::Parser::new(0).parse_all(&wasm) {
         if let Ok(wasmtime::wasmparser::Payload::CustomSection(s)) = payload {
-            if s.name() == "dnspolicy.rules" {
-                return String::from_utf8_lossy(s.data())
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
+            if s.name().starts_with("dnspolicy.") {
+                out.insert(s.name().to_string(), s.data().to_vec());
             }
         }
     }
-    Vec::new()
+    out
 }
 
 impl Plugin for WasmPlugin {
@@ -1253,7 +1371,13 @@ impl Plugin for WasmPlugin {
         {
             return self.failed(&self.failures.error, "context buffer outside memory");
         }
-        inst.store.data_mut().call = Some(Call::new(ctx, self.name.clone()));
+        let mut call = Call::new(ctx, self.name.clone());
+        if self.compiled {
+            ctx.fill(self.fields);
+            call.policy = Some(ctx.policy_ctx().clone());
+            call.inputs = self.inputs.clone();
+        }
+        inst.store.data_mut().call = Some(call);
         inst.store.set_epoch_deadline(self.ticks());
         let r = inst
             .process
@@ -1318,8 +1442,9 @@ impl Plugin for WasmPlugin {
     }
 
     fn fields_used(&self) -> u32 {
-        // Everything a module reads comes through host calls, on demand.
-        0
+        // A compiled policy gets the fields it declares, filled before the
+        // call; anything else a module reads comes through host calls.
+        self.fields
     }
 }
 
@@ -1350,8 +1475,7 @@ mod tests {
             },
         );
         for abi in HOST_IMPORTS.iter().chain(WASI.iter().map(|(f, _)| f)) {
-            let Some(wasmtime::Extern::Func(f)) = linker.get(&mut store, abi.module, abi.name)
-            else {
+            let Ok(wasmtime::Extern::Func(f)) = linker.get(&mut store, abi.module, abi.name) else {
                 panic!("{}.{} is not defined", abi.module, abi.name);
             };
             assert!(

@@ -10,6 +10,7 @@ PEERS = {
     "static": ["static"],
     "geo": ["geo-native", "lua-geo-ffi", "lua-geo"],
     "lua-geo": ["lua-geo-ffi", "lua-geo"],
+    "wasm-geo": ["lua-geo-ffi", "lua-geo"],
     "suffix-10k": ["suffix-10k-ffi", "suffix-10k-lua", "suffix-10k-rules"],
     "suffix-100k": ["suffix-100k-ffi", "suffix-100k-lua", "suffix-100k-rules"],
 }
@@ -45,3 +46,15 @@ for scen, peers in PEERS.items():
         peer = f"{fmt(best[1])} ({best[0]})" if best else "-"
         print(f"| {scen} | {setting} | {fmt(q)} | {fmt(med(mine, 'p99_us'))} | {fmt(med(mine, 'lost'))} | "
               f"{peer} | {fmt(best[2]) if best else '-'} | {ratio} |")
+
+# The plugin kinds against each other, same policy, same run.
+kinds = [k for k in ("geo", "lua-geo", "wasm-geo") if any(sc == f"dnspolicy-{k}" for (sc, _) in runs)]
+if len(kinds) > 1:
+    print()
+    print("| setting | " + " | ".join(f"{k} QPS" for k in kinds) + " | wasm-geo / lua-geo | wasm-geo / geo (DSL) |")
+    print("|---|" + "---|" * (len(kinds) + 2))
+    for setting in sorted({s for (sc, s) in runs if sc.startswith("dnspolicy-")}):
+        q = {k: med(runs.get((f"dnspolicy-{k}", setting), []), "qps") for k in kinds}
+        ratio = lambda a, b: f"{q[a] / q[b]:.2f}" if q.get(a) and q.get(b) else "-"
+        print(f"| {setting} | " + " | ".join("-" if q[k] is None else f"{q[k]:,.0f}" for k in kinds)
+              + f" | {ratio('wasm-geo', 'lua-geo')} | {ratio('wasm-geo', 'geo')} |")

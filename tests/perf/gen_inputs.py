@@ -8,6 +8,7 @@ The same policy, data and answers as the dnsdist configs in the kit:
   geo          www.example.com A -> 192.0.2.10 for CN-BJ clients (1 001-prefix
                table, 127.0.0.0/8 is CN-BJ), 192.0.2.20 for everyone else
   lua-geo      the same as a Lua plugin
+  wasm-geo     the same as a WASM plugin (WAT)
   suffix-10k   any name under one of 10 000 suffixes -> that suffix's address
   suffix-100k  the same with 100 000 suffixes
 """
@@ -55,6 +56,41 @@ write(f"{out}/lua-geo/plugins/geo.lua",
       "    ctx:set_rcode(\"REFUSED\")\n"
       "  end\n"
       "end\n")
+
+# The same again as a WASM plugin (WAT; dnspolicy compiles the text).
+write(f"{out}/wasm-geo/plugins/geo.wat", r'''(module
+  (import "dnspolicy" "geo_region" (func $geo_region (param i32 i32 i32 i32) (result i32)))
+  (import "dnspolicy" "set_answer" (func $set_answer (param i32 i32 i32 i32) (result i32)))
+  (import "dnspolicy" "set_rcode" (func $set_rcode (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "CN-BJ")
+  (data (i32.const 32) "www.example.com")
+  (data (i32.const 64) "192.0.2.10")
+  (data (i32.const 80) "192.0.2.20")
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "dnspolicy_abi_version") (result i32) i32.const 1)
+  (func (export "alloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (local.get $p) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "init") (param i32 i32) (result i32) i32.const 0)
+  (func (export "destroy"))
+  (func (export "process") (param $ctx i32) (param $len i32) (result i32)
+    (local $n i32)
+    (if (i32.eqz (i32.and
+          (i32.and (i32.eq (i32.load16_u offset=4 (local.get $ctx)) (i32.const 1))
+                   (i32.eq (i32.load16_u offset=10 (local.get $ctx)) (i32.const 15)))
+          (i32.and (i64.eq (i64.load offset=16 (local.get $ctx)) (i64.load (i32.const 32)))
+                   (i64.eq (i64.load offset=23 (local.get $ctx)) (i64.load (i32.const 39))))))
+      (then (drop (call $set_rcode (i32.const 5))) (return (i32.const 1))))
+    (local.set $n (call $geo_region (i32.const 0) (i32.const 0) (i32.const 128) (i32.const 64)))
+    (if (i32.and (i32.eq (local.get $n) (i32.const 5))
+          (i32.and (i32.eq (i32.load (i32.const 128)) (i32.load (i32.const 16)))
+                   (i32.eq (i32.load8_u (i32.const 132)) (i32.load8_u (i32.const 20)))))
+      (then (drop (call $set_answer (i32.const 64) (i32.const 10) (i32.const 1) (i32.const 60))))
+      (else (drop (call $set_answer (i32.const 80) (i32.const 10) (i32.const 1) (i32.const 60)))))
+    i32.const 1))
+''')
 
 for n in ("10k", "100k"):
     lines = []

@@ -4,7 +4,7 @@
 # to $WORK first: it is read-only in CI). Server pinned to CPU 0, load
 # generator to CPU 1; every load is bounded by LOAD_SECS; loopback only.
 #
-#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo suffix-10k suffix-100k
+#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo wasm-geo suffix-10k suffix-100k
 #
 # Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
 # dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
@@ -64,6 +64,9 @@ for s in "${SCENARIOS[@]}"; do
       peers=(geo-native lua-geo-ffi) ;;
     lua-geo)
       run_dnspolicy lua-geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
+      peers=(lua-geo-ffi lua-geo) ;;
+    wasm-geo)
+      run_dnspolicy wasm-geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
       peers=(lua-geo-ffi lua-geo) ;;
     suffix-10k)
       run_dnspolicy suffix-10k "$Q/suffix-10k.txt" h1.s000010.example 198.18.0.10

@@ -1,0 +1,73 @@
+//! `dnspolicy compile FILE --target wasm|wat [-o OUT]`
+
+use crate::output::{plural, print_human, use_color};
+use crate::{CompileArgs, Target};
+use dnspolicy_compiler::{check, Diagnostic};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+/// Compiles a policy. Exit 0 when written, 1 when the policy does not
+/// check or the target cannot lower it, 2 on usage or I/O errors.
+pub fn run(args: &CompileArgs) -> ExitCode {
+    let name = args.file.display().to_string();
+    let src = match std::fs::read_to_string(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let color = use_color(args.color);
+    let checked = check(&src);
+    print_human(&checked.diagnostics, &name, &src, color);
+    let Some(policy) = checked.policy else {
+        eprintln!("{}", plural(checked.error_count(), "error"));
+        return ExitCode::from(1);
+    };
+    let wasm = match dnspolicy_compiler::wasm::emit(&policy) {
+        Ok(w) => w,
+        Err(u) => {
+            let d = Diagnostic::error("E0053", u.to_string(), u.span).with_label(
+                "the wasm target cannot lower this yet; `dnspolicy serve` runs the policy as it is",
+            );
+            print_human(&[d], &name, &src, color);
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = dnspolicy_compiler::wasm::validate(&wasm) {
+        eprintln!("error: internal: the emitted module does not validate: {e}");
+        return ExitCode::from(2);
+    }
+    let bytes = match args.target {
+        Target::Wasm => wasm.clone(),
+        Target::Wat => match dnspolicy_compiler::wasm::to_wat(&wasm) {
+            Ok(t) => t.into_bytes(),
+            Err(e) => {
+                eprintln!("error: internal: cannot print the module: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if args.output.as_os_str() == "-" {
+        if args.target == Target::Wasm && std::io::stdout().is_terminal() {
+            eprintln!("error: not writing a binary module to a terminal; use -o FILE.wasm");
+            return ExitCode::from(2);
+        }
+        let mut out = std::io::stdout().lock();
+        if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+            return ExitCode::from(2);
+        }
+    } else if let Err(e) = std::fs::write(&args.output, &bytes) {
+        eprintln!("error: cannot write {}: {e}", args.output.display());
+        return ExitCode::from(2);
+    } else {
+        eprintln!(
+            "wrote {}: {} bytes, {} (WASM plugin ABI {})",
+            args.output.display(),
+            bytes.len(),
+            plural(policy.rule_count(), "rule"),
+            1
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -196,6 +196,112 @@ fn every_example_checks() {
     ));
 }
 
+/// Every example under examples/ (and the served one): compiled to WASM,
+/// validated by wabt's `wasm-validate`, and `eval --backend wasm` agrees
+/// with `--backend interp` on a spread of queries.
+#[test]
+fn wasm_backend_agrees_with_the_interpreter_on_every_example() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .expect("examples/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dsl"))
+        .collect();
+    files.push(root().join("examples/serve/plugins/geo_redirect.dsl"));
+    files.sort();
+    let contexts: &[&[&str]] = &[
+        &[],
+        &["--query", "www.example.com", "--region", "CN-BJ"],
+        &["--query", "www.example.com", "--ecs", "10.1.2.0/24"],
+        &["--query", "img.example.com", "--client", "203.0.113.9"],
+        &["--query", "ads.example.net"],
+        &["--query", "a.ads.example.net", "--type", "TXT"],
+        &["--query", "good.ads.example.net"],
+        &["--query", "x.tracker.example"],
+        &[
+            "--query",
+            "api.example.com",
+            "--client",
+            "10.1.2.3",
+            "--vars",
+            r#"{"user":{"canary_percent":50}}"#,
+        ],
+        &["--query", "x.internal.example.com", "--time", "10000"],
+        &["--query", "y.test", "--asn", "64497"],
+        &["--query", "y.test", "--country", "HK", "--type", "ANY"],
+        &[
+            "--vars",
+            r#"{"user":{"age":20,"tier":"gold"},"order":{"total":150}}"#,
+        ],
+        &["--vars", r#"{"user":{"age":10,"tier":"gold"}}"#],
+    ];
+    let out = std::env::temp_dir().join(format!("dnspolicy-cli-{}-x.wasm", std::process::id()));
+    for f in &files {
+        let file = f.to_str().expect("utf-8");
+        let o = dnspolicy(&[
+            "compile",
+            file,
+            "--target",
+            "wasm",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let v = Command::new("wasm-validate")
+            .arg(&out)
+            .output()
+            .expect("wasm-validate (Debian package wabt)");
+        assert!(
+            v.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        for ctx in contexts {
+            let mut args = vec!["eval", file];
+            args.extend_from_slice(ctx);
+            let want = dnspolicy(&args);
+            args.extend(["--backend", "wasm"]);
+            let got = dnspolicy(&args);
+            if !want.status.success() {
+                // A context this policy does not declare (e.g. --vars of
+                // another example's inputs): both backends refuse it.
+                assert_eq!(want.status.code(), got.status.code(), "{file} {ctx:?}");
+                continue;
+            }
+            assert!(got.status.success(), "{file} {ctx:?}: {}", stderr(&got));
+            assert_eq!(
+                stdout(&got).lines().last(),
+                stdout(&want).lines().last(),
+                "{file} {ctx:?}"
+            );
+        }
+    }
+    let wat = dnspolicy(&["compile", "examples/geo.dsl", "--target", "wat"]);
+    assert!(wat.status.success());
+    let text = stdout(&wat);
+    assert!(
+        text.starts_with("(module") && text.contains("(import \"dnspolicy\" \"get_field\""),
+        "{text}"
+    );
+    // What the target cannot lower yet is an error with its place.
+    let concat = temp_file("concat.dsl", "then {client.region} + \"-x\"\n");
+    let o = dnspolicy(&[
+        "compile",
+        concat.to_str().expect("utf-8"),
+        "--target",
+        "wasm",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("E0053")
+            && stderr(&o).contains("string concatenation is not supported by the wasm target yet"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn check_errors_exit_1_with_summary_and_rendered_diagnostics() {
     let f = temp_file(

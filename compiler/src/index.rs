@@ -23,6 +23,10 @@ struct Keys {
     wildcard: Vec<Arc<str>>,
 }
 
+/// One key of the index: its kind (1 exact, 2 suffix, 3 wildcard), the
+/// name, and the rules (in evaluation order) it leads to.
+pub type IndexEntry<'a> = (u8, &'a str, &'a [u32]);
+
 /// Rules by the query names they can match.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
@@ -70,8 +74,8 @@ impl RuleIndex {
     /// structure: `(kind, key, rules)` with kind 1 = exact name, 2 = suffix
     /// (the name itself or below it), 3 = wildcard (strictly below), sorted
     /// by kind and key; and the rules that are candidates for every name.
-    pub fn entries(&self) -> (Vec<(u8, &str, &[u32])>, &[u32]) {
-        let mut out: Vec<(u8, &str, &[u32])> = Vec::new();
+    pub fn entries(&self) -> (Vec<IndexEntry<'_>>, &[u32]) {
+        let mut out: Vec<IndexEntry<'_>> = Vec::new();
         for (kind, map) in [(1, &self.exact), (2, &self.suffix), (3, &self.wildcard)] {
             out.extend(map.iter().map(|(k, v)| (kind, &**k, v.as_slice())));
         }

@@ -283,7 +283,7 @@ impl Data {
         if let Some(&a) = self.seen.get(b) {
             return a;
         }
-        while self.bytes.len() % align != 0 {
+        while !self.bytes.len().is_multiple_of(align) {
             self.bytes.push(0);
         }
         let addr = DATA_BASE + self.bytes.len() as u32;

@@ -82,6 +82,57 @@ async fn c_geo_redirect_answers_like_the_lua_example() {
     assert_geo_redirect(&s).await;
 }
 
+/// `dnspolicy compile --target wasm` output is a plugin like any other:
+/// the served example policy, compiled, answers as the policy does, with
+/// the ECS scope of a client-dependent answer and per-rule metrics.
+#[tokio::test]
+async fn compiled_dsl_module_is_served() {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve/plugins/geo_redirect.dsl"),
+    )
+    .expect("example");
+    let policy = dnspolicy_compiler::check(&src).policy.expect("checks");
+    let wasm = dnspolicy_compiler::wasm::emit(&policy).expect("compiles");
+    let dir = temp_dir("wasm-compiled");
+    std::fs::write(dir.join("geo_redirect.wasm"), &wasm).expect("module");
+    let mut c = config();
+    c.plugin_dir = Some(dir);
+    let s = start(c).await;
+    let bj: IpAddr = "198.51.100.0".parse().expect("ip");
+    let r = udp(
+        s.dns,
+        &with_ecs(query("www.example.com.", RecordType::A), bj, 24),
+    )
+    .await;
+    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
+    assert_eq!(
+        ecs_of(&r).map(|e| e.2),
+        Some(24),
+        "client-dependent: scope 24"
+    );
+    let us: IpAddr = "203.0.113.0".parse().expect("ip");
+    let r = udp(
+        s.dns,
+        &with_ecs(query("www.example.com.", RecordType::A), us, 24),
+    )
+    .await;
+    assert_eq!(
+        answers(&r),
+        vec!["CNAME cdn-global.example.com.", "192.0.2.20"]
+    );
+    // Another name: no rule decides, the zone answers.
+    let r = udp(s.dns, &query("cdn-bj.example.com.", RecordType::A)).await;
+    assert_eq!(answers(&r), vec!["192.0.2.10"]);
+    let (_, metrics) = http_get(s.admin, "/metrics").await;
+    assert!(
+        metrics.contains(
+            "dnspolicy_rule_queries_total{id=\"geo_redirect.wasm:geo_redirect\",plugin=\"geo_redirect.wasm\",rule=\"geo_redirect\"} 2"
+        ),
+        "{}",
+        metrics.lines().filter(|l| l.contains("rule_queries")).collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// A module with the ABI's exports around a `process` body.
 fn module(imports: &str, body: &str, extra: &str) -> String {
     format!(

@@ -1,4 +1,4 @@
-//! `dnspolicy compile FILE --target wasm|wat [-o OUT]`
+//! `dnspolicy compile FILE --target wasm|wat|clif [-o OUT]`
 
 use crate::output::{plural, print_human, use_color};
 use crate::{CompileArgs, Target};
@@ -24,6 +24,27 @@ pub fn run(args: &CompileArgs) -> ExitCode {
         eprintln!("{}", plural(checked.error_count(), "error"));
         return ExitCode::from(1);
     };
+    if args.target == Target::Clif {
+        let rules = policy.rule_count();
+        let jit = match dnspolicy_compiler::jit::JitPolicy::compile(policy, true) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let s = jit.stats();
+        let text = format!(
+            "; {} rules: {} constant verdicts, {} compiled in {} functions, {} interpreted\n{}",
+            rules,
+            s.constant,
+            s.compiled,
+            s.functions,
+            s.interpreted,
+            jit.clif()
+        );
+        return write_out(args, text.as_bytes(), None);
+    }
     let wasm = match dnspolicy_compiler::wasm::emit(&policy) {
         Ok(w) => w,
         Err(u) => {
@@ -40,7 +61,7 @@ pub fn run(args: &CompileArgs) -> ExitCode {
     }
     let bytes = match args.target {
         Target::Wasm => wasm.clone(),
-        Target::Wat => match dnspolicy_compiler::wasm::to_wat(&wasm) {
+        Target::Wat | Target::Clif => match dnspolicy_compiler::wasm::to_wat(&wasm) {
             Ok(t) => t.into_bytes(),
             Err(e) => {
                 eprintln!("error: internal: cannot print the module: {e}");
@@ -48,24 +69,29 @@ pub fn run(args: &CompileArgs) -> ExitCode {
             }
         },
     };
+    write_out(args, &bytes, Some(policy.rule_count()))
+}
+
+/// Writes the output to `-o` or stdout (a binary module never to a terminal).
+fn write_out(args: &CompileArgs, bytes: &[u8], rules: Option<usize>) -> ExitCode {
     if args.output.as_os_str() == "-" {
         if args.target == Target::Wasm && std::io::stdout().is_terminal() {
             eprintln!("error: not writing a binary module to a terminal; use -o FILE.wasm");
             return ExitCode::from(2);
         }
         let mut out = std::io::stdout().lock();
-        if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+        if out.write_all(bytes).and_then(|()| out.flush()).is_err() {
             return ExitCode::from(2);
         }
-    } else if let Err(e) = std::fs::write(&args.output, &bytes) {
+    } else if let Err(e) = std::fs::write(&args.output, bytes) {
         eprintln!("error: cannot write {}: {e}", args.output.display());
         return ExitCode::from(2);
-    } else {
+    } else if let Some(rules) = rules {
         eprintln!(
             "wrote {}: {} bytes, {} (WASM plugin ABI {})",
             args.output.display(),
             bytes.len(),
-            plural(policy.rule_count(), "rule"),
+            plural(rules, "rule"),
             1
         );
     }

@@ -1,5 +1,7 @@
 //! `dnspolicy eval FILE ...`: one evaluation with the reference interpreter
-//! (or, with `--backend wasm`, the policy compiled to WASM in wasmtime).
+//! or a compiled backend: `--backend jit` (the default: native code from
+//! Cranelift) or `--backend wasm` (the policy compiled to WASM in wasmtime).
+//! `--explain` traces the interpreter, whose semantics the others follow.
 
 use crate::output::{print_human, use_color};
 use crate::EvalArgs;
@@ -37,6 +39,14 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(1));
     };
     let ctx = build_context(args, &policy)?;
+    if args.backend == crate::Backend::Jit && !args.explain {
+        let jit = dnspolicy_compiler::jit::JitPolicy::compile(policy, false)
+            .map_err(|e| e.to_string())?;
+        let out = jit.eval(&ctx);
+        let json = out.verdict.as_ref().map_or(Json::Null, |v| v.to_json());
+        crate::output::outln(&json.to_string());
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.backend == crate::Backend::Wasm {
         let verdict = eval_wasm(&policy, &ctx, &src, &name, color)?;
         let Some(verdict) = verdict else {

@@ -135,9 +135,10 @@ pub struct EvalArgs {
     /// Print which rule and which conditions decided, before the verdict.
     #[arg(long)]
     pub explain: bool,
-    /// The backend that evaluates: the reference interpreter, or the
-    /// policy compiled to WASM and run in wasmtime.
-    #[arg(long, value_enum, default_value_t = Backend::Interp, conflicts_with = "explain")]
+    /// The backend that evaluates: native code (Cranelift JIT), the
+    /// reference interpreter, or the policy compiled to WASM and run in
+    /// wasmtime. `--explain` always traces the interpreter.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     pub backend: Backend,
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
@@ -151,6 +152,8 @@ pub enum Target {
     Wasm,
     /// The same module as WebAssembly text.
     Wat,
+    /// The Cranelift IR of the JIT backend, printed for inspection.
+    Clif,
 }
 
 /// The backend `eval` runs the policy on.
@@ -158,6 +161,8 @@ pub enum Target {
 pub enum Backend {
     /// The reference interpreter.
     Interp,
+    /// The policy compiled to native code with Cranelift.
+    Jit,
     /// The policy compiled to WASM and run in wasmtime, as the server would.
     Wasm,
 }
@@ -165,7 +170,8 @@ pub enum Backend {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "EXAMPLES:\n  \
     dnspolicy compile examples/geo.dsl --target wasm -o /tmp/geo.wasm\n  \
-    dnspolicy compile examples/geo.dsl --target wat | less")]
+    dnspolicy compile examples/geo.dsl --target wat | less\n  \
+    dnspolicy compile examples/geo.dsl --target clif")]
 /// `dnspolicy compile` arguments.
 pub struct CompileArgs {
     /// The policy file.

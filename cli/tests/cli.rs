@@ -197,10 +197,10 @@ fn every_example_checks() {
 }
 
 /// Every example under examples/ (and the served one): compiled to WASM,
-/// validated by wabt's `wasm-validate`, and `eval --backend wasm` agrees
-/// with `--backend interp` on a spread of queries.
+/// validated by wabt's `wasm-validate`, and `eval --backend wasm` and
+/// `--backend jit` agree with `--backend interp` on a spread of queries.
 #[test]
-fn wasm_backend_agrees_with_the_interpreter_on_every_example() {
+fn compiled_backends_agree_with_the_interpreter_on_every_example() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
         .expect("examples/")
         .filter_map(Result::ok)
@@ -259,23 +259,42 @@ fn wasm_backend_agrees_with_the_interpreter_on_every_example() {
         for ctx in contexts {
             let mut args = vec!["eval", file];
             args.extend_from_slice(ctx);
-            let want = dnspolicy(&args);
-            args.extend(["--backend", "wasm"]);
-            let got = dnspolicy(&args);
-            if !want.status.success() {
-                // A context this policy does not declare (e.g. --vars of
-                // another example's inputs): both backends refuse it.
-                assert_eq!(want.status.code(), got.status.code(), "{file} {ctx:?}");
-                continue;
+            let with = |backend: &'static str| {
+                let mut a = args.clone();
+                a.extend(["--backend", backend]);
+                dnspolicy(&a)
+            };
+            let want = with("interp");
+            for backend in ["jit", "wasm"] {
+                let got = with(backend);
+                if !want.status.success() {
+                    // A context this policy does not declare (e.g. --vars of
+                    // another example's inputs): every backend refuses it.
+                    assert_eq!(want.status.code(), got.status.code(), "{file} {ctx:?}");
+                    continue;
+                }
+                assert!(
+                    got.status.success(),
+                    "{backend} {file} {ctx:?}: {}",
+                    stderr(&got)
+                );
+                assert_eq!(
+                    stdout(&got).lines().last(),
+                    stdout(&want).lines().last(),
+                    "{backend} {file} {ctx:?}"
+                );
             }
-            assert!(got.status.success(), "{file} {ctx:?}: {}", stderr(&got));
-            assert_eq!(
-                stdout(&got).lines().last(),
-                stdout(&want).lines().last(),
-                "{file} {ctx:?}"
-            );
         }
     }
+    let clif = dnspolicy(&["compile", "examples/geo.dsl", "--target", "clif"]);
+    assert!(clif.status.success(), "{}", stderr(&clif));
+    assert!(
+        stdout(&clif).starts_with(
+            "; 3 rules: 1 constant verdicts, 2 compiled in 2 functions, 0 interpreted"
+        ) && stdout(&clif).contains("function u0:0(i64, i64) -> i64"),
+        "{}",
+        stdout(&clif)
+    );
     let wat = dnspolicy(&["compile", "examples/geo.dsl", "--target", "wat"]);
     assert!(wat.status.success());
     let text = stdout(&wat);

@@ -121,6 +121,43 @@ impl RuleIndex {
     }
 }
 
+/// Which condition put a rule in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexedBy {
+    /// Its `when` guard.
+    Guard,
+    /// The condition of the single `if` (without `else`) that is its body.
+    BodyIf,
+    /// Not indexed: a candidate for every name.
+    Nothing,
+}
+
+/// How [`RuleIndex::build`] indexes `rule`.
+pub fn indexed_by(rule: &Rule, sets: &[ConstSet]) -> IndexedBy {
+    if rule.guard.as_ref().and_then(|g| keys_of(g, sets)).is_some() {
+        return IndexedBy::Guard;
+    }
+    match rule.body.as_slice() {
+        [Stmt::If {
+            cond, else_body, ..
+        }] if else_body.is_empty() && keys_of(cond, sets).is_some() => IndexedBy::BodyIf,
+        _ => IndexedBy::Nothing,
+    }
+}
+
+/// Whether the index's keys for `e` say exactly when `e` holds: a rule
+/// that is a candidate through them needs `e` no more (backends skip it).
+/// True for `==` a name, `in` a name set and `ends_with` a name on
+/// `query.name`, and `||` of such; not for `&&`, whose other side must
+/// still be tested.
+pub fn is_exact_key(e: &Expr, sets: &[ConstSet]) -> bool {
+    match &e.kind {
+        ExprKind::Or(a, b) => is_exact_key(a, sets) && is_exact_key(b, sets),
+        ExprKind::And(..) => false,
+        _ => keys_of(e, sets).is_some(),
+    }
+}
+
 fn is_qname(e: &Expr) -> bool {
     matches!(e.kind, ExprKind::Field(Field::QueryName))
 }

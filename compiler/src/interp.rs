@@ -105,6 +105,21 @@ impl Policy {
         self.run(ctx, false, false)
     }
 
+    /// Evaluates rule `index` alone (what a backend falls back to for a
+    /// rule it does not compile): its verdict, or `None` when it does not
+    /// decide.
+    pub fn eval_rule(&self, index: usize, ctx: &Context) -> Option<Verdict> {
+        let mut it = Interp {
+            policy: self,
+            ctx,
+            locals: Vec::new(),
+            missing: 0,
+            fields_read: 0,
+            trace: None,
+        };
+        it.rule(index, self.rules.get(index)?)
+    }
+
     fn run(&self, ctx: &Context, traced: bool, indexed: bool) -> Evaluation {
         let mut it = Interp {
             policy: self,

@@ -27,6 +27,7 @@ pub mod hash;
 pub mod index;
 pub mod interp;
 pub mod ir;
+pub mod jit;
 pub mod lexer;
 pub mod parser;
 pub mod span;

@@ -1706,7 +1706,7 @@ fn compare(b: &mut Body, op: CmpOp, t: &Type, e: &Expr) -> Result<(), Unsupporte
 
 /// A `then` whose operands are all literals, decided at compile time as
 /// the interpreter would decide it; `None`: it can never decide.
-fn static_verdict(a: &Action) -> Result<Option<Verdict>, Unsupported> {
+pub(crate) fn static_verdict(a: &Action) -> Result<Option<Verdict>, Unsupported> {
     let lit = |e: &Expr| match &e.kind {
         ExprKind::Lit(v) => Ok(v.clone()),
         _ => Err(unsupported(

@@ -91,7 +91,15 @@ impl RuleIndex {
     /// The rules that can match a query for `name` (`None`: the name is
     /// missing, so only unindexed rules can), in evaluation order.
     pub fn candidates(&self, name: Option<&str>) -> Vec<u32> {
-        let mut out = self.always.clone();
+        let mut out = Vec::new();
+        self.candidates_into(name, &mut out);
+        out
+    }
+
+    /// [`RuleIndex::candidates`] into a buffer the caller keeps.
+    pub fn candidates_into(&self, name: Option<&str>, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
         if let Some(name) = name {
             if let Some(v) = self.exact.get(name) {
                 out.extend_from_slice(v);
@@ -117,7 +125,6 @@ impl RuleIndex {
             out.sort_unstable();
             out.dedup();
         }
-        out
     }
 }
 

@@ -46,6 +46,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -64,8 +65,9 @@ pub struct JitCtx {
 /// Per-evaluation state the helpers use.
 pub struct Env {
     jit: *const JitPolicy,
+    /// Values of this evaluation that equal no literal (a handful: a
+    /// linear search beats hashing them).
     dynamic: Vec<Value>,
-    dyn_ids: HashMap<Value, i64>,
     verdict: Option<Verdict>,
 }
 
@@ -88,10 +90,11 @@ pub struct JitPolicy {
     shapes: Vec<RuleFn>,
     code: Vec<Code>,
     values: Vec<Value>,
-    ids: HashMap<Value, i64>,
+    ids: FxHashMap<Value, i64>,
     verdicts: Vec<Verdict>,
     clif: String,
     stats: JitStats,
+    fields: u32,
 }
 
 /// What the compiler did with the rules.
@@ -136,9 +139,9 @@ pub struct JitOutcome<'p> {
 }
 
 /// A context converted for compiled code (slots, interned values, and the
-/// rule candidates of its query name), reusable across evaluations.
-pub struct Prepared<'c> {
-    ctx: &'c Context,
+/// rule candidates of its query name). Keep one and [`JitPolicy::refill`]
+/// it per query: its buffers are reused.
+pub struct Prepared {
     vals: Vec<i64>,
     present: Vec<u8>,
     env: Env,
@@ -179,17 +182,16 @@ impl Env {
         }
     }
 
-    fn intern(&mut self, v: Value) -> i64 {
-        if let Some(&id) = self.jit().ids.get(&v) {
+    fn intern(&mut self, v: &Value) -> i64 {
+        let base = self.jit().values.len();
+        if let Some(&id) = self.jit().ids.get(v) {
             return id;
         }
-        if let Some(&id) = self.dyn_ids.get(&v) {
-            return id;
+        if let Some(i) = self.dynamic.iter().position(|d| d == v) {
+            return (base + i) as i64;
         }
-        let id = (self.jit().values.len() + self.dynamic.len()) as i64;
         self.dynamic.push(v.clone());
-        self.dyn_ids.insert(v, id);
-        id
+        (base + self.dynamic.len() - 1) as i64
     }
 
     /// A value from its slot form and type code.
@@ -279,7 +281,7 @@ extern "C" fn h_lower(e: *mut Env, a: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
     match e.value(a).cloned() {
-        Some(Value::Str(s)) => e.intern(Value::Str(s.to_lowercase().into())),
+        Some(Value::Str(s)) => e.intern(&Value::Str(s.to_lowercase().into())),
         _ => a,
     }
 }
@@ -290,7 +292,7 @@ extern "C" fn h_concat(e: *mut Env, ac: i64, a: i64, bc: i64, b: i64) -> i64 {
     let (Some(a), Some(b)) = (e.decode(ac, a), e.decode(bc, b)) else {
         return -1;
     };
-    e.intern(Value::Str(format!("{a}{b}").into()))
+    e.intern(&Value::Str(format!("{a}{b}").into()))
 }
 
 extern "C" fn h_set_value(e: *mut Env, code: i64, v: i64) -> i64 {
@@ -338,16 +340,22 @@ fn type_code(t: &Type) -> Option<i64> {
 /// lowering reads them. `None`: the rule uses something not lowered.
 struct Plan<'a> {
     jit_values: &'a mut Vec<Value>,
-    jit_ids: &'a mut HashMap<Value, i64>,
+    jit_ids: &'a mut FxHashMap<Value, i64>,
     verdicts: &'a mut Vec<Verdict>,
-    verdict_ids: &'a mut HashMap<String, u32>,
+    verdict_ids: &'a mut FxHashMap<Verdict, u32>,
     shape: String,
     k: Vec<i64>,
 }
 
 impl Plan<'_> {
-    fn tok(&mut self, t: impl std::fmt::Display) {
-        let _ = write!(self.shape, "{t} ");
+    fn tok(&mut self, t: std::fmt::Arguments<'_>) {
+        let _ = self.shape.write_fmt(t);
+        self.shape.push(' ');
+    }
+
+    fn word(&mut self, w: &str) {
+        self.shape.push_str(w);
+        self.shape.push(' ');
     }
 
     fn intern(&mut self, v: &Value) -> i64 {
@@ -368,25 +376,24 @@ impl Plan<'_> {
     }
 
     fn verdict(&mut self, v: Verdict) -> u32 {
-        let key = format!("{v:?}");
-        if let Some(&i) = self.verdict_ids.get(&key) {
+        if let Some(&i) = self.verdict_ids.get(&v) {
             return i;
         }
-        self.verdicts.push(v);
+        self.verdicts.push(v.clone());
         let i = self.verdicts.len() as u32 - 1;
-        self.verdict_ids.insert(key, i);
+        self.verdict_ids.insert(v, i);
         i
     }
 
     fn rule(&mut self, r: &Rule, skip_guard: bool, skip_if: bool) -> Option<()> {
-        self.tok(format!(
+        self.tok(format_args!(
             "rule g{} i{} l{}",
             u8::from(skip_guard),
             u8::from(skip_if),
             r.locals
         ));
         if let (Some(g), false) = (&r.guard, skip_guard) {
-            self.tok("guard");
+            self.word("guard");
             self.expr(g)?;
         }
         let body: &[Stmt] = match (skip_if, r.body.as_slice()) {
@@ -397,7 +404,7 @@ impl Plan<'_> {
     }
 
     fn stmts(&mut self, stmts: &[Stmt]) -> Option<()> {
-        self.tok("{");
+        self.word("{");
         for s in stmts {
             match s {
                 Stmt::If {
@@ -405,37 +412,37 @@ impl Plan<'_> {
                     then_body,
                     else_body,
                 } => {
-                    self.tok("if");
+                    self.word("if");
                     self.expr(cond)?;
                     self.stmts(then_body)?;
                     self.stmts(else_body)?;
                 }
                 Stmt::Let { local, value } => {
-                    self.tok(format!("let{local}"));
+                    self.tok(format_args!("let{local}"));
                     type_code(&value.ty)?;
                     self.expr(value)?;
                 }
                 Stmt::Then { action, .. } => self.then(action)?,
             }
         }
-        self.tok("}");
+        self.word("}");
         Some(())
     }
 
     fn then(&mut self, a: &Action) -> Option<()> {
         if let Action::Value(e) = a {
             if !matches!(e.kind, ExprKind::Lit(_)) {
-                self.tok(format!("then-dyn {}", type_code(&e.ty)?));
+                self.tok(format_args!("then-dyn {}", type_code(&e.ty)?));
                 return self.expr(e);
             }
         }
         match crate::wasm::static_verdict(a) {
             Ok(Some(v)) => {
-                self.tok("then");
+                self.word("then");
                 let id = self.verdict(v);
                 self.k.push(i64::from(id));
             }
-            Ok(None) => self.tok("then-never"),
+            Ok(None) => self.word("then-never"),
             Err(_) => return None,
         }
         Some(())
@@ -448,24 +455,24 @@ impl Plan<'_> {
                 if matches!(v, Value::List(_)) {
                     return None;
                 }
-                self.tok(format!("lit{code}"));
+                self.tok(format_args!("lit{code}"));
                 let v = self.intern(v);
                 self.k.push(v);
             }
             ExprKind::Field(f) => {
                 type_code(&e.ty)?;
-                self.tok(format!("f{}", *f as u32));
+                self.tok(format_args!("f{}", *f as u32));
             }
             ExprKind::Input(i) => {
                 type_code(&e.ty)?;
-                self.tok(format!("in{i}"));
+                self.tok(format_args!("in{i}"));
             }
             ExprKind::Local(l) => {
                 type_code(&e.ty)?;
-                self.tok(format!("loc{l}"));
+                self.tok(format_args!("loc{l}"));
             }
             ExprKind::Not(a) | ExprKind::Neg(a) => {
-                self.tok(if matches!(e.kind, ExprKind::Not(_)) {
+                self.word(if matches!(e.kind, ExprKind::Not(_)) {
                     "not"
                 } else {
                     "neg"
@@ -473,7 +480,7 @@ impl Plan<'_> {
                 self.expr(a)?;
             }
             ExprKind::And(a, b) | ExprKind::Or(a, b) => {
-                self.tok(if matches!(e.kind, ExprKind::And(..)) {
+                self.word(if matches!(e.kind, ExprKind::And(..)) {
                     "and"
                 } else {
                     "or"
@@ -483,7 +490,7 @@ impl Plan<'_> {
             }
             ExprKind::Cmp(op, a, b) => {
                 type_code(&a.ty)?;
-                self.tok(format!("cmp{op:?}{}", type_code(&a.ty)?));
+                self.tok(format_args!("cmp{op:?}{}", type_code(&a.ty)?));
                 self.expr(a)?;
                 self.expr(b)?;
             }
@@ -492,7 +499,7 @@ impl Plan<'_> {
                 set,
                 negate,
             } => {
-                self.tok(format!(
+                self.tok(format_args!(
                     "inset{} {}",
                     u8::from(*negate),
                     type_code(&needle.ty)?
@@ -506,26 +513,26 @@ impl Plan<'_> {
                 negate,
             } => {
                 let nc = type_code(&needle.ty)?;
-                self.tok(format!("inexpr{} {nc}", u8::from(*negate)));
+                self.tok(format_args!("inexpr{} {nc}", u8::from(*negate)));
                 self.expr(needle)?;
                 match &haystack.kind {
                     ExprKind::List(items) => {
-                        self.tok(format!("list{}", items.len()));
+                        self.tok(format_args!("list{}", items.len()));
                         for it in items {
-                            self.tok(format!("same{}", u8::from(it.ty == needle.ty)));
+                            self.tok(format_args!("same{}", u8::from(it.ty == needle.ty)));
                             self.expr(it)?;
                         }
                     }
                     ExprKind::Lit(Value::List(items)) => {
-                        self.tok(format!("litlist{}", items.len()));
+                        self.tok(format_args!("litlist{}", items.len()));
                         for it in items.iter() {
-                            self.tok(format!("same{}", u8::from(it.ty() == needle.ty)));
+                            self.tok(format_args!("same{}", u8::from(it.ty() == needle.ty)));
                             let v = self.intern(it);
                             self.k.push(v);
                         }
                     }
                     _ if haystack.ty == Type::Cidr => {
-                        self.tok("cidr");
+                        self.word("cidr");
                         self.expr(haystack)?;
                     }
                     _ => return None,
@@ -533,30 +540,34 @@ impl Plan<'_> {
             }
             ExprKind::Matches(a, re) => {
                 type_code(&a.ty)?;
-                self.tok("matches");
+                self.word("matches");
                 self.k.push(i64::from(*re));
                 self.expr(a)?;
             }
             ExprKind::StartsWith(a, b) | ExprKind::EndsWith(a, b) => {
                 let s = matches!(e.kind, ExprKind::StartsWith(..));
-                self.tok(if s { "starts" } else { "ends" });
+                self.word(if s { "starts" } else { "ends" });
                 self.expr(a)?;
                 self.expr(b)?;
             }
             ExprKind::Arith(op, a, b) => {
-                self.tok(format!("arith{op:?}"));
+                self.tok(format_args!("arith{op:?}"));
                 self.expr(a)?;
                 self.expr(b)?;
             }
             ExprKind::Concat(a, b) => {
-                self.tok(format!("concat{} {}", type_code(&a.ty)?, type_code(&b.ty)?));
+                self.tok(format_args!(
+                    "concat{} {}",
+                    type_code(&a.ty)?,
+                    type_code(&b.ty)?
+                ));
                 self.expr(a)?;
                 self.expr(b)?;
             }
             ExprKind::Call(f, args) => {
                 let a = args.first()?;
                 let c = type_code(&a.ty)?;
-                self.tok(format!("call{f:?}{c}"));
+                self.tok(format_args!("call{f:?}{c}"));
                 self.expr(a)?;
             }
             ExprKind::List(_) => return None,
@@ -1000,9 +1011,9 @@ impl JitPolicy {
     /// of every function (`dnspolicy compile --target clif`).
     pub fn compile(policy: Policy, with_clif: bool) -> Result<JitPolicy, JitError> {
         let mut values = Vec::new();
-        let mut ids = HashMap::new();
+        let mut ids = FxHashMap::default();
         let mut verdicts = Vec::new();
-        let mut verdict_ids = HashMap::new();
+        let mut verdict_ids = FxHashMap::default();
         let mut plans: Vec<Option<(String, Vec<i64>)>> = Vec::with_capacity(policy.rules.len());
         let mut elide = Vec::with_capacity(policy.rules.len());
         for r in &policy.rules {
@@ -1062,10 +1073,7 @@ impl JitPolicy {
                 continue;
             };
             // A rule that is one static verdict is no code.
-            if shape.starts_with("rule")
-                && shape.split_whitespace().skip(4).collect::<Vec<_>>() == ["{", "then", "}"]
-                && k.len() == 1
-            {
+            if shape.splitn(5, ' ').nth(4) == Some("{ then } ") && k.len() == 1 {
                 stats.constant += 1;
                 code.push(Code::Const(k[0] as u32));
                 continue;
@@ -1162,7 +1170,9 @@ impl JitPolicy {
             })
             .collect();
         stats.functions = shapes.len();
+        let fields = policy.fields_used() | (1 << Field::QueryName as u32);
         Ok(JitPolicy {
+            fields,
             policy,
             module: Some(module),
             shapes,
@@ -1192,55 +1202,66 @@ impl JitPolicy {
 
     /// Converts a context for compiled code: slot values, interned ids and
     /// the rule candidates of its query name.
-    pub fn prepare<'c>(&self, ctx: &'c Context) -> Prepared<'c> {
-        let n = FIELD_COUNT + self.policy.inputs.len();
+    pub fn prepare(&self, ctx: &Context) -> Prepared {
         let mut p = Prepared {
-            ctx,
-            vals: vec![0; n],
-            present: vec![0; n],
+            vals: Vec::new(),
+            present: Vec::new(),
             env: Env {
                 jit: self,
                 dynamic: Vec::new(),
-                dyn_ids: HashMap::new(),
                 verdict: None,
             },
             candidates: Vec::new(),
         };
-        let mut put = |slot: usize, v: &Value, env: &mut Env| {
+        self.refill(ctx, &mut p);
+        p
+    }
+
+    /// [`JitPolicy::prepare`] into an existing `Prepared`, reusing its buffers.
+    pub fn refill(&self, ctx: &Context, p: &mut Prepared) {
+        let n = FIELD_COUNT + self.policy.inputs.len();
+        p.vals.clear();
+        p.vals.resize(n, 0);
+        p.present.clear();
+        p.present.resize(n, 0);
+        p.env.jit = self;
+        p.env.dynamic.clear();
+        p.env.verdict = None;
+        let put = |slot: usize, v: &Value, p: &mut Prepared| {
             let x = match v {
                 Value::Bool(b) => i64::from(*b),
                 Value::Int(i) => *i,
                 Value::Qtype(q) => i64::from(*q),
                 // Lists are never read by compiled code (the rule falls back).
                 Value::List(_) => return,
-                other => env.intern(other.clone()),
+                other => p.env.intern(other),
             };
             p.vals[slot] = x;
             p.present[slot] = 1;
         };
-        let used = self.policy.fields_used() | (1 << Field::QueryName as u32);
-        for f in FIELDS {
-            if used & (1 << f.field as u32) != 0 {
-                if let Some(v) = ctx.get(f.field) {
-                    put(f.field as usize, v, &mut p.env);
-                }
+        let mut mask = self.fields;
+        while mask != 0 {
+            let f = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(v) = FIELDS.get(f).and_then(|info| ctx.get(info.field)) {
+                put(f, v, p);
             }
         }
         for (i, input) in self.policy.inputs.iter().enumerate() {
             if let Some(v) = ctx.var(&input.path).filter(|v| value_fits(v, &input.ty)) {
-                put(FIELD_COUNT + i, v, &mut p.env);
+                put(FIELD_COUNT + i, v, p);
             }
         }
         let name = match ctx.get(Field::QueryName) {
             Some(Value::Name(n)) => Some(&**n),
             _ => None,
         };
-        p.candidates = self.policy.index.candidates(name);
-        p
+        self.policy.index.candidates_into(name, &mut p.candidates);
     }
 
-    /// Evaluates a prepared context.
-    pub fn eval_prepared(&self, p: &mut Prepared<'_>) -> JitOutcome<'_> {
+    /// Evaluates a prepared context; `ctx` is the context it was prepared
+    /// from (rules left to the interpreter read it).
+    pub fn eval_prepared(&self, p: &mut Prepared, ctx: &Context) -> JitOutcome<'_> {
         let base = p.env.dynamic.len();
         let jc = JitCtx {
             vals: p.vals.as_ptr(),
@@ -1261,7 +1282,7 @@ impl JitPolicy {
                     // constants the shape reads.
                     unsafe { (self.shapes[*shape])(&jc, k.as_ptr()) }
                 }
-                Code::Interp => match self.policy.eval_rule(i, p.ctx) {
+                Code::Interp => match self.policy.eval_rule(i, ctx) {
                     Some(v) => {
                         out = JitOutcome {
                             verdict: Some(Cow::Owned(v)),
@@ -1292,16 +1313,13 @@ impl JitPolicy {
         }
         // Values interned during this evaluation (concat, lower) are its own.
         p.env.dynamic.truncate(base);
-        p.env
-            .dyn_ids
-            .retain(|_, id| (*id as usize) < self.values.len() + base);
         out
     }
 
     /// Prepares and evaluates in one step.
     pub fn eval(&self, ctx: &Context) -> JitOutcome<'_> {
         let mut p = self.prepare(ctx);
-        let out = self.eval_prepared(&mut p);
+        let out = self.eval_prepared(&mut p, ctx);
         JitOutcome {
             verdict: out.verdict.map(|v| Cow::Owned(v.into_owned())),
             rule: out.rule,

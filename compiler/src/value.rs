@@ -108,7 +108,7 @@ impl fmt::Display for Value {
 
 /// What a policy decided for one query. `None` from an evaluation means no
 /// rule decided (the query goes on to the next plugin or the default).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// A plain value for the caller (`then "VIP"`).
     Value(Value),

@@ -1231,6 +1231,27 @@ impl WasmPlugin {
 }
 
 impl WasmPlugin {
+    /// Makes one more instance and pools it (instantiate, `_initialize`,
+    /// ABI version, `init`, query buffer): what a new concurrent caller or
+    /// a rebuild after a trap costs. For benchmarks and warm-up.
+    pub fn add_instance(&self) -> Result<(), String> {
+        let i = self.instantiate()?;
+        self.give_back(i);
+        Ok(())
+    }
+
+    /// Instances pooled now.
+    pub fn pooled(&self) -> usize {
+        self.pool.lock().map_or(0, |p| p.len())
+    }
+
+    /// Drops the pooled instances (they are rebuilt on demand).
+    pub fn drain_pool(&self) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.clear();
+        }
+    }
+
     /// Evaluates a compiled policy module on a context, as `dnspolicy eval
     /// --backend wasm` does: the verdict as the module set it (`None`: no
     /// rule decided) and the deciding rule's index.

@@ -319,6 +319,24 @@ fn compiled_backends_agree_with_the_interpreter_on_every_example() {
         "{}",
         stderr(&o)
     );
+    let list = temp_file("list.dsl", "then [1, 2]\n");
+    let o = dnspolicy(&[
+        "compile",
+        list.to_str().expect("utf-8"),
+        "--target",
+        "wasm",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("a list verdict is not supported by the wasm target yet"),
+        "{}",
+        stderr(&o)
+    );
+    // The JIT leaves such a rule to the interpreter: same verdict.
+    let o = dnspolicy(&["eval", list.to_str().expect("utf-8")]);
+    assert_eq!(stdout(&o).lines().last(), Some("[1,2]"), "{}", stderr(&o));
 }
 
 #[test]

@@ -140,8 +140,10 @@ pub struct JitOutcome<'p> {
 
 /// A context converted for compiled code (slots, interned values, and the
 /// rule candidates of its query name). Keep one and [`JitPolicy::refill`]
-/// it per query: its buffers are reused.
-pub struct Prepared {
+/// it per query: its buffers are reused. It borrows the policy it was made
+/// for, which therefore cannot move or drop while it lives.
+pub struct Prepared<'p> {
+    owner: std::marker::PhantomData<&'p JitPolicy>,
     vals: Vec<i64>,
     present: Vec<u8>,
     env: Env,
@@ -1202,8 +1204,9 @@ impl JitPolicy {
 
     /// Converts a context for compiled code: slot values, interned ids and
     /// the rule candidates of its query name.
-    pub fn prepare(&self, ctx: &Context) -> Prepared {
+    pub fn prepare(&self, ctx: &Context) -> Prepared<'_> {
         let mut p = Prepared {
+            owner: std::marker::PhantomData,
             vals: Vec::new(),
             present: Vec::new(),
             env: Env {
@@ -1218,7 +1221,7 @@ impl JitPolicy {
     }
 
     /// [`JitPolicy::prepare`] into an existing `Prepared`, reusing its buffers.
-    pub fn refill(&self, ctx: &Context, p: &mut Prepared) {
+    pub fn refill(&self, ctx: &Context, p: &mut Prepared<'_>) {
         let n = FIELD_COUNT + self.policy.inputs.len();
         p.vals.clear();
         p.vals.resize(n, 0);
@@ -1227,7 +1230,7 @@ impl JitPolicy {
         p.env.jit = self;
         p.env.dynamic.clear();
         p.env.verdict = None;
-        let put = |slot: usize, v: &Value, p: &mut Prepared| {
+        let put = |slot: usize, v: &Value, p: &mut Prepared<'_>| {
             let x = match v {
                 Value::Bool(b) => i64::from(*b),
                 Value::Int(i) => *i,
@@ -1261,7 +1264,13 @@ impl JitPolicy {
 
     /// Evaluates a prepared context; `ctx` is the context it was prepared
     /// from (rules left to the interpreter read it).
-    pub fn eval_prepared(&self, p: &mut Prepared, ctx: &Context) -> JitOutcome<'_> {
+    pub fn eval_prepared(&self, p: &mut Prepared<'_>, ctx: &Context) -> JitOutcome<'_> {
+        // Compiled code trusts the slot buffers' length and the helpers the
+        // policy pointer: a `Prepared` made for another policy is redone.
+        if !std::ptr::eq(p.env.jit, self) || p.vals.len() != FIELD_COUNT + self.policy.inputs.len()
+        {
+            self.refill(ctx, p);
+        }
         let base = p.env.dynamic.len();
         let jc = JitCtx {
             vals: p.vals.as_ptr(),

@@ -106,10 +106,15 @@ pub fn decode_value(code: i32, b: &[u8]) -> Option<Value> {
         2 => Value::Str(std::str::from_utf8(b).ok()?.into()),
         3 => Value::Name(std::str::from_utf8(b).ok()?.into()),
         4 if b.len() == 17 => Value::Ip(ip(b)?),
-        5 if b.len() == 18 => Value::Cidr(Cidr {
-            addr: ip(b)?,
-            len: b[17],
-        }),
+        5 if b.len() == 18 => {
+            // A prefix must be one: length in range, no host bits.
+            let (addr, len) = (ip(b)?, b[17]);
+            let c = Cidr::containing(addr, len);
+            if c.len != len || c.addr != addr {
+                return None;
+            }
+            Value::Cidr(c)
+        }
         6 => Value::Qtype(u16::try_from(int(b)?).ok()?),
         _ => return None,
     })
@@ -922,14 +927,21 @@ impl Emitter<'_> {
             .i(I::LocalGet(v))
             .i(I::I32Load(mem(4, 2)))
             .i(I::LocalGet(best))
-            .i(I::Call(F_SET_VERDICT))
-            .i(I::Drop)
-            .i(I::I32Const(1))
-            .i(I::Return);
+            .i(I::Call(F_SET_VERDICT));
+        // The host refused the verdict: a plugin error, not a decision.
+        b.i(I::I32Const(0)).i(I::I32LtS);
+        b.if_(BlockType::Empty);
+        b.i(I::I32Const(-1)).i(I::Return);
+        b.end();
+        b.i(I::I32Const(1)).i(I::Return);
         b.end();
         b.i(I::LocalGet(r)).i(I::I32Const(-2)).i(I::I32Eq);
         b.if_(BlockType::Empty);
         b.i(I::I32Const(1)).i(I::Return);
+        b.end();
+        b.i(I::LocalGet(r)).i(I::I32Const(-3)).i(I::I32Eq);
+        b.if_(BlockType::Empty);
+        b.i(I::I32Const(-1)).i(I::Return);
         b.end();
         b.br(next);
         b.end();
@@ -1133,11 +1145,13 @@ impl Emitter<'_> {
                         b.i(I::LocalGet(tmp)).i(I::I32Const(18));
                     }
                 }
-                b.i(I::I32Const(self.rule as i32))
-                    .i(I::Call(F_SET_VALUE))
-                    .i(I::Drop)
-                    .i(I::I32Const(-2))
-                    .i(I::Return);
+                b.i(I::I32Const(self.rule as i32)).i(I::Call(F_SET_VALUE));
+                // -1 (refused) is passed on as it is: a plugin error.
+                b.i(I::I32Const(0)).i(I::I32LtS);
+                b.if_(BlockType::Empty);
+                b.i(I::I32Const(-3)).i(I::Return);
+                b.end();
+                b.i(I::I32Const(-2)).i(I::Return);
                 return Ok(());
             }
         }
@@ -1708,6 +1722,7 @@ fn compare(b: &mut Body, op: CmpOp, t: &Type, e: &Expr) -> Result<(), Unsupporte
 /// the interpreter would decide it; `None`: it can never decide.
 pub(crate) fn static_verdict(a: &Action) -> Result<Option<Verdict>, Unsupported> {
     let lit = |e: &Expr| match &e.kind {
+        ExprKind::Lit(Value::List(_)) => Err(unsupported(e, "a list verdict")),
         ExprKind::Lit(v) => Ok(v.clone()),
         _ => Err(unsupported(
             e,

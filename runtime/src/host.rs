@@ -132,6 +132,45 @@ impl Failures {
     }
 }
 
+/// Lines per second a plugin may write to the server log (its `log` calls,
+/// WASI stdout/stderr and host refusals together).
+pub const LOG_LINES_PER_SEC: u64 = 100;
+
+/// A plugin's log rate limit, shared by all its states and instances.
+#[derive(Debug)]
+pub struct LogGate {
+    second: AtomicU64,
+    lines: AtomicU64,
+    /// Lines dropped by the limit so far.
+    pub dropped: AtomicU64,
+}
+
+impl LogGate {
+    /// A gate with nothing written yet.
+    pub fn new() -> Arc<LogGate> {
+        Arc::new(LogGate {
+            second: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether one more line may be written now (counts it).
+    pub fn allow(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.lines.store(0, Ordering::Relaxed);
+        }
+        if self.lines.fetch_add(1, Ordering::Relaxed) >= LOG_LINES_PER_SEC {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 /// Records one call may add.
 pub const MAX_RECORDS: usize = 64;
 /// Log lines one call may write.
@@ -147,7 +186,7 @@ pub struct Call {
     /// The ECS option's address and source prefix.
     pub ecs: Option<(IpAddr, u8)>,
     /// Canonical question name.
-    pub qname: String,
+    pub qname: Arc<str>,
     /// Question type.
     pub qtype: u16,
     geo: Arc<crate::geo::Geo>,
@@ -158,6 +197,7 @@ pub struct Call {
     logged: u32,
     /// The plugin's name, for its log lines.
     plugin: Arc<str>,
+    gate: Arc<LogGate>,
     /// The context fields of a compiled policy (filled by the host).
     pub policy: Option<dnspolicy_compiler::Context>,
     /// The injected variables a compiled policy declares (path, type).
@@ -169,7 +209,7 @@ pub struct Call {
 
 impl Call {
     /// A call on `ctx` for the plugin `plugin`.
-    pub fn new(ctx: &QueryCtx<'_>, plugin: Arc<str>) -> Call {
+    pub fn new(ctx: &QueryCtx<'_>, plugin: Arc<str>, gate: Arc<LogGate>) -> Call {
         let f = ctx.facts;
         Call {
             client: f.client,
@@ -178,7 +218,7 @@ impl Call {
                 let net = ctx.subnet();
                 (net.addr, net.len)
             }),
-            qname: f.qname.to_string(),
+            qname: f.qname.clone(),
             qtype: f.qtype,
             geo: ctx.geo_db(),
             decision: None,
@@ -186,6 +226,7 @@ impl Call {
             read: 0,
             logged: 0,
             plugin,
+            gate,
             policy: None,
             inputs: Arc::from(Vec::new()),
             verdict: None,
@@ -194,7 +235,11 @@ impl Call {
 
     /// A call that sees `ctx` as its context (`dnspolicy eval --backend
     /// wasm`): no packet, no GeoIP; the context's fields stand for both.
-    pub fn from_context(ctx: &dnspolicy_compiler::Context, plugin: Arc<str>) -> Call {
+    pub fn from_context(
+        ctx: &dnspolicy_compiler::Context,
+        plugin: Arc<str>,
+        gate: Arc<LogGate>,
+    ) -> Call {
         use dnspolicy_compiler::{Field, Value};
         let ip = match ctx.get(Field::ClientIp) {
             Some(Value::Ip(ip)) => *ip,
@@ -205,19 +250,20 @@ impl Call {
             subject: ip,
             ecs: None,
             qname: match ctx.get(Field::QueryName) {
-                Some(Value::Name(n)) => n.to_string(),
-                _ => String::new(),
+                Some(Value::Name(n)) => n.clone(),
+                _ => "".into(),
             },
             qtype: match ctx.get(Field::QueryType) {
                 Some(Value::Qtype(q)) => *q,
                 _ => 0,
             },
-            geo: Arc::new(crate::geo::Geo::empty()),
+            geo: no_geo(),
             decision: None,
             records: Vec::new(),
             read: 0,
             logged: 0,
             plugin,
+            gate,
             policy: Some(ctx.clone()),
             inputs: Arc::from(Vec::new()),
             verdict: None,
@@ -282,6 +328,7 @@ impl Call {
     /// `set_answer(target, type, ttl)`: an address answers directly; a name
     /// is a rewrite (CNAME plus the target's records).
     pub fn set_answer(&mut self, target: &str, rtype: Option<u16>, ttl: u32) -> Result<(), String> {
+        check_ttl(ttl)?;
         if let Ok(ip) = target.parse::<IpAddr>() {
             let want = if ip.is_ipv4() { 1 } else { 28 };
             if rtype.is_some_and(|t| t != want) {
@@ -310,13 +357,15 @@ impl Call {
         rdata: &str,
         ttl: u32,
     ) -> Result<(), String> {
-        let rt = RecordType::from(rtype);
-        let data = RData::try_from_str(rt, rdata).map_err(|e| format!("{rt} `{rdata}`: {e}"))?;
+        // Bounds first: parsing is the expensive part.
         if self.records.len() >= MAX_RECORDS || rdata.len() > 4096 {
             return Err(format!(
                 "add_record: at most {MAX_RECORDS} records of 4096 bytes of data"
             ));
         }
+        check_ttl(ttl)?;
+        let rt = RecordType::from(rtype);
+        let data = RData::try_from_str(rt, rdata).map_err(|e| format!("{rt} `{rdata}`: {e}"))?;
         self.records
             .push(Record::from_rdata(owner(name)?, ttl, data));
         // A marker: the records are handed over once, after the call.
@@ -362,7 +411,7 @@ impl Call {
     /// 512 characters each, so a plugin cannot flood the server log.
     pub fn log(&mut self, kind: &str, level: &str, msg: &str) {
         self.logged += 1;
-        if self.logged > MAX_LOG_LINES {
+        if self.logged > MAX_LOG_LINES || !self.gate.allow() {
             return;
         }
         let msg: String = msg.chars().take(512).collect();
@@ -388,6 +437,22 @@ impl Call {
     pub fn decided(&self) -> bool {
         self.decision.is_some()
     }
+}
+
+/// TTLs are 0 to 2^31 - 1 seconds (RFC 2181), as in the language.
+fn check_ttl(ttl: u32) -> Result<(), String> {
+    if ttl > i32::MAX as u32 {
+        return Err(format!("TTL {ttl} is out of range (0 to 2147483647)"));
+    }
+    Ok(())
+}
+
+/// The GeoIP of an evaluation without a server: no sources (one, shared:
+/// its cache is large).
+fn no_geo() -> Arc<crate::geo::Geo> {
+    static NONE: std::sync::OnceLock<Arc<crate::geo::Geo>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::new(crate::geo::Geo::empty()))
+        .clone()
 }
 
 fn owner(name: &str) -> Result<Name, String> {

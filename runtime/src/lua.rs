@@ -60,6 +60,7 @@ impl Deadline {
 pub struct LuaPlugin {
     name: String,
     label: Arc<str>,
+    gate: Arc<crate::host::LogGate>,
     src: Arc<str>,
     path: PathBuf,
     limits: Limits,
@@ -222,6 +223,7 @@ impl LuaPlugin {
         let p = LuaPlugin {
             name: name.to_string(),
             label: name.into(),
+            gate: crate::host::LogGate::new(),
             src: src.into(),
             path: path.to_path_buf(),
             limits,
@@ -317,7 +319,7 @@ impl Plugin for LuaPlugin {
         if state.lua.used_memory() > self.limits.memory / 2 {
             state.lua.gc_collect().ok();
         }
-        let mut call = LuaCall(Call::new(ctx, self.label.clone()));
+        let mut call = LuaCall(Call::new(ctx, self.label.clone(), self.gate.clone()));
         state.used.store(0, Ordering::Relaxed);
         state.clock.start();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -386,7 +388,7 @@ impl UserData for LuaCall {
             Ok(c.0.ecs().map(|(ip, len)| format!("{ip}/{len}")))
         });
         m.add_method("get_source_ip", |_, c, ()| Ok(c.0.client.to_string()));
-        m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.clone()));
+        m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.to_string()));
         m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.0.qtype)));
         m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
             Ok(c.0.geo_of(parse_ip(ip)?).region.to_string())

@@ -15,7 +15,7 @@
 //! a memory cap; a trap, the deadline or the cap aborts that call only, is
 //! counted, and the instance is thrown away and rebuilt on the next call.
 
-use crate::host::{Call, Failures, Limits};
+use crate::host::{Call, Failures, Limits, LogGate};
 use crate::plugin::{Decision, Plugin, PluginError};
 use crate::query::QueryCtx;
 use std::collections::HashMap;
@@ -42,8 +42,13 @@ pub const CTX_CAP: usize = 16 + 1024;
 const MAX_WASM_STACK: usize = 256 << 10;
 /// Table elements an instance may hold.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// Lines per second a plugin may write to stdout/stderr.
-const LOG_LINES_PER_SEC: u64 = 100;
+/// Bytes a host call reads from a module's memory at most (a longer
+/// argument is a misbehaving module: the call is aborted).
+const MAX_ARG_BYTES: usize = 64 << 10;
+/// Bytes of a regex pattern.
+const MAX_PATTERN_BYTES: usize = 4 << 10;
+/// Bytes one `fd_write` call may write; the rest is dropped.
+const MAX_WRITE_BYTES: usize = 64 << 10;
 
 /// A value type of the ABI tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,6 +326,8 @@ fn engine() -> Result<&'static Engine, String> {
             let mut cfg = Config::new();
             cfg.epoch_interruption(true);
             cfg.max_wasm_stack(MAX_WASM_STACK);
+            // One memory per instance, so the memory cap is the instance's cap.
+            cfg.wasm_multi_memory(false);
             let engine = Engine::new(&cfg).map_err(|e| e.to_string())?;
             let ticker = engine.weak();
             std::thread::Builder::new()
@@ -467,24 +474,16 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Per-plugin log state shared by its instances (rate limit across them).
-struct LogGate {
+/// Where a plugin's stdout/stderr lines go: the server log, through the
+/// plugin's rate limit.
+struct LogSink {
     plugin: Arc<str>,
-    second: AtomicU64,
-    lines: AtomicU64,
-    dropped: AtomicU64,
+    gate: Arc<LogGate>,
 }
 
-impl LogGate {
+impl LogSink {
     fn line(&self, fd: i32, text: &[u8]) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.second.swap(now, Ordering::Relaxed) != now {
-            self.lines.store(0, Ordering::Relaxed);
-        }
-        if self.lines.fetch_add(1, Ordering::Relaxed) >= LOG_LINES_PER_SEC {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.gate.allow() {
             return;
         }
         let text = String::from_utf8_lossy(&text[..text.len().min(512)]);
@@ -504,7 +503,7 @@ struct Host {
     mem_cap: usize,
     /// The last call or step hit the memory cap.
     over_cap: bool,
-    log: Arc<LogGate>,
+    log: Arc<LogSink>,
     out: [Vec<u8>; 2],
     rng: u64,
     regexes: HashMap<Vec<u8>, Option<regex::bytes::Regex>>,
@@ -535,16 +534,31 @@ impl ResourceLimiter for Host {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
 }
 
 impl Host {
     fn write_out(&mut self, fd: i32, bytes: &[u8]) {
         let buf = &mut self.out[usize::from(fd == 2)];
         buf.extend_from_slice(bytes);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            self.log.line(fd, &line[..line.len() - 1]);
+        // One pass over the buffer, one drain: linear in what was written.
+        let mut start = 0;
+        while let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
+            self.log.line(fd, &buf[start..start + i]);
+            start += i + 1;
         }
+        buf.drain(..start);
         // A line without an end is flushed once it is long.
         if buf.len() > 512 {
             let line = std::mem::take(buf);
@@ -581,8 +595,19 @@ fn range(c: &Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<std::ops::Range<usi
     Ok(start..end)
 }
 
-/// Bytes of the module's memory; a bad pointer aborts the call.
+/// Bytes of the module's memory; a bad pointer or an argument over
+/// [`MAX_ARG_BYTES`] aborts the call.
 fn read(c: &mut Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    read_max(c, ptr, len, MAX_ARG_BYTES)
+}
+
+fn read_max(c: &mut Cx<'_>, ptr: i32, len: i32, max: usize) -> wasmtime::Result<Vec<u8>> {
+    if len as u32 as usize > max {
+        return Err(wasmtime::Error::msg(format!(
+            "argument of {} bytes passed to the host; the limit is {max}",
+            len as u32
+        )));
+    }
     let r = range(c, ptr, len)?;
     let mem = c.data().memory.ok_or_else(|| oob(ptr, len))?;
     Ok(mem.data(&*c)[r].to_vec())
@@ -721,7 +746,14 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 return Ok(refused(&mut c, "set_answer", "target is not UTF-8".into()));
             };
             let rtype = u16::try_from(rtype).ok().filter(|&t| t != 0);
-            match with_call(&mut c, |call| call.set_answer(&target, rtype, ttl as u32))? {
+            let Ok(ttl) = u32::try_from(ttl) else {
+                return Ok(refused(
+                    &mut c,
+                    "set_answer",
+                    format!("TTL {ttl} is negative"),
+                ));
+            };
+            match with_call(&mut c, |call| call.set_answer(&target, rtype, ttl))? {
                 Ok(()) => Ok(0),
                 Err(e) => Ok(refused(&mut c, "set_answer", e)),
             }
@@ -735,12 +767,14 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             else {
                 return Ok(refused(&mut c, "add_record", "text is not UTF-8".into()));
             };
-            let Ok(rtype) = u16::try_from(rtype) else {
-                return Ok(refused(&mut c, "add_record", format!("bad type {rtype}")));
+            let (Ok(rtype), Ok(ttl)) = (u16::try_from(rtype), u32::try_from(ttl)) else {
+                return Ok(refused(
+                    &mut c,
+                    "add_record",
+                    format!("bad type {rtype} or TTL {ttl}"),
+                ));
             };
-            match with_call(&mut c, |call| {
-                call.add_record(&name, rtype, &data, ttl as u32)
-            })? {
+            match with_call(&mut c, |call| call.add_record(&name, rtype, &data, ttl))? {
                 Ok(()) => Ok(0),
                 Err(e) => Ok(refused(&mut c, "add_record", e)),
             }
@@ -814,10 +848,11 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 .ok()
                 .and_then(|j| dnspolicy_compiler::Verdict::from_json(&j));
             let Some(verdict) = verdict else {
+                let shown: String = String::from_utf8_lossy(&text).chars().take(200).collect();
                 return Ok(refused(
                     &mut c,
                     "set_verdict",
-                    format!("not a verdict: {}", String::from_utf8_lossy(&text)),
+                    format!("not a verdict: {shown}"),
                 ));
             };
             let rule = usize::try_from(rule).ok();
@@ -863,16 +898,17 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         m,
         "regex_match",
         |mut c: Cx<'_>, pp: i32, pl: i32, sp: i32, sl: i32| {
-            let pattern = read(&mut c, pp, pl)?;
+            let pattern = read_max(&mut c, pp, pl, MAX_PATTERN_BYTES)?;
             let subject = read(&mut c, sp, sl)?;
             let host = c.data_mut();
             if !host.regexes.contains_key(&pattern) {
-                if host.regexes.len() >= 256 {
+                if host.regexes.len() >= 64 {
                     host.regexes.clear();
                 }
                 let re = std::str::from_utf8(&pattern).ok().and_then(|p| {
                     regex::bytes::RegexBuilder::new(p)
                         .size_limit(1 << 20)
+                        .dfa_size_limit(1 << 20)
                         .build()
                         .ok()
                 });
@@ -902,12 +938,19 @@ fn wasi_call(c: &mut Cx<'_>, what: Wasi, args: &[Val]) -> wasmtime::Result<Optio
             }
             let table = read(c, iovs, n * 8)?;
             let mut total = 0u32;
+            let mut budget = MAX_WRITE_BYTES;
             for iov in table.chunks_exact(8) {
                 let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
                 let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-                let bytes = read(c, ptr, len.min(64 << 10))?;
-                total = total.saturating_add(bytes.len() as u32);
-                c.data_mut().write_out(fd, &bytes);
+                // Reported as written either way; past the budget it is dropped.
+                range(c, ptr, len)?;
+                total = total.saturating_add(len as u32);
+                let take = (len as u32 as usize).min(budget);
+                if take > 0 {
+                    let bytes = read(c, ptr, take as i32)?;
+                    budget -= take;
+                    c.data_mut().write_out(fd, &bytes);
+                }
             }
             write(c, out, 4, &total.to_le_bytes())?;
             0
@@ -955,6 +998,9 @@ fn wasi_call(c: &mut Cx<'_>, what: Wasi, args: &[Val]) -> wasmtime::Result<Optio
         }
         Wasi::RandomGet => {
             let (ptr, len) = (a(0), a(1));
+            if len as u32 as usize > MAX_ARG_BYTES {
+                return Ok(Some(ERRNO_INVAL));
+            }
             let r = range(c, ptr, len)?;
             let mut bytes = vec![0u8; r.len()];
             for chunk in bytes.chunks_mut(8) {
@@ -1017,7 +1063,7 @@ pub struct WasmPlugin {
     config: Vec<u8>,
     pool: Mutex<Vec<Instance>>,
     failures: Failures,
-    log: Arc<LogGate>,
+    log: Arc<LogSink>,
     rules: Vec<String>,
     /// Context fields a compiled policy reads (`dnspolicy.fields`).
     fields: u32,
@@ -1091,11 +1137,9 @@ impl WasmPlugin {
             config: serde_json::to_vec(config).unwrap_or_else(|_| b"null".to_vec()),
             pool: Mutex::new(Vec::new()),
             failures: Failures::default(),
-            log: Arc::new(LogGate {
+            log: Arc::new(LogSink {
                 plugin: label,
-                second: AtomicU64::new(0),
-                lines: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
+                gate: LogGate::new(),
             }),
             rules,
             fields: fields.unwrap_or(0),
@@ -1260,13 +1304,13 @@ impl WasmPlugin {
         ctx: &dnspolicy_compiler::Context,
     ) -> Result<(Option<dnspolicy_compiler::Verdict>, Option<usize>), String> {
         let mut inst = self.take()?;
-        let mut call = Call::from_context(ctx, self.name.clone());
+        let mut call = Call::from_context(ctx, self.name.clone(), self.log.gate.clone());
         call.inputs = self.inputs.clone();
         let mut buf = Vec::new();
         let facts = crate::query::QueryFacts {
             client: call.client,
             ecs: None,
-            qname: call.qname.as_str().into(),
+            qname: call.qname.clone(),
             qtype: call.qtype,
             qclass: "IN",
             transport: "udp",
@@ -1313,11 +1357,14 @@ fn describe(e: &wasmtime::Error, over_cap: bool) -> String {
     format!("{e}")
 }
 
-/// The query as `process` sees it (see `grammar/WASM-ABI.md`).
-pub fn encode_ctx(facts: &crate::query::QueryFacts, out: &mut Vec<u8>) {
-    out.clear();
+/// Writes the query into `dst` (at least [`CTX_CAP`] bytes) as `process`
+/// sees it; returns the length written.
+fn encode_ctx_into(facts: &crate::query::QueryFacts, dst: &mut [u8]) -> usize {
     let qname = facts.qname.as_bytes();
-    let qname = &qname[..qname.len().min(CTX_CAP - 16)];
+    let qname = &qname[..qname
+        .len()
+        .min(CTX_CAP - 16)
+        .min(dst.len().saturating_sub(16))];
     let class: u16 = match facts.qclass {
         "IN" => 1,
         "CH" => 3,
@@ -1329,14 +1376,27 @@ pub fn encode_ctx(facts: &crate::query::QueryFacts, out: &mut Vec<u8>) {
     let flags = u8::from(facts.recursion_desired)
         | u8::from(facts.dnssec_ok) << 1
         | u8::from(facts.ecs.is_some()) << 2;
-    out.extend_from_slice(&(ABI_VERSION as u32).to_le_bytes());
-    out.extend_from_slice(&facts.qtype.to_le_bytes());
-    out.extend_from_slice(&class.to_le_bytes());
-    out.push(u8::from(facts.transport == "tcp"));
-    out.push(flags);
-    out.extend_from_slice(&(qname.len() as u16).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(qname);
+    let mut head = [0u8; 16];
+    head[0..4].copy_from_slice(&(ABI_VERSION as u32).to_le_bytes());
+    head[4..6].copy_from_slice(&facts.qtype.to_le_bytes());
+    head[6..8].copy_from_slice(&class.to_le_bytes());
+    head[8] = u8::from(facts.transport == "tcp");
+    head[9] = flags;
+    head[10..12].copy_from_slice(&(qname.len() as u16).to_le_bytes());
+    let Some(h) = dst.get_mut(..16) else {
+        return 0;
+    };
+    h.copy_from_slice(&head);
+    dst[16..16 + qname.len()].copy_from_slice(qname);
+    16 + qname.len()
+}
+
+/// The query as `process` sees it (see `grammar/WASM-ABI.md`).
+pub fn encode_ctx(facts: &crate::query::QueryFacts, out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(CTX_CAP, 0);
+    let n = encode_ctx_into(facts, out);
+    out.truncate(n);
 }
 
 /// The `dnspolicy.*` custom sections: rule names (`dnspolicy.rules`, one
@@ -1381,18 +1441,17 @@ impl Plugin for WasmPlugin {
             Ok(i) => i,
             Err(e) => return self.failed(&self.failures.error, &e),
         };
-        let mut buf = Vec::with_capacity(64);
-        encode_ctx(ctx.facts, &mut buf);
         let Some(memory) = inst.store.data().memory else {
             return self.failed(&self.failures.error, "no memory");
         };
-        if memory
-            .write(&mut inst.store, inst.ctx_ptr as usize, &buf)
-            .is_err()
-        {
-            return self.failed(&self.failures.error, "context buffer outside memory");
-        }
-        let mut call = Call::new(ctx, self.name.clone());
+        // Written in place: the buffer was checked to lie in memory when
+        // the instance was made, and memory never shrinks.
+        let at = inst.ctx_ptr as usize;
+        let len = match memory.data_mut(&mut inst.store).get_mut(at..at + CTX_CAP) {
+            Some(dst) => encode_ctx_into(ctx.facts, dst),
+            None => return self.failed(&self.failures.error, "context buffer outside memory"),
+        };
+        let mut call = Call::new(ctx, self.name.clone(), self.log.gate.clone());
         if self.compiled {
             ctx.fill(self.fields);
             call.policy = Some(ctx.policy_ctx().clone());
@@ -1402,7 +1461,7 @@ impl Plugin for WasmPlugin {
         inst.store.set_epoch_deadline(self.ticks());
         let r = inst
             .process
-            .call(&mut inst.store, (inst.ctx_ptr, buf.len() as i32));
+            .call(&mut inst.store, (inst.ctx_ptr, len as i32));
         let Some(mut call) = inst.store.data_mut().call.take() else {
             return self.failed(&self.failures.error, "lost the call");
         };
@@ -1448,7 +1507,7 @@ impl Plugin for WasmPlugin {
                 tracing::warn!(plugin = %self.name, error = %e, "destroy failed");
             }
         }
-        let dropped = self.log.dropped.load(Ordering::Relaxed);
+        let dropped = self.log.gate.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(plugin = %self.name, dropped, "wasm output lines dropped by the rate limit");
         }
@@ -1484,11 +1543,9 @@ mod tests {
                 memory: None,
                 mem_cap: 1 << 20,
                 over_cap: false,
-                log: Arc::new(LogGate {
+                log: Arc::new(LogSink {
                     plugin: "t".into(),
-                    second: AtomicU64::new(0),
-                    lines: AtomicU64::new(0),
-                    dropped: AtomicU64::new(0),
+                    gate: LogGate::new(),
                 }),
                 out: [Vec::new(), Vec::new()],
                 rng: 1,

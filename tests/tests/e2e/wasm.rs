@@ -258,6 +258,11 @@ async fn faulty_modules_fail_alone_and_are_counted() {
             "instantiate: deadline exceeded",
         ),
         (
+            "two_memories.wat",
+            module("", "i32.const 0", "(memory $second 1)"),
+            "multiple memories",
+        ),
+        (
             "abi_v2.wat",
             module("", "i32.const 0", "")
                 .replace("(result i32) i32.const 1)", "(result i32) i32.const 2)"),
@@ -267,6 +272,33 @@ async fn faulty_modules_fail_alone_and_are_counted() {
     for (file, wat, _) in &refused {
         files.push((file.to_string(), wat.clone()));
     }
+    // 1 024 iovecs of 64 KiB of newlines in one fd_write: bounded work
+    // (64 KiB per call, lines rate-limited), the call returns, the query
+    // goes on to the next plugin.
+    files.push((
+        "flood.wat".into(),
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 3)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "dnspolicy_abi_version") (result i32) i32.const 1)
+  (func (export "alloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (local.get $p) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "init") (param i32 i32) (result i32) i32.const 0)
+  (func (export "destroy"))
+  (func (export "process") (param i32 i32) (result i32) (local $i i32)
+    (memory.fill (i32.const 65536) (i32.const 10) (i32.const 65536))
+    (loop $l
+      (i32.store (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 8))) (i32.const 65536))
+      (i32.store (i32.add (i32.const 4100) (i32.mul (local.get $i) (i32.const 8))) (i32.const 65536))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1024))))
+    (drop (call $fd_write (i32.const 1) (i32.const 4096) (i32.const 1024) (i32.const 0)))
+    i32.const 0))"#
+            .into(),
+    ));
     files.push((
         "zz_ok.lua".into(),
         "function apply(ctx) ctx:set_answer(\"192.0.2.1\", \"A\", 5) end\n".into(),

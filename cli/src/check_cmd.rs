@@ -197,9 +197,17 @@ fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
 /// and their types, size) without being instantiated: nothing of it runs.
 fn check_wasm(path: &std::path::Path, name: &str, format: Format, color: bool) -> FileResult {
     let mut diags = Vec::new();
-    let result = dnspolicy_runtime::plugin::read_module(path)
+    // The size limit may be raised in the metadata beside the module.
+    let max = std::fs::read_to_string(path.with_extension("yaml"))
+        .ok()
+        .and_then(|t| dnspolicy_runtime::plugin::parse_metadata(&t).ok())
+        .and_then(|m| dnspolicy_runtime::host::Limits::from_metadata(&m.limits).ok())
+        .map_or(dnspolicy_runtime::wasm::MAX_MODULE_BYTES, |l| {
+            l.module_bytes
+        });
+    let result = dnspolicy_runtime::plugin::read_module(path, max)
         .map_err(|e| e.to_string())
-        .and_then(|bytes| dnspolicy_runtime::wasm::check_module(&bytes));
+        .and_then(|bytes| dnspolicy_runtime::wasm::check_module(&bytes, max));
     if let Err(msg) = result {
         diags.push(
             dnspolicy_compiler::Diagnostic::error(

@@ -125,6 +125,7 @@ fn bench(c: &mut Criterion) {
         Path::new("big.wasm"),
         Limits {
             memory: 1 << 30,
+            module_bytes: 256 << 20,
             ..Limits::default()
         },
         &serde_json::Value::Null,

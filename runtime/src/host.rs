@@ -29,6 +29,8 @@ pub struct Limits {
     pub deadline: std::time::Duration,
     /// On a failure, answer SERVFAIL instead of passing to the next plugin.
     pub fail_closed: bool,
+    /// Largest WASM module file accepted (default 16 MiB).
+    pub module_bytes: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +40,7 @@ impl Default for Limits {
             instructions: 1_000_000,
             deadline: std::time::Duration::from_millis(50),
             fail_closed: false,
+            module_bytes: 16 << 20,
         }
     }
 }
@@ -73,6 +76,13 @@ impl Limits {
                         .ok_or("`limits.deadline_ms` is 1 to 10000")?;
                     l.deadline = std::time::Duration::from_millis(ms);
                 }
+                "module_bytes" => {
+                    l.module_bytes = val
+                        .as_u64()
+                        .filter(|n| (1024..=256 << 20).contains(n))
+                        .ok_or("`limits.module_bytes` is 1024 to 268435456")?
+                        as usize
+                }
                 "on_error" => {
                     l.fail_closed = match val.as_str() {
                         Some("pass") => false,
@@ -82,7 +92,7 @@ impl Limits {
                 }
                 other => {
                     return Err(format!(
-                        "unknown limit `{other}` (memory, instructions, deadline_ms, on_error)"
+                        "unknown limit `{other}` (memory, instructions, deadline_ms, on_error, module_bytes)"
                     ))
                 }
             }
@@ -168,6 +178,39 @@ impl LogGate {
             return false;
         }
         true
+    }
+}
+
+/// A value in the binary form of `dnspolicy_compiler::wasm::encode_value`,
+/// without allocating: text is shared, scalars and addresses inline.
+pub enum FieldBytes {
+    /// Up to 18 bytes.
+    Inline([u8; 18], usize),
+    /// A string or name.
+    Text(Arc<str>),
+}
+
+impl FieldBytes {
+    fn of(v: &PValue) -> Option<FieldBytes> {
+        Some(match v {
+            PValue::Str(s) | PValue::Name(s) => FieldBytes::Text(s.clone()),
+            PValue::List(_) => return None,
+            other => {
+                let b = dnspolicy_compiler::wasm::encode_value(other)?;
+                let mut a = [0u8; 18];
+                let n = b.len().min(18);
+                a[..n].copy_from_slice(&b[..n]);
+                FieldBytes::Inline(a, n)
+            }
+        })
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            FieldBytes::Inline(a, n) => &a[..*n],
+            FieldBytes::Text(s) => s.as_bytes(),
+        }
     }
 }
 
@@ -273,20 +316,20 @@ impl Call {
     /// A context field (`id` < 1000) or injected variable (1000 + its
     /// index) in the binary form of `dnspolicy_compiler::wasm`, or `None`
     /// when it is missing. Reading a field marks it read (the ECS scope).
-    pub fn field(&mut self, id: u32) -> Option<Vec<u8>> {
-        use dnspolicy_compiler::wasm::{encode_value, INPUT_BASE};
+    pub fn field(&mut self, id: u32) -> Option<FieldBytes> {
+        use dnspolicy_compiler::wasm::INPUT_BASE;
         let ctx = self.policy.as_ref()?;
-        if id >= INPUT_BASE {
+        let v = if id >= INPUT_BASE {
             let (path, ty) = self.inputs.get((id - INPUT_BASE) as usize)?;
             // A value of the wrong type is missing, never trusted.
-            let v = ctx
-                .var(path)
-                .filter(|v| dnspolicy_compiler::interp::value_fits(v, ty))?;
-            return encode_value(v);
-        }
-        let field = dnspolicy_compiler::context::FIELDS.get(id as usize)?.field;
-        self.read |= 1 << id;
-        encode_value(ctx.get(field)?)
+            ctx.var(path)
+                .filter(|v| dnspolicy_compiler::interp::value_fits(v, ty))?
+        } else {
+            let field = dnspolicy_compiler::context::FIELDS.get(id as usize)?.field;
+            self.read |= 1 << id;
+            ctx.get(field)?
+        };
+        FieldBytes::of(v)
     }
 
     /// The client address the answer is for (marks the client as read).

@@ -440,13 +440,13 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
             )?)
         }
         _ => {
-            let bytes = read_module(path)?;
             let limits = crate::host::Limits::from_metadata(&meta.limits).map_err(|reason| {
                 PluginError::Metadata {
                     path: meta_path.clone(),
                     reason,
                 }
             })?;
+            let bytes = read_module(path, limits.module_bytes)?;
             Box::new(crate::wasm::WasmPlugin::load(
                 &name,
                 &bytes,
@@ -463,16 +463,15 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
     Ok((plugin, meta))
 }
 
-/// Reads a module file, refusing one over the size limit before reading it.
-pub fn read_module(path: &Path) -> Result<Vec<u8>, PluginError> {
+/// Reads a module file, refusing one over `max` bytes before reading it.
+pub fn read_module(path: &Path, max: usize) -> Result<Vec<u8>, PluginError> {
     let io = |e| PluginError::Io(path.to_path_buf(), e);
     let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > crate::wasm::MAX_MODULE_BYTES as u64 {
+    if size > max as u64 {
         return Err(PluginError::Module {
             path: path.to_path_buf(),
             reason: format!(
-                "module is {size} bytes; the limit is {}",
-                crate::wasm::MAX_MODULE_BYTES
+                "module is {size} bytes; the limit is {max} (`limits.module_bytes` in its metadata)"
             ),
         });
     }

@@ -34,7 +34,8 @@ pub const ABI_VERSION: i32 = 1;
 pub const IMPORT_MODULE: &str = "dnspolicy";
 /// The WASI module whose harmless part is offered.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
-/// Largest module accepted (bytes of `.wasm`, or of `.wat` text).
+/// Largest module accepted by default (bytes of `.wasm`, or of `.wat`
+/// text); `limits.module_bytes` raises it for a plugin.
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
 /// Bytes the host asks `alloc` for, once per instance, to pass the query.
 pub const CTX_CAP: usize = 16 + 1024;
@@ -452,10 +453,10 @@ pub fn check_abi(module: &Module) -> Result<(), String> {
 
 /// Compiles a module and checks it against the ABI, without running it
 /// (`dnspolicy check`).
-pub fn check_module(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() > MAX_MODULE_BYTES {
+pub fn check_module(bytes: &[u8], max: usize) -> Result<(), String> {
+    if bytes.len() > max {
         return Err(format!(
-            "module is {} bytes; the limit is {MAX_MODULE_BYTES}",
+            "module is {} bytes; the limit is {max}",
             bytes.len()
         ));
     }
@@ -507,6 +508,7 @@ struct Host {
     out: [Vec<u8>; 2],
     rng: u64,
     regexes: HashMap<Vec<u8>, Option<regex::bytes::Regex>>,
+    verdicts: HashMap<Vec<u8>, dnspolicy_compiler::Verdict>,
 }
 
 impl ResourceLimiter for Host {
@@ -844,9 +846,20 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "set_verdict",
         |mut c: Cx<'_>, ptr: i32, len: i32, rule: i32| {
             let text = read(&mut c, ptr, len)?;
-            let verdict = serde_json::from_slice(&text)
-                .ok()
-                .and_then(|j| dnspolicy_compiler::Verdict::from_json(&j));
+            // Compiled policies hand over the same few verdicts again and
+            // again: parse each text once per instance.
+            let cached = c.data().verdicts.get(&text).cloned();
+            let verdict = cached.or_else(|| {
+                let v = serde_json::from_slice(&text)
+                    .ok()
+                    .and_then(|j| dnspolicy_compiler::Verdict::from_json(&j))?;
+                let host = c.data_mut();
+                if host.verdicts.len() >= 256 {
+                    host.verdicts.clear();
+                }
+                host.verdicts.insert(text.clone(), v.clone());
+                Some(v)
+            });
             let Some(verdict) = verdict else {
                 let shown: String = String::from_utf8_lossy(&text).chars().take(200).collect();
                 return Ok(refused(
@@ -870,7 +883,7 @@ fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 return Ok(-1);
             };
             match with_call(&mut c, |call| call.field(id))? {
-                Some(bytes) => write(&mut c, buf, cap, &bytes),
+                Some(bytes) => write(&mut c, buf, cap, bytes.bytes()),
                 None => Ok(-1),
             }
         },
@@ -1088,10 +1101,11 @@ impl WasmPlugin {
             path: path.to_path_buf(),
             reason,
         };
-        if bytes.len() > MAX_MODULE_BYTES {
+        if bytes.len() > limits.module_bytes {
             return Err(refuse(format!(
-                "module is {} bytes; the limit is {MAX_MODULE_BYTES}",
-                bytes.len()
+                "module is {} bytes; the limit is {}",
+                bytes.len(),
+                limits.module_bytes
             )));
         }
         let module = compile(bytes).map_err(refuse)?;
@@ -1172,6 +1186,7 @@ impl WasmPlugin {
                     0u8,
                 ),
                 regexes: HashMap::new(),
+                verdicts: HashMap::new(),
             },
         );
         store.limiter(|h| h as &mut dyn ResourceLimiter);
@@ -1306,7 +1321,6 @@ impl WasmPlugin {
         let mut inst = self.take()?;
         let mut call = Call::from_context(ctx, self.name.clone(), self.log.gate.clone());
         call.inputs = self.inputs.clone();
-        let mut buf = Vec::new();
         let facts = crate::query::QueryFacts {
             client: call.client,
             ecs: None,
@@ -1317,16 +1331,18 @@ impl WasmPlugin {
             dnssec_ok: false,
             recursion_desired: false,
         };
-        encode_ctx(&facts, &mut buf);
         let memory = inst.store.data().memory.ok_or("no memory")?;
-        memory
-            .write(&mut inst.store, inst.ctx_ptr as usize, &buf)
-            .map_err(|e| e.to_string())?;
+        let at = inst.ctx_ptr as usize;
+        let len = memory
+            .data_mut(&mut inst.store)
+            .get_mut(at..at + CTX_CAP)
+            .map(|dst| encode_ctx_into(&facts, dst))
+            .ok_or("context buffer outside memory")?;
         inst.store.data_mut().call = Some(call);
         inst.store.set_epoch_deadline(self.ticks());
         let r = inst
             .process
-            .call(&mut inst.store, (inst.ctx_ptr, buf.len() as i32));
+            .call(&mut inst.store, (inst.ctx_ptr, len as i32));
         let call = inst.store.data_mut().call.take().ok_or("lost the call")?;
         match r {
             Ok(0) => {
@@ -1550,6 +1566,7 @@ mod tests {
                 out: [Vec::new(), Vec::new()],
                 rng: 1,
                 regexes: HashMap::new(),
+                verdicts: HashMap::new(),
             },
         );
         for abi in HOST_IMPORTS.iter().chain(WASI.iter().map(|(f, _)| f)) {

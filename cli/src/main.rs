@@ -1,6 +1,6 @@
-//! `dnspolicy`: check, evaluate (and, in later versions, compile and
-//! serve) DNS traffic policies. The CLI is thin: it reads files, calls the
-//! compiler crate and prints.
+//! `dnspolicy`: check, evaluate, compile and serve DNS traffic policies.
+//! The CLI is thin: it reads files and flags, calls the compiler or the
+//! runtime crate, and prints.
 
 mod check_cmd;
 mod compile_cmd;

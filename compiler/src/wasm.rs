@@ -7,8 +7,11 @@
 //! `set_verdict`, `set_value`, `regex_match`); no WASI. Everything else is
 //! in the module: constants (strings, names, addresses, prefixes) and the
 //! verdict table in a data segment, the rule index and the name sets in
-//! one open-addressing hash table, each rule a function behind a
-//! `call_indirect` table.
+//! one open-addressing hash table, and the rules behind a `call_indirect`
+//! table. Rules that differ only in their constants share one function (a
+//! *shape*): it reads literals, set and regex addresses and verdict
+//! indexes from the rule's constant block, whose address it is passed, so a
+//! policy of 100 000 generated rules is a handful of functions.
 //!
 //! `process` walks the candidate rules the name index gives (a k-way merge
 //! of sorted rule lists: the rules that always run, and the lists of the
@@ -336,6 +339,8 @@ struct Emitter<'p> {
     cidr_sets: HashMap<u32, (u32, u32)>,
     regex_text: Vec<(u32, u32)>,
     rule: usize,
+    /// The constants the rule being lowered reads (its `k` block).
+    k: Vec<i64>,
 }
 
 const G_HEAP: u32 = 0;
@@ -359,6 +364,7 @@ pub fn emit(p: &Policy) -> Result<Vec<u8>, Unsupported> {
         cidr_sets: HashMap::new(),
         regex_text: Vec::new(),
         rule: 0,
+        k: Vec::new(),
     };
     e.module()
 }
@@ -475,7 +481,6 @@ impl Emitter<'_> {
         }
         let first_rule = first_getter + getter_order.len() as u32;
         let nrules = self.p.rules.len() as u32;
-        let first_export = first_rule + nrules;
 
         let mut bodies: Vec<(u32, Function)> = Vec::new();
         for h in 0..N_HELPERS {
@@ -484,11 +489,32 @@ impl Emitter<'_> {
         for id in &getter_order {
             bodies.push(self.getter_fn(*id));
         }
-        let rule_ty = self.ty(&[], &[ValType::I32]);
+        // Rules that differ only in their constants share one function
+        // (a shape): the body reads them from the rule's block `k`.
+        let rule_ty = self.ty(&[ValType::I32], &[ValType::I32]);
+        let mut shapes: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut rule_shape: Vec<u8> = Vec::with_capacity(4 * nrules as usize);
+        let mut rule_k: Vec<u8> = Vec::with_capacity(4 * nrules as usize);
+        let mut nshapes = 0u32;
         for (i, r) in self.p.rules.iter().enumerate() {
             self.rule = i;
-            bodies.push((rule_ty, self.rule_fn(r)?));
+            self.k.clear();
+            let f = self.rule_fn(r)?;
+            let mut key = Vec::new();
+            wasm_encoder::Encode::encode(&f, &mut key);
+            let shape = *shapes.entry(key).or_insert_with(|| {
+                bodies.push((rule_ty, f));
+                nshapes += 1;
+                nshapes - 1
+            });
+            let block: Vec<u8> = self.k.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let at = self.data.put(&block, 8);
+            rule_shape.extend_from_slice(&shape.to_le_bytes());
+            rule_k.extend_from_slice(&at.to_le_bytes());
         }
+        let first_export = first_rule + nshapes;
+        let rule_shape = self.data.put(&rule_shape, 4);
+        let rule_k = self.data.put(&rule_k, 4);
         // Static verdicts are all known now: their table.
         let vt: Vec<u8> = self
             .verdicts
@@ -522,7 +548,13 @@ impl Emitter<'_> {
         bodies.push(self.abi_fn());
         bodies.push(self.alloc_fn());
         bodies.push(self.init_fn());
-        bodies.push(self.process_fn(&getter_order, vtab, always_ptr, always_n, lists, rule_ty));
+        bodies.push(self.process_fn(
+            &getter_order,
+            vtab,
+            (always_ptr, always_n),
+            lists,
+            (rule_ty, rule_shape, rule_k),
+        ));
         bodies.push(self.destroy_fn());
         debug_assert_eq!(N_IMPORTS + exports_start as u32, first_export);
 
@@ -558,8 +590,8 @@ impl Emitter<'_> {
         tables.table(TableType {
             element_type: RefType::FUNCREF,
             table64: false,
-            minimum: u64::from(nrules),
-            maximum: Some(u64::from(nrules)),
+            minimum: u64::from(nshapes),
+            maximum: Some(u64::from(nshapes)),
             shared: false,
         });
         m.section(&tables);
@@ -605,9 +637,9 @@ impl Emitter<'_> {
             ex.export(name, ExportKind::Func, first_export + k as u32);
         }
         m.section(&ex);
-        if nrules > 0 {
+        if nshapes > 0 {
             let mut el = ElementSection::new();
-            let fns: Vec<u32> = (first_rule..first_rule + nrules).collect();
+            let fns: Vec<u32> = (first_rule..first_rule + nshapes).collect();
             el.active(
                 None,
                 &ConstExpr::i32_const(0),
@@ -695,10 +727,9 @@ impl Emitter<'_> {
         &mut self,
         getters: &[u32],
         vtab: u32,
-        always_ptr: u32,
-        always_n: u32,
+        (always_ptr, always_n): (u32, u32),
         lists: u32,
-        rule_ty: u32,
+        (rule_ty, rule_shape, rule_k): (u32, u32, u32),
     ) -> (u32, Function) {
         let t = self.ty(&[ValType::I32, ValType::I32], &[ValType::I32]);
         let mut b = Body::new(2);
@@ -911,7 +942,16 @@ impl Emitter<'_> {
                 b.end();
             }
         }
-        b.i(I::LocalGet(best)).i(I::CallIndirect {
+        // The rule's constants, then its shape's function.
+        for table in [rule_k, rule_shape] {
+            b.i(I::I32Const(table as i32))
+                .i(I::LocalGet(best))
+                .i(I::I32Const(4))
+                .i(I::I32Mul)
+                .i(I::I32Add)
+                .i(I::I32Load(mem(0, 2)));
+        }
+        b.i(I::CallIndirect {
             type_index: rule_ty,
             table_index: 0,
         });
@@ -1044,7 +1084,8 @@ impl Emitter<'_> {
     // ---- rules ---------------------------------------------------------
 
     fn rule_fn(&mut self, r: &Rule) -> Result<Function, Unsupported> {
-        let mut b = Body::new(0);
+        // Parameter 0: the address of the rule's constants.
+        let mut b = Body::new(1);
         let mut locals = HashMap::new();
         let end = b.block(BlockType::Empty);
         if let Some(g) = &r.guard {
@@ -1145,7 +1186,8 @@ impl Emitter<'_> {
                         b.i(I::LocalGet(tmp)).i(I::I32Const(18));
                     }
                 }
-                b.i(I::I32Const(self.rule as i32)).i(I::Call(F_SET_VALUE));
+                self.konst(b, self.rule as i64, true);
+                b.i(I::Call(F_SET_VALUE));
                 // -1 (refused) is passed on as it is: a plugin error.
                 b.i(I::I32Const(0)).i(I::I32LtS);
                 b.if_(BlockType::Empty);
@@ -1158,7 +1200,8 @@ impl Emitter<'_> {
         match static_verdict(a) {
             Ok(Some(v)) => {
                 let id = self.verdict(&v);
-                b.i(I::I32Const(id as i32)).i(I::Return);
+                self.konst(b, i64::from(id), true);
+                b.i(I::Return);
             }
             // The verdict can never be made (a TTL out of range...): the
             // rule ends without deciding, as in the interpreter.
@@ -1298,7 +1341,8 @@ impl Emitter<'_> {
                     let tmp = b.local(ValType::I64);
                     s.value(b, x, m, locals)?;
                     b.i(I::LocalSet(tmp));
-                    b.i(I::I32Const(p as i32)).i(I::I32Const(n as i32));
+                    s.konst(b, i64::from(p), true);
+                    s.konst(b, i64::from(n), true);
                     unpack(b, tmp);
                     b.i(I::Call(F_REGEX)).i(I::I32Const(1)).i(I::I32Eq);
                     Ok(())
@@ -1412,28 +1456,33 @@ impl Emitter<'_> {
         b.br_if(miss);
     }
 
+    /// Pushes constant `v` of the rule being lowered: a load from its
+    /// block (parameter 0), so rules differing only in constants share code.
+    fn konst(&mut self, b: &mut Body, v: i64, i32_repr: bool) {
+        let at = 8 * self.k.len() as u64;
+        self.k.push(v);
+        b.i(I::LocalGet(0)).i(I::I64Load(mem(at, 3)));
+        if i32_repr {
+            b.i(I::I32WrapI64);
+        }
+    }
+
     fn lit(&mut self, b: &mut Body, v: &Value, e: &Expr) -> Result<(), Unsupported> {
         match v {
-            Value::Bool(x) => {
-                b.i(I::I32Const(i32::from(*x)));
-            }
-            Value::Int(i) => {
-                b.i(I::I64Const(*i));
-            }
-            Value::Qtype(q) => {
-                b.i(I::I64Const(i64::from(*q)));
-            }
+            Value::Bool(x) => self.konst(b, i64::from(*x), true),
+            Value::Int(i) => self.konst(b, *i, false),
+            Value::Qtype(q) => self.konst(b, i64::from(*q), false),
             Value::Str(s) | Value::Name(s) => {
                 let (p, n) = self.data.text(s);
-                b.i(I::I64Const(packed(p, n)));
+                self.konst(b, packed(p, n), false);
             }
             Value::Ip(ip) => {
                 let at = self.data.put(&ip_blob(ip), 1);
-                b.i(I::I32Const(at as i32));
+                self.konst(b, i64::from(at), true);
             }
             Value::Cidr(c) => {
                 let at = self.data.put(&cidr_blob(c), 1);
-                b.i(I::I32Const(at as i32));
+                self.konst(b, i64::from(at), true);
             }
             Value::List(_) => return Err(unsupported(e, "a list outside `in`")),
         }
@@ -1452,14 +1501,15 @@ impl Emitter<'_> {
             (ConstSet::Names(_), Type::Name) => {
                 let kind = self.set_kind[&set];
                 b.i(I::I32Const(self.tbl as i32))
-                    .i(I::I32Const(self.tbl_mask as i32))
-                    .i(I::I32Const(kind as i32));
+                    .i(I::I32Const(self.tbl_mask as i32));
+                self.konst(b, i64::from(kind), true);
                 self.value(b, needle, miss, locals)?;
                 b.i(I::Call(helper(H::NameSetHas)));
             }
             (ConstSet::Cidrs(_), Type::Ip | Type::Cidr) => {
                 let (at, n) = self.cidr_sets[&set];
-                b.i(I::I32Const(at as i32)).i(I::I32Const(n as i32));
+                self.konst(b, i64::from(at), true);
+                self.konst(b, i64::from(n), true);
                 self.value(b, needle, miss, locals)?;
                 b.i(I::Call(helper(if needle.ty == Type::Ip {
                     H::CidrListHasIp

@@ -24,6 +24,12 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     for path in files {
         let name = path.display().to_string();
         if path.extension().is_some_and(|e| e == "wasm" || e == "wat") {
+            if let Err(e) = std::fs::metadata(path) {
+                eprintln!("error: cannot read {name}: {e}");
+                io_error = true;
+                continue;
+            }
+            results.extend(check_metadata_beside(path, format, color));
             let r = check_wasm(path, &name, format, color);
             if files.len() > 1 {
                 summary_line(&format!("{name}: {}", summary(&r)), format);
@@ -47,14 +53,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             results.push(r);
             continue;
         }
-        // A plugin's metadata file beside it is checked with it.
-        let meta_path = path.with_extension("yaml");
-        if let Ok(meta_src) = std::fs::read_to_string(&meta_path) {
-            let r = check_metadata(&meta_src, &meta_path.display().to_string(), format, color);
-            if r.errors > 0 {
-                results.push(r);
-            }
-        }
+        results.extend(check_metadata_beside(path, format, color));
         if path.extension().is_some_and(|e| e == "lua") {
             let r = check_lua(&src, &name, format, color);
             if files.len() > 1 {
@@ -114,6 +113,19 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A plugin's metadata file beside it (`NAME.yaml`) is checked with it; the
+/// result counts only when it has errors.
+fn check_metadata_beside(
+    path: &std::path::Path,
+    format: Format,
+    color: bool,
+) -> Option<FileResult> {
+    let meta_path = path.with_extension("yaml");
+    let meta_src = std::fs::read_to_string(&meta_path).ok()?;
+    let r = check_metadata(&meta_src, &meta_path.display().to_string(), format, color);
+    (r.errors > 0).then_some(r)
 }
 
 /// A metadata file is checked against the shipped JSON Schema; the error

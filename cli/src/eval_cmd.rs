@@ -47,7 +47,7 @@ fn run_inner(args: &EvalArgs) -> Result<ExitCode, String> {
         crate::output::outln(&json.to_string());
         return Ok(ExitCode::SUCCESS);
     }
-    if args.backend == crate::Backend::Wasm {
+    if args.backend == crate::Backend::Wasm && !args.explain {
         let verdict = eval_wasm(&policy, &ctx, &src, &name, color)?;
         let Some(verdict) = verdict else {
             return Ok(ExitCode::from(1));

@@ -41,7 +41,7 @@ enum Command {
     Eval(Box<EvalArgs>),
     /// Compile a policy for another backend: `--target wasm` writes a WASM
     /// plugin module (`dnspolicy serve` loads it like any plugin), `wat`
-    /// prints it as text.
+    /// prints it as text, `clif` prints the JIT's Cranelift IR.
     Compile(CompileArgs),
     /// Run the DNS server. With no arguments it serves the embedded example
     /// (127.0.0.1:5353, admin on 127.0.0.1:9153): www.example.com is steered
@@ -74,7 +74,8 @@ pub enum ColorChoice {
 
 #[derive(clap::Args, Debug)]
 struct CheckArgs {
-    /// Policy files (`.dsl`) to check.
+    /// Files to check: policies (`.dsl`), Lua (`.lua`) and WASM (`.wasm`,
+    /// `.wat`) plugins, plugin metadata (`.yaml`).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Diagnostics format.

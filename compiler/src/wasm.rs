@@ -30,8 +30,8 @@
 //!
 //! Not lowered yet (the compiler says so, naming the construct): string
 //! concatenation, `lower()` of a string, lists other than the right side
-//! of `in`, `hash`/`len` of a list, and `then` actions other than a value
-//! whose operands are not literals.
+//! of `in`, `hash`/`len` of a list, list verdicts, and `answer`/`rewrite`/
+//! `forward` with a run-time operand.
 
 use crate::context::{Field, FIELDS};
 use crate::ir::{Action, ArithOp, CmpOp, ConstSet, Expr, ExprKind, Func, Policy, Rule, Stmt};

@@ -46,8 +46,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Reads `memory` (bytes), `instructions`, `deadline_ms` and `on_error`
-    /// (`pass` | `servfail`) from a metadata `limits` value.
+    /// Reads `memory` (bytes), `instructions`, `deadline_ms`, `on_error`
+    /// (`pass` | `servfail`) and `module_bytes` from a metadata `limits` value.
     pub fn from_metadata(v: &serde_json::Value) -> Result<Limits, String> {
         let mut l = Limits::default();
         if v.is_null() {

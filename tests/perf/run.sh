@@ -18,7 +18,7 @@ export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
 export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
 blast-c10q1000:blast:-c 10 -q 1000 -b 32}"
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo suffix-10k suffix-100k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo wasm-geo suffix-10k suffix-100k)
 
 rm -rf "$WORK"
 mkdir -p "$WORK"

@@ -20,7 +20,7 @@
   __attribute__((import_module("dnspolicy"), import_name(#name)))
 #define DNSPOLICY_EXPORT(name) __attribute__((export_name(#name)))
 
-/* process() results. */
+/* process() results; anything else is a plugin error. */
 #define DNSPOLICY_PASS 0    /* no decision: the next plugin gets the query */
 #define DNSPOLICY_DECIDED 1 /* decided through the host calls below */
 
@@ -92,6 +92,22 @@ int32_t dp_set_verdict(const char *json, int32_t len, int32_t rule);
 /* 1 match, 0 no match, -1 bad pattern (Rust regex syntax, unanchored). */
 DNSPOLICY_IMPORT(regex_match)
 int32_t dp_regex_match(const char *pattern, int32_t plen, const char *s, int32_t slen);
+
+/*
+ * For compiled policies (modules with a `dnspolicy.fields` section): a
+ * context field (its slot) or injected variable (1000 + i) in binary form,
+ * -1 when missing; and a value verdict computed at run time. Type codes:
+ */
+#define DNSPOLICY_VALUE_BOOL 0
+#define DNSPOLICY_VALUE_INT 1
+#define DNSPOLICY_VALUE_STRING 2
+#define DNSPOLICY_VALUE_NAME 3
+#define DNSPOLICY_VALUE_IP 4
+#define DNSPOLICY_VALUE_CIDR 5
+#define DNSPOLICY_VALUE_QTYPE 6
+DNSPOLICY_IMPORT(get_field) int32_t dp_get_field(int32_t id, void *buf, int32_t cap);
+DNSPOLICY_IMPORT(set_value)
+int32_t dp_set_value(int32_t type, const void *value, int32_t len, int32_t rule);
 
 /* What the plugin exports. */
 DNSPOLICY_EXPORT(dnspolicy_abi_version) int32_t dnspolicy_abi_version(void);

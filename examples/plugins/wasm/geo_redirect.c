@@ -18,8 +18,10 @@ static int32_t top;
 int32_t dnspolicy_abi_version(void) { return DNSPOLICY_ABI_VERSION; }
 
 int32_t dnspolicy_alloc(int32_t len) {
+  if (len < 0 || len > (int32_t)sizeof heap - top)
+    return 0;
   int32_t need = (len + 7) & ~7;
-  if (len < 0 || need > (int32_t)sizeof heap - top)
+  if (need > (int32_t)sizeof heap - top)
     return 0;
   int32_t p = (int32_t)(uintptr_t)(heap + top);
   top += need;

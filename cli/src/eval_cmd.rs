@@ -228,7 +228,7 @@ fn explain(policy: &Policy, steps: &[Step], src: &str, file: &str) -> String {
             Step::IndexSkipped(n) => {
                 let rules = if *n == 1 { "rule" } else { "rules" };
                 out.push_str(&format!(
-                    "({n} {rules} skipped by the name index: their condition on query.name cannot hold)\n"
+                    "({n} {rules} skipped by the rule index: their indexed condition cannot hold)\n"
                 ));
             }
             Step::Rule(i) => {

@@ -11,8 +11,10 @@
 
 use crate::context::Field;
 use crate::ir::{CmpOp, ConstSet, Expr, ExprKind, Rule, Stmt};
+use crate::types::Cidr;
 use crate::value::Value;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Name keys a rule can only match under.
@@ -21,6 +23,10 @@ struct Keys {
     exact: Vec<Arc<str>>,
     suffix: Vec<Arc<str>>,
     wildcard: Vec<Arc<str>>,
+    /// Prefixes `client.ip` must be inside.
+    ip: Vec<Cidr>,
+    /// Prefixes that must cover `client.subnet`.
+    subnet: Vec<Cidr>,
 }
 
 /// One key of the index: its kind (1 exact, 2 suffix, 3 wildcard), the
@@ -33,6 +39,16 @@ pub struct RuleIndex {
     exact: HashMap<Arc<str>, Vec<u32>>,
     suffix: HashMap<Arc<str>, Vec<u32>>,
     wildcard: HashMap<Arc<str>, Vec<u32>>,
+    /// Rules by a prefix `client.ip` must lie in, and the prefix lengths
+    /// present (per family): a lookup masks the address to each length.
+    ip: HashMap<Cidr, Vec<u32>>,
+    ip_lens: Vec<(bool, u8)>,
+    /// Rules by a prefix that must cover `client.subnet`.
+    subnet: HashMap<Cidr, Vec<u32>>,
+    subnet_lens: Vec<(bool, u8)>,
+    /// Rules reached through a prefix key (backends without the prefix
+    /// lookup run them always).
+    by_prefix: Vec<u32>,
     always: Vec<u32>,
     indexed: usize,
 }
@@ -64,10 +80,44 @@ impl RuleIndex {
                     for n in k.wildcard {
                         ix.wildcard.entry(n).or_default().push(i);
                     }
+                    if !k.ip.is_empty() || !k.subnet.is_empty() {
+                        ix.by_prefix.push(i);
+                    }
+                    for c in k.ip {
+                        let v = ix.ip.entry(c).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
+                    for c in k.subnet {
+                        let v = ix.subnet.entry(c).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
                 }
             }
         }
+        let lens = |m: &HashMap<Cidr, Vec<u32>>| {
+            let mut l: Vec<(bool, u8)> = m.keys().map(|c| (c.addr.is_ipv4(), c.len)).collect();
+            l.sort_unstable();
+            l.dedup();
+            l
+        };
+        ix.ip_lens = lens(&ix.ip);
+        ix.subnet_lens = lens(&ix.subnet);
         ix
+    }
+
+    /// The rules that run for every query in a backend that looks up names
+    /// only: [`RuleIndex::entries`]' always-list plus the rules indexed by a
+    /// prefix, in evaluation order.
+    pub fn always_without_prefixes(&self) -> Vec<u32> {
+        let mut v = self.always.clone();
+        v.extend_from_slice(&self.by_prefix);
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// The index as data, for backends that build their own lookup
@@ -88,18 +138,55 @@ impl RuleIndex {
         self.indexed
     }
 
-    /// The rules that can match a query for `name` (`None`: the name is
-    /// missing, so only unindexed rules can), in evaluation order.
-    pub fn candidates(&self, name: Option<&str>) -> Vec<u32> {
+    /// The rules that can match a query for `name`, `client.ip` and
+    /// `client.subnet` (`None`: missing, so no rule indexed by it can
+    /// match), in evaluation order.
+    pub fn candidates(
+        &self,
+        name: Option<&str>,
+        ip: Option<IpAddr>,
+        subnet: Option<Cidr>,
+    ) -> Vec<u32> {
         let mut out = Vec::new();
-        self.candidates_into(name, &mut out);
+        self.candidates_into(name, ip, subnet, &mut out);
         out
     }
 
     /// [`RuleIndex::candidates`] into a buffer the caller keeps.
-    pub fn candidates_into(&self, name: Option<&str>, out: &mut Vec<u32>) {
+    pub fn candidates_into(
+        &self,
+        name: Option<&str>,
+        ip: Option<IpAddr>,
+        subnet: Option<Cidr>,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
         out.extend_from_slice(&self.always);
+        let mut merged = false;
+        if let Some(ip) = ip {
+            for &(v4, len) in &self.ip_lens {
+                if v4 == ip.is_ipv4() {
+                    if let Some(v) = self.ip.get(&Cidr::containing(ip, len)) {
+                        out.extend_from_slice(v);
+                        merged = true;
+                    }
+                }
+            }
+        }
+        if let Some(s) = subnet {
+            for &(v4, len) in &self.subnet_lens {
+                if v4 == s.addr.is_ipv4() && len <= s.len {
+                    if let Some(v) = self.subnet.get(&Cidr::containing(s.addr, len)) {
+                        out.extend_from_slice(v);
+                        merged = true;
+                    }
+                }
+            }
+        }
+        if merged && name.is_none() {
+            out.sort_unstable();
+            out.dedup();
+        }
         if let Some(name) = name {
             if let Some(v) = self.exact.get(name) {
                 out.extend_from_slice(v);
@@ -165,6 +252,20 @@ pub fn is_exact_key(e: &Expr, sets: &[ConstSet]) -> bool {
     }
 }
 
+fn prefix_keys(f: Field, cidrs: Vec<Cidr>) -> Keys {
+    if f == Field::ClientIp {
+        Keys {
+            ip: cidrs,
+            ..Keys::default()
+        }
+    } else {
+        Keys {
+            subnet: cidrs,
+            ..Keys::default()
+        }
+    }
+}
+
 fn is_qname(e: &Expr) -> bool {
     matches!(e.kind, ExprKind::Field(Field::QueryName))
 }
@@ -208,12 +309,36 @@ fn keys_of(e: &Expr, sets: &[ConstSet]) -> Option<Keys> {
             suffix: vec![lit_name(b)?],
             ..Keys::default()
         }),
+        // `client.ip` inside, or `client.subnet` covered by, constant prefixes.
+        ExprKind::InSet {
+            needle,
+            set,
+            negate: false,
+        } => match (&needle.kind, sets.get(*set as usize)?) {
+            (ExprKind::Field(f @ (Field::ClientIp | Field::ClientSubnet)), ConstSet::Cidrs(cs)) => {
+                Some(prefix_keys(*f, cs.clone()))
+            }
+            _ => None,
+        },
+        ExprKind::InExpr {
+            needle,
+            haystack,
+            negate: false,
+        } => match (&needle.kind, &haystack.kind) {
+            (
+                ExprKind::Field(f @ (Field::ClientIp | Field::ClientSubnet)),
+                ExprKind::Lit(Value::Cidr(c)),
+            ) => Some(prefix_keys(*f, vec![*c])),
+            _ => None,
+        },
         ExprKind::And(a, b) => keys_of(a, sets).or_else(|| keys_of(b, sets)),
         ExprKind::Or(a, b) => {
             let (mut x, y) = (keys_of(a, sets)?, keys_of(b, sets)?);
             x.exact.extend(y.exact);
             x.suffix.extend(y.suffix);
             x.wildcard.extend(y.wildcard);
+            x.ip.extend(y.ip);
+            x.subnet.extend(y.subnet);
             Some(x)
         }
         _ => None,
@@ -240,7 +365,7 @@ mod tests {
         assert_eq!(p.index.indexed(), 5);
         let names = |n: Option<&str>| -> Vec<String> {
             p.index
-                .candidates(n)
+                .candidates(n, None, None)
                 .iter()
                 .map(|&i| p.rules[i as usize].name.clone())
                 .collect()
@@ -258,5 +383,40 @@ mod tests {
             p.eval(&ctx).verdict.map(|v| v.to_json()),
             Some(serde_json::json!(3))
         );
+    }
+
+    #[test]
+    fn prefix_keys_find_rules_by_client_address() {
+        let p = compile(
+            r#"
+            set nets = [10.1.0.0/16, 2001:db8::/32]
+            rule a when {client.ip} in nets { then 1 }
+            rule b { if {client.subnet} in 192.0.2.0/24 { then 2 } }
+            rule c when {client.ip} in 10.1.2.0/23 || {query.name} == "x.test" { then 3 }
+            rule d { then 4 }
+            "#,
+        )
+        .expect("checks");
+        assert_eq!(p.index.indexed(), 3);
+        let names = |n: Option<&str>, ip: Option<&str>, s: Option<&str>| -> Vec<String> {
+            p.index
+                .candidates(
+                    n,
+                    ip.map(|i| i.parse().expect("ip")),
+                    s.map(|c| c.parse().expect("cidr")),
+                )
+                .iter()
+                .map(|&i| p.rules[i as usize].name.clone())
+                .collect()
+        };
+        assert_eq!(names(None, Some("10.1.3.4"), None), ["a", "c", "d"]);
+        assert_eq!(names(None, Some("10.1.200.4"), None), ["a", "d"]);
+        assert_eq!(names(None, Some("2001:db8::1"), None), ["a", "d"]);
+        assert_eq!(names(None, Some("192.0.2.1"), None), ["d"]);
+        // A /24 subnet is covered by 192.0.2.0/24; a /16 is not.
+        assert_eq!(names(None, None, Some("192.0.2.0/24")), ["b", "d"]);
+        assert_eq!(names(None, None, Some("192.0.0.0/16")), ["d"]);
+        assert_eq!(names(Some("x.test"), None, None), ["c", "d"]);
+        assert_eq!(names(None, None, None), ["d"]);
     }
 }

@@ -137,8 +137,16 @@ impl Policy {
             Some(Value::Name(n)) => Some(&**n),
             _ => None,
         };
+        let ip = match ctx.get(crate::context::Field::ClientIp) {
+            Some(Value::Ip(ip)) => Some(*ip),
+            _ => None,
+        };
+        let subnet = match ctx.get(crate::context::Field::ClientSubnet) {
+            Some(Value::Cidr(c)) => Some(*c),
+            _ => None,
+        };
         let candidates: Vec<u32> = if indexed {
-            self.index.candidates(name)
+            self.index.candidates(name, ip, subnet)
         } else {
             (0..self.rules.len() as u32).collect()
         };

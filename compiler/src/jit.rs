@@ -1259,7 +1259,17 @@ impl JitPolicy {
             Some(Value::Name(n)) => Some(&**n),
             _ => None,
         };
-        self.policy.index.candidates_into(name, &mut p.candidates);
+        let ip = match ctx.get(Field::ClientIp) {
+            Some(Value::Ip(ip)) => Some(*ip),
+            _ => None,
+        };
+        let subnet = match ctx.get(Field::ClientSubnet) {
+            Some(Value::Cidr(c)) => Some(*c),
+            _ => None,
+        };
+        self.policy
+            .index
+            .candidates_into(name, ip, subnet, &mut p.candidates);
     }
 
     /// Evaluates a prepared context; `ctx` is the context it was prepared

@@ -526,11 +526,11 @@ impl Emitter<'_> {
         } else {
             self.data.put(&vt, 4)
         };
+        // The module looks names up; rules indexed by a prefix always run.
         let always: Vec<u8> = self
             .p
             .index
-            .entries()
-            .1
+            .always_without_prefixes()
             .iter()
             .flat_map(|r| r.to_le_bytes())
             .collect();

@@ -252,6 +252,12 @@ pub fn is_exact_key(e: &Expr, sets: &[ConstSet]) -> bool {
     }
 }
 
+impl Keys {
+    fn has_names(&self) -> bool {
+        !(self.exact.is_empty() && self.suffix.is_empty() && self.wildcard.is_empty())
+    }
+}
+
 fn prefix_keys(f: Field, cidrs: Vec<Cidr>) -> Keys {
     if f == Field::ClientIp {
         Keys {
@@ -331,7 +337,13 @@ fn keys_of(e: &Expr, sets: &[ConstSet]) -> Option<Keys> {
             ) => Some(prefix_keys(*f, vec![*c])),
             _ => None,
         },
-        ExprKind::And(a, b) => keys_of(a, sets).or_else(|| keys_of(b, sets)),
+        // Either side is necessary; names are the more selective keys (a
+        // prefix set is often shared by many rules), so they win.
+        ExprKind::And(a, b) => match (keys_of(a, sets), keys_of(b, sets)) {
+            (Some(x), Some(y)) if !x.has_names() && y.has_names() => Some(y),
+            (Some(x), _) => Some(x),
+            (None, y) => y,
+        },
         ExprKind::Or(a, b) => {
             let (mut x, y) = (keys_of(a, sets)?, keys_of(b, sets)?);
             x.exact.extend(y.exact);

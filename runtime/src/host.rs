@@ -242,7 +242,7 @@ pub struct Call {
     plugin: Arc<str>,
     gate: Arc<LogGate>,
     /// The context fields of a compiled policy (filled by the host).
-    pub policy: Option<dnspolicy_compiler::Context>,
+    pub policy: Option<Box<dnspolicy_compiler::Context>>,
     /// The injected variables a compiled policy declares (path, type).
     pub inputs: Arc<[(String, dnspolicy_compiler::Type)]>,
     /// The last whole verdict set (`set_verdict`, `set_value`), kept as it
@@ -307,7 +307,7 @@ impl Call {
             logged: 0,
             plugin,
             gate,
-            policy: Some(ctx.clone()),
+            policy: Some(Box::new(ctx.clone())),
             inputs: Arc::from(Vec::new()),
             verdict: None,
         }

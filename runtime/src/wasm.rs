@@ -1470,7 +1470,7 @@ impl Plugin for WasmPlugin {
         let mut call = Call::new(ctx, self.name.clone(), self.log.gate.clone());
         if self.compiled {
             ctx.fill(self.fields);
-            call.policy = Some(ctx.policy_ctx().clone());
+            call.policy = Some(Box::new(ctx.policy_ctx().clone()));
             call.inputs = self.inputs.clone();
         }
         inst.store.data_mut().call = Some(call);

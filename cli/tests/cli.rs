@@ -302,38 +302,32 @@ fn compiled_backends_agree_with_the_interpreter_on_every_example() {
         text.starts_with("(module") && text.contains("(import \"dnspolicy\" \"get_field\""),
         "{text}"
     );
-    // What the target cannot lower yet is an error with its place.
-    let concat = temp_file("concat.dsl", "then {client.region} + \"-x\"\n");
-    let o = dnspolicy(&[
-        "compile",
-        concat.to_str().expect("utf-8"),
-        "--target",
-        "wasm",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("E0053")
-            && stderr(&o).contains("string concatenation is not supported by the wasm target yet"),
-        "{}",
-        stderr(&o)
+    // What the target cannot lower yet is E0053, with its place.
+    let not_lowered = |file: &str, src: &str, what: &str| {
+        let f = temp_file(file, src);
+        let o = dnspolicy(&[
+            "compile",
+            f.to_str().expect("utf-8"),
+            "--target",
+            "wasm",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("E0053")
+                && err.contains(&format!("{what} is not supported by the wasm target yet")),
+            "{err}"
+        );
+        f
+    };
+    not_lowered(
+        "concat.dsl",
+        "then {client.region} + \"-x\"\n",
+        "string concatenation",
     );
-    let list = temp_file("list.dsl", "then [1, 2]\n");
-    let o = dnspolicy(&[
-        "compile",
-        list.to_str().expect("utf-8"),
-        "--target",
-        "wasm",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("a list verdict is not supported by the wasm target yet"),
-        "{}",
-        stderr(&o)
-    );
+    let list = not_lowered("list.dsl", "then [1, 2]\n", "a list verdict");
     // The JIT leaves such a rule to the interpreter: same verdict.
     let o = dnspolicy(&["eval", list.to_str().expect("utf-8")]);
     assert_eq!(stdout(&o).lines().last(), Some("[1,2]"), "{}", stderr(&o));

@@ -152,6 +152,24 @@ impl RuleIndex {
         out
     }
 
+    /// The candidates for a context: its query name, client address and
+    /// client subnet (each missing when not set), into `out`.
+    pub fn candidates_in(&self, ctx: &crate::context::Context, out: &mut Vec<u32>) {
+        let name = match ctx.get(Field::QueryName) {
+            Some(Value::Name(n)) => Some(&**n),
+            _ => None,
+        };
+        let ip = match ctx.get(Field::ClientIp) {
+            Some(Value::Ip(ip)) => Some(*ip),
+            _ => None,
+        };
+        let subnet = match ctx.get(Field::ClientSubnet) {
+            Some(Value::Cidr(c)) => Some(*c),
+            _ => None,
+        };
+        self.candidates_into(name, ip, subnet, out);
+    }
+
     /// [`RuleIndex::candidates`] into a buffer the caller keeps.
     pub fn candidates_into(
         &self,

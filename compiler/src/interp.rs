@@ -130,26 +130,15 @@ impl Policy {
             trace: traced.then(Trace::default),
         };
         let mut outcome = (None, None);
-        // Only rules the name index says can match are evaluated; skipping
-        // the others cannot change the verdict (their necessary condition
-        // on query.name is false), and it keeps 100 000-rule policies flat.
-        let name = match ctx.get(crate::context::Field::QueryName) {
-            Some(Value::Name(n)) => Some(&**n),
-            _ => None,
-        };
-        let ip = match ctx.get(crate::context::Field::ClientIp) {
-            Some(Value::Ip(ip)) => Some(*ip),
-            _ => None,
-        };
-        let subnet = match ctx.get(crate::context::Field::ClientSubnet) {
-            Some(Value::Cidr(c)) => Some(*c),
-            _ => None,
-        };
-        let candidates: Vec<u32> = if indexed {
-            self.index.candidates(name, ip, subnet)
+        // Only rules the index says can match are evaluated; skipping the
+        // others cannot change the verdict (a necessary condition of theirs
+        // is false), and it keeps 100 000-rule policies flat.
+        let mut candidates = Vec::new();
+        if indexed {
+            self.index.candidates_in(ctx, &mut candidates);
         } else {
-            (0..self.rules.len() as u32).collect()
-        };
+            candidates.extend(0..self.rules.len() as u32);
+        }
         let skipped = self.rules.len() - candidates.len();
         if skipped > 0 {
             it.step(Step::IndexSkipped(skipped));

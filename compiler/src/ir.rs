@@ -391,6 +391,35 @@ pub fn for_each_expr_mut(stmts: &mut [Stmt], f: &mut dyn FnMut(&mut Expr)) {
 }
 
 impl Expr {
+    /// Whether evaluating this expression can give a missing value: it
+    /// reads a field, variable or local, directly or through arithmetic,
+    /// functions or concatenation. Conditions and comparisons never are
+    /// (a missing operand makes them false). Backends use it to skip the
+    /// "missing" branch where none can be taken.
+    pub fn can_be_missing(&self) -> bool {
+        match &self.kind {
+            ExprKind::Field(_) | ExprKind::Input(_) | ExprKind::Local(_) => true,
+            ExprKind::Lit(_)
+            | ExprKind::Not(_)
+            | ExprKind::And(..)
+            | ExprKind::Or(..)
+            | ExprKind::Cmp(..)
+            | ExprKind::InSet { .. }
+            | ExprKind::InExpr { .. }
+            | ExprKind::Matches(..)
+            | ExprKind::StartsWith(..)
+            | ExprKind::EndsWith(..) => false,
+            _ => self.any_child_can_be_missing(),
+        }
+    }
+
+    /// Whether some direct child can give a missing value.
+    pub fn any_child_can_be_missing(&self) -> bool {
+        let mut any = false;
+        self.for_each_child(|c| any |= c.can_be_missing());
+        any
+    }
+
     /// Calls `f` on each direct sub-expression.
     pub fn for_each_child(&self, mut f: impl FnMut(&Expr)) {
         match &self.kind {

@@ -592,27 +592,6 @@ struct Lower<'a, 'b> {
     end: Block,
 }
 
-fn can_miss(e: &Expr) -> bool {
-    match &e.kind {
-        ExprKind::Field(_) | ExprKind::Input(_) | ExprKind::Local(_) => true,
-        ExprKind::Lit(_)
-        | ExprKind::Not(_)
-        | ExprKind::And(..)
-        | ExprKind::Or(..)
-        | ExprKind::Cmp(..)
-        | ExprKind::InSet { .. }
-        | ExprKind::InExpr { .. }
-        | ExprKind::Matches(..)
-        | ExprKind::StartsWith(..)
-        | ExprKind::EndsWith(..) => false,
-        _ => {
-            let mut any = false;
-            e.for_each_child(|c| any |= can_miss(c));
-            any
-        }
-    }
-}
-
 impl Lower<'_, '_> {
     fn konst(&mut self) -> CVal {
         let off = (self.next_k * 8) as i32;
@@ -667,9 +646,7 @@ impl Lower<'_, '_> {
     }
 
     fn maybe_guarded(&mut self, e: &Expr, f: impl FnOnce(&mut Self, Block) -> CVal) -> CVal {
-        let mut any = false;
-        e.for_each_child(|c| any |= can_miss(c));
-        if any {
+        if e.any_child_can_be_missing() {
             self.guarded(f)
         } else {
             let dummy = self.end;
@@ -678,7 +655,7 @@ impl Lower<'_, '_> {
     }
 
     fn cond(&mut self, e: &Expr) -> CVal {
-        if can_miss(e) {
+        if e.can_be_missing() {
             self.guarded(|s, miss| s.value(e, miss))
         } else {
             let end = self.end;
@@ -1255,21 +1232,7 @@ impl JitPolicy {
                 put(FIELD_COUNT + i, v, p);
             }
         }
-        let name = match ctx.get(Field::QueryName) {
-            Some(Value::Name(n)) => Some(&**n),
-            _ => None,
-        };
-        let ip = match ctx.get(Field::ClientIp) {
-            Some(Value::Ip(ip)) => Some(*ip),
-            _ => None,
-        };
-        let subnet = match ctx.get(Field::ClientSubnet) {
-            Some(Value::Cidr(c)) => Some(*c),
-            _ => None,
-        };
-        self.policy
-            .index
-            .candidates_into(name, ip, subnet, &mut p.candidates);
+        self.policy.index.candidates_in(ctx, &mut p.candidates);
     }
 
     /// Evaluates a prepared context; `ctx` is the context it was prepared

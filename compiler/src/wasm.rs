@@ -204,7 +204,35 @@ enum H {
     TblFind,
     NameSetHas,
 }
-const N_HELPERS: u32 = H::NameSetHas as u32 + 1;
+/// Every helper, in function-index order.
+const HELPERS: [H; 25] = [
+    H::MemEq,
+    H::StrEq,
+    H::NamePrefix,
+    H::NameSuffix,
+    H::StrPrefix,
+    H::StrSuffix,
+    H::CidrContains,
+    H::CidrCovers,
+    H::CidrListHasIp,
+    H::CidrListCovers,
+    H::Div,
+    H::Rem,
+    H::FnvByte,
+    H::FnvBytes,
+    H::Finish,
+    H::HashMem,
+    H::HashIpBlob,
+    H::HashCidrBlob,
+    H::HashI64,
+    H::HashBool,
+    H::HashQtype,
+    H::Utf8Len,
+    H::Hash32,
+    H::TblFind,
+    H::NameSetHas,
+];
+const N_HELPERS: u32 = HELPERS.len() as u32;
 
 fn helper(h: H) -> u32 {
     N_IMPORTS + h as u32
@@ -1218,19 +1246,16 @@ impl Emitter<'_> {
         e: &Expr,
         locals: &mut HashMap<u32, (u32, u32)>,
     ) -> Result<(), Unsupported> {
-        if !can_miss(e) {
+        if !e.can_be_missing() {
             return self.value(b, e, 0, locals);
         }
-        self.guarded(b, e, locals, |s, b, miss, locals| {
-            s.value(b, e, miss, locals)
-        })
+        self.guarded(b, locals, |s, b, miss, locals| s.value(b, e, miss, locals))
     }
 
     /// Runs `f` with a "missing" label: its i32 result, or 0 when missing.
     fn guarded(
         &mut self,
         b: &mut Body,
-        _e: &Expr,
         locals: &mut HashMap<u32, (u32, u32)>,
         f: impl FnOnce(
             &mut Self,
@@ -1438,10 +1463,8 @@ impl Emitter<'_> {
             &mut HashMap<u32, (u32, u32)>,
         ) -> Result<(), Unsupported>,
     ) -> Result<(), Unsupported> {
-        let mut any = false;
-        e.for_each_child(|c| any |= can_miss(c));
-        if any {
-            self.guarded(b, e, locals, f)
+        if e.any_child_can_be_missing() {
+            self.guarded(b, locals, f)
         } else {
             f(self, b, 0, locals)
         }
@@ -1606,34 +1629,7 @@ impl Emitter<'_> {
 
     fn helper_fn(&mut self, h: u32) -> (u32, Function) {
         use ValType::{I32, I64};
-        let all = [
-            H::MemEq,
-            H::StrEq,
-            H::NamePrefix,
-            H::NameSuffix,
-            H::StrPrefix,
-            H::StrSuffix,
-            H::CidrContains,
-            H::CidrCovers,
-            H::CidrListHasIp,
-            H::CidrListCovers,
-            H::Div,
-            H::Rem,
-            H::FnvByte,
-            H::FnvBytes,
-            H::Finish,
-            H::HashMem,
-            H::HashIpBlob,
-            H::HashCidrBlob,
-            H::HashI64,
-            H::HashBool,
-            H::HashQtype,
-            H::Utf8Len,
-            H::Hash32,
-            H::TblFind,
-            H::NameSetHas,
-        ];
-        let which = all[h as usize];
+        let which = HELPERS[h as usize];
         let (params, results): (&[ValType], &[ValType]) = match which {
             H::MemEq => (&[I32, I32, I32], &[I32]),
             H::StrEq | H::NamePrefix | H::NameSuffix | H::StrPrefix | H::StrSuffix => {
@@ -1701,28 +1697,6 @@ fn unsupported(e: &Expr, what: &str) -> Unsupported {
     Unsupported {
         span: e.span,
         what: what.to_string(),
-    }
-}
-
-/// Whether evaluating `e` can produce a missing value.
-fn can_miss(e: &Expr) -> bool {
-    match &e.kind {
-        ExprKind::Field(_) | ExprKind::Input(_) | ExprKind::Local(_) => true,
-        ExprKind::Lit(_)
-        | ExprKind::Not(_)
-        | ExprKind::And(..)
-        | ExprKind::Or(..)
-        | ExprKind::Cmp(..)
-        | ExprKind::InSet { .. }
-        | ExprKind::InExpr { .. }
-        | ExprKind::Matches(..)
-        | ExprKind::StartsWith(..)
-        | ExprKind::EndsWith(..) => false,
-        _ => {
-            let mut any = false;
-            e.for_each_child(|c| any |= can_miss(c));
-            any
-        }
     }
 }
 
@@ -2148,22 +2122,19 @@ fn helper_body(h: H, b: &mut Body) {
             }
             b.i(I::Call(helper(H::Finish)));
         }
-        H::HashI64 => {
+        // A scalar is hashed from its bytes, stored at TEMP: tag 2 and 8
+        // bytes for an int, tag 1 and 1 byte for a bool.
+        H::HashI64 | H::HashBool => {
+            let (store, tag, n) = match h {
+                H::HashI64 => (I::I64Store(mem(0, 0)), 2, 8),
+                _ => (I::I32Store8(mem(0, 0)), 1, 1),
+            };
             b.i(I::I32Const(TEMP as i32))
                 .i(I::LocalGet(0))
-                .i(I::I64Store(mem(0, 0)))
-                .i(I::I32Const(2))
+                .i(store)
+                .i(I::I32Const(tag))
                 .i(I::I32Const(TEMP as i32))
-                .i(I::I32Const(8))
-                .i(I::Call(helper(H::HashMem)));
-        }
-        H::HashBool => {
-            b.i(I::I32Const(TEMP as i32))
-                .i(I::LocalGet(0))
-                .i(I::I32Store8(mem(0, 0)))
-                .i(I::I32Const(1))
-                .i(I::I32Const(TEMP as i32))
-                .i(I::I32Const(1))
+                .i(I::I32Const(n))
                 .i(I::Call(helper(H::HashMem)));
         }
         H::HashQtype => {
@@ -2386,4 +2357,16 @@ pub fn validate(wasm: &[u8]) -> Result<(), String> {
 /// The module as text, for inspection (`compile --target wat`).
 pub fn to_wat(wasm: &[u8]) -> Result<String, String> {
     wasmprinter::print_bytes(wasm).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_list_is_in_function_index_order() {
+        for (i, h) in HELPERS.iter().enumerate() {
+            assert_eq!(*h as usize, i);
+        }
+    }
 }

@@ -475,11 +475,6 @@ impl Call {
             None => Decision::Pass,
         }
     }
-
-    /// Whether the call decided anything.
-    pub fn decided(&self) -> bool {
-        self.decision.is_some()
-    }
 }
 
 /// TTLs are 0 to 2^31 - 1 seconds (RFC 2181), as in the language.

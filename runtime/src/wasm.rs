@@ -1299,11 +1299,6 @@ impl WasmPlugin {
         Ok(())
     }
 
-    /// Instances pooled now.
-    pub fn pooled(&self) -> usize {
-        self.pool.lock().map_or(0, |p| p.len())
-    }
-
     /// Drops the pooled instances (they are rebuilt on demand).
     pub fn drain_pool(&self) {
         if let Ok(mut p) = self.pool.lock() {
@@ -1318,7 +1313,6 @@ impl WasmPlugin {
         &self,
         ctx: &dnspolicy_compiler::Context,
     ) -> Result<(Option<dnspolicy_compiler::Verdict>, Option<usize>), String> {
-        let mut inst = self.take()?;
         let mut call = Call::from_context(ctx, self.name.clone(), self.log.gate.clone());
         call.inputs = self.inputs.clone();
         let facts = crate::query::QueryFacts {
@@ -1331,19 +1325,7 @@ impl WasmPlugin {
             dnssec_ok: false,
             recursion_desired: false,
         };
-        let memory = inst.store.data().memory.ok_or("no memory")?;
-        let at = inst.ctx_ptr as usize;
-        let len = memory
-            .data_mut(&mut inst.store)
-            .get_mut(at..at + CTX_CAP)
-            .map(|dst| encode_ctx_into(&facts, dst))
-            .ok_or("context buffer outside memory")?;
-        inst.store.data_mut().call = Some(call);
-        inst.store.set_epoch_deadline(self.ticks());
-        let r = inst
-            .process
-            .call(&mut inst.store, (inst.ctx_ptr, len as i32));
-        let call = inst.store.data_mut().call.take().ok_or("lost the call")?;
+        let (inst, r, call) = self.run(&facts, call)?;
         match r {
             Ok(0) => {
                 self.give_back(inst);
@@ -1356,6 +1338,35 @@ impl WasmPlugin {
             Ok(rc) => Err(format!("process returned {rc}")),
             Err(e) => Err(describe(&e, inst.store.data().over_cap)),
         }
+    }
+}
+
+impl WasmPlugin {
+    /// One `process` call: an instance from the pool, the query written into
+    /// its buffer, `call` in its store for the host functions, and back.
+    /// The caller decides whether the instance returns to the pool.
+    fn run(
+        &self,
+        facts: &crate::query::QueryFacts,
+        call: Call,
+    ) -> Result<(Instance, wasmtime::Result<i32>, Call), String> {
+        let mut inst = self.take()?;
+        let memory = inst.store.data().memory.ok_or("no memory")?;
+        // Written in place: the buffer was checked to lie in memory when
+        // the instance was made, and memory never shrinks.
+        let at = inst.ctx_ptr as usize;
+        let len = memory
+            .data_mut(&mut inst.store)
+            .get_mut(at..at + CTX_CAP)
+            .map(|dst| encode_ctx_into(facts, dst))
+            .ok_or("context buffer outside memory")?;
+        inst.store.data_mut().call = Some(call);
+        inst.store.set_epoch_deadline(self.ticks());
+        let r = inst
+            .process
+            .call(&mut inst.store, (inst.ctx_ptr, len as i32));
+        let call = inst.store.data_mut().call.take().ok_or("lost the call")?;
+        Ok((inst, r, call))
     }
 }
 
@@ -1407,14 +1418,6 @@ fn encode_ctx_into(facts: &crate::query::QueryFacts, dst: &mut [u8]) -> usize {
     16 + qname.len()
 }
 
-/// The query as `process` sees it (see `grammar/WASM-ABI.md`).
-pub fn encode_ctx(facts: &crate::query::QueryFacts, out: &mut Vec<u8>) {
-    out.clear();
-    out.resize(CTX_CAP, 0);
-    let n = encode_ctx_into(facts, out);
-    out.truncate(n);
-}
-
 /// The `dnspolicy.*` custom sections: rule names (`dnspolicy.rules`, one
 /// per line, for per-rule metrics) and, in compiled policies, the fields
 /// read (`dnspolicy.fields`) and injected variables (`dnspolicy.inputs`).
@@ -1453,33 +1456,15 @@ impl Plugin for WasmPlugin {
     }
 
     fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
-        let mut inst = match self.take() {
-            Ok(i) => i,
-            Err(e) => return self.failed(&self.failures.error, &e),
-        };
-        let Some(memory) = inst.store.data().memory else {
-            return self.failed(&self.failures.error, "no memory");
-        };
-        // Written in place: the buffer was checked to lie in memory when
-        // the instance was made, and memory never shrinks.
-        let at = inst.ctx_ptr as usize;
-        let len = match memory.data_mut(&mut inst.store).get_mut(at..at + CTX_CAP) {
-            Some(dst) => encode_ctx_into(ctx.facts, dst),
-            None => return self.failed(&self.failures.error, "context buffer outside memory"),
-        };
         let mut call = Call::new(ctx, self.name.clone(), self.log.gate.clone());
         if self.compiled {
             ctx.fill(self.fields);
             call.policy = Some(Box::new(ctx.policy_ctx().clone()));
             call.inputs = self.inputs.clone();
         }
-        inst.store.data_mut().call = Some(call);
-        inst.store.set_epoch_deadline(self.ticks());
-        let r = inst
-            .process
-            .call(&mut inst.store, (inst.ctx_ptr, len as i32));
-        let Some(mut call) = inst.store.data_mut().call.take() else {
-            return self.failed(&self.failures.error, "lost the call");
+        let (inst, r, mut call) = match self.run(ctx.facts, call) {
+            Ok(x) => x,
+            Err(e) => return self.failed(&self.failures.error, &e),
         };
         ctx.note_fields_read(call.read);
         match r {

@@ -39,6 +39,35 @@ pub fn config() -> Config {
     }
 }
 
+/// The geo redirect every example plugin implements (DSL, Lua, WAT, C):
+/// an ECS client in the example map's CN-BJ network (198.51.100.0/24) gets
+/// CNAME cdn-bj.example.com plus its address with ECS scope 24 (the answer
+/// depended on the client); a client elsewhere gets cdn-global.
+pub async fn assert_geo_split(dns: SocketAddr) {
+    let bj: IpAddr = "198.51.100.0".parse().expect("ip");
+    let r = udp(
+        dns,
+        &with_ecs(query("www.example.com.", RecordType::A), bj, 24),
+    )
+    .await;
+    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
+    assert_eq!(
+        ecs_of(&r).map(|e| e.2),
+        Some(24),
+        "the answer depended on the client: scope 24"
+    );
+    let us: IpAddr = "203.0.113.0".parse().expect("ip");
+    let r = udp(
+        dns,
+        &with_ecs(query("www.example.com.", RecordType::A), us, 24),
+    )
+    .await;
+    assert_eq!(
+        answers(&r),
+        vec!["CNAME cdn-global.example.com.", "192.0.2.20"]
+    );
+}
+
 /// Starts a server with `config` on the current tokio runtime.
 pub async fn start(config: Config) -> TestServer {
     let shared = Shared::from_config(&config).expect("server setup");

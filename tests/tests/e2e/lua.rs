@@ -5,7 +5,6 @@
 use dnspolicy_e2e::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::net::IpAddr;
 
 fn example_lua() -> String {
     std::fs::read_to_string(concat!(
@@ -28,30 +27,7 @@ async fn original_geo_redirect_lua() {
         &[("geo_redirect.lua", &example_lua())],
     ));
     let s = start(c).await;
-    // ECS in the example region map's CN-BJ network.
-    let bj: IpAddr = "198.51.100.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), bj, 24),
-    )
-    .await;
-    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
-    assert_eq!(
-        ecs_of(&r).map(|e| e.2),
-        Some(24),
-        "the answer depended on the client"
-    );
-    // Anyone else.
-    let us: IpAddr = "203.0.113.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), us, 24),
-    )
-    .await;
-    assert_eq!(
-        answers(&r),
-        vec!["CNAME cdn-global.example.com.", "192.0.2.20"]
-    );
+    assert_geo_split(s.dns).await;
     let r = udp(s.dns, &query("www.example.com.", RecordType::A)).await;
     assert_eq!(answers(&r)[1], "192.0.2.20");
 }

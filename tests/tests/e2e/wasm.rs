@@ -4,7 +4,6 @@
 
 use dnspolicy_e2e::*;
 use hickory_proto::rr::RecordType;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 fn example(path: &str) -> PathBuf {
@@ -31,29 +30,7 @@ fn build_c_example(out: &Path) {
 }
 
 async fn assert_geo_redirect(s: &TestServer) {
-    // ECS in the example region map's CN-BJ network.
-    let bj: IpAddr = "198.51.100.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), bj, 24),
-    )
-    .await;
-    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
-    assert_eq!(
-        ecs_of(&r).map(|e| e.2),
-        Some(24),
-        "the answer depended on the client: scope 24"
-    );
-    let us: IpAddr = "203.0.113.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), us, 24),
-    )
-    .await;
-    assert_eq!(
-        answers(&r),
-        vec!["CNAME cdn-global.example.com.", "192.0.2.20"]
-    );
+    assert_geo_split(s.dns).await;
     let r = tcp(s.dns, &query("img.example.com.", RecordType::A)).await;
     assert_eq!(
         answers(&r),
@@ -98,28 +75,7 @@ async fn compiled_dsl_module_is_served() {
     let mut c = config();
     c.plugin_dir = Some(dir);
     let s = start(c).await;
-    let bj: IpAddr = "198.51.100.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), bj, 24),
-    )
-    .await;
-    assert_eq!(answers(&r), vec!["CNAME cdn-bj.example.com.", "192.0.2.10"]);
-    assert_eq!(
-        ecs_of(&r).map(|e| e.2),
-        Some(24),
-        "client-dependent: scope 24"
-    );
-    let us: IpAddr = "203.0.113.0".parse().expect("ip");
-    let r = udp(
-        s.dns,
-        &with_ecs(query("www.example.com.", RecordType::A), us, 24),
-    )
-    .await;
-    assert_eq!(
-        answers(&r),
-        vec!["CNAME cdn-global.example.com.", "192.0.2.20"]
-    );
+    assert_geo_split(s.dns).await;
     // Another name: no rule decides, the zone answers.
     let r = udp(s.dns, &query("cdn-bj.example.com.", RecordType::A)).await;
     assert_eq!(answers(&r), vec!["192.0.2.10"]);

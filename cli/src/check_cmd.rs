@@ -1,11 +1,15 @@
-//! `dnspolicy check FILE...`
+//! `dnspolicy check FILE...`: policies through the compiler's checker;
+//! Lua, WASM and metadata files through the runtime's plugin checks (the
+//! same code that loads them in `serve`). This file only prints.
 
 use crate::output::{plural, print_human, print_json, use_color};
 use crate::{ColorChoice, Format};
 use dnspolicy_compiler::check;
+use dnspolicy_runtime::plugin::check as plugin_check;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[derive(Default)]
 struct FileResult {
     lua: bool,
     wasm: bool,
@@ -14,6 +18,15 @@ struct FileResult {
     warnings: usize,
     rules: usize,
     sets: usize,
+}
+
+impl FileResult {
+    fn with_errors(errors: usize) -> FileResult {
+        FileResult {
+            errors,
+            ..FileResult::default()
+        }
+    }
 }
 
 /// Checks every file; exit 0 when all are clean, 1 on errors, 2 on I/O errors.
@@ -30,7 +43,10 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
                 continue;
             }
             results.extend(check_metadata_beside(path, format, color));
-            let r = check_wasm(path, &name, format, color);
+            let Some(r) = check_wasm(path, &name, format, color) else {
+                io_error = true;
+                continue;
+            };
             if files.len() > 1 {
                 summary_line(&format!("{name}: {}", summary(&r)), format);
             }
@@ -128,126 +144,64 @@ fn check_metadata_beside(
     (r.errors > 0).then_some(r)
 }
 
-/// A metadata file is checked against the shipped JSON Schema; the error
-/// names the offending field's path.
 fn check_metadata(src: &str, name: &str, format: Format, color: bool) -> FileResult {
-    let mut diags = Vec::new();
-    if let Err(reason) = dnspolicy_runtime::plugin::parse_metadata(src) {
-        diags.push(
-            dnspolicy_compiler::Diagnostic::error(
-                "E0051",
-                format!("invalid plugin metadata: {reason}"),
-                dnspolicy_compiler::Span::default(),
-            )
-            .with_label("checked against runtime/schema/plugin.schema.json"),
-        );
-    }
-    match format {
-        Format::Human => print_human(&diags, name, src, color),
-        Format::Json => print_json(&diags, name, src),
-    }
+    let diags = plugin_check::check_metadata(src);
+    report(&diags, name, src, format, color);
     FileResult {
-        lua: false,
-        wasm: false,
         meta: true,
-        errors: diags.len(),
-        warnings: 0,
-        rules: 0,
-        sets: 0,
+        ..FileResult::with_errors(diags.len())
     }
 }
 
-/// A Lua plugin is checked by loading it into a sandboxed state: it must
-/// compile, its top-level code must run within the default limits, and it
-/// must define `apply`. Neither `init` nor `apply` runs.
 fn check_lua(src: &str, name: &str, format: Format, color: bool) -> FileResult {
     let stem = std::path::Path::new(name)
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(name);
-    let mut diags = Vec::new();
-    if let Err(msg) = dnspolicy_runtime::lua::check_script(src, stem) {
-        // Lua reports `NAME:LINE: message`; point at that line.
-        let line: Option<usize> = msg
-            .split(&format!("{stem}:"))
-            .nth(1)
-            .and_then(|rest| rest.split(':').next())
-            .and_then(|n| n.trim().parse().ok());
-        let span = line
-            .map(|l| {
-                let start: usize = src
-                    .split_inclusive('\n')
-                    .take(l.saturating_sub(1))
-                    .map(str::len)
-                    .sum();
-                let len = src[start..].find('\n').unwrap_or(src.len() - start);
-                dnspolicy_compiler::Span::new(start as u32, (start + len) as u32)
-            })
-            .unwrap_or_default();
-        let first = msg.lines().next().unwrap_or(&msg).to_string();
-        diags.push(
-            dnspolicy_compiler::Diagnostic::error("E0050", first, span)
-                .with_label("this Lua plugin would not load"),
-        );
-    }
-    match format {
-        Format::Human => print_human(&diags, name, src, color),
-        Format::Json => print_json(&diags, name, src),
-    }
+    let diags = plugin_check::check_lua(src, stem);
+    report(&diags, name, src, format, color);
     FileResult {
-        errors: diags.len(),
-        warnings: 0,
-        rules: 0,
-        sets: 0,
         lua: true,
-        wasm: false,
-        meta: false,
+        ..FileResult::with_errors(diags.len())
     }
 }
 
-/// A WASM plugin is compiled and checked against the ABI (imports, exports
-/// and their types, size) without being instantiated: nothing of it runs.
-fn check_wasm(path: &std::path::Path, name: &str, format: Format, color: bool) -> FileResult {
-    let mut diags = Vec::new();
-    // The size limit may be raised in the metadata beside the module.
-    let max = std::fs::read_to_string(path.with_extension("yaml"))
-        .ok()
-        .and_then(|t| dnspolicy_runtime::plugin::parse_metadata(&t).ok())
-        .and_then(|m| dnspolicy_runtime::host::Limits::from_metadata(&m.limits).ok())
-        .map_or(dnspolicy_runtime::wasm::MAX_MODULE_BYTES, |l| {
-            l.module_bytes
-        });
-    let result = dnspolicy_runtime::plugin::read_module(path, max)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| dnspolicy_runtime::wasm::check_module(&bytes, max));
-    if let Err(msg) = result {
-        diags.push(
-            dnspolicy_compiler::Diagnostic::error(
-                "E0052",
-                msg,
-                dnspolicy_compiler::Span::default(),
-            )
-            .with_label("this WASM plugin would not load (see grammar/WASM-ABI.md)"),
-        );
-    }
+fn check_wasm(
+    path: &std::path::Path,
+    name: &str,
+    format: Format,
+    color: bool,
+) -> Option<FileResult> {
+    let diags = match plugin_check::check_wasm(path) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return None;
+        }
+    };
     // The text shown under a diagnostic: the source of a .wat, nothing of a binary.
     let src = if path.extension().is_some_and(|e| e == "wat") {
         std::fs::read_to_string(path).unwrap_or_default()
     } else {
         String::new()
     };
-    match format {
-        Format::Human => print_human(&diags, name, &src, color),
-        Format::Json => print_json(&diags, name, &src),
-    }
-    FileResult {
-        errors: diags.len(),
-        warnings: 0,
-        rules: 0,
-        sets: 0,
-        lua: false,
+    report(&diags, name, &src, format, color);
+    Some(FileResult {
         wasm: true,
-        meta: false,
+        ..FileResult::with_errors(diags.len())
+    })
+}
+
+fn report(
+    diags: &[dnspolicy_compiler::Diagnostic],
+    name: &str,
+    src: &str,
+    format: Format,
+    color: bool,
+) {
+    match format {
+        Format::Human => print_human(diags, name, src, color),
+        Format::Json => print_json(diags, name, src),
     }
 }
 
@@ -258,7 +212,7 @@ fn summary(r: &FileResult) -> String {
     if r.wasm && r.errors == 0 {
         return format!(
             "ok: WASM plugin matches ABI version {}",
-            dnspolicy_runtime::wasm::ABI_VERSION
+            dnspolicy_compiler::abi::ABI_VERSION
         );
     }
     if r.meta && r.errors == 0 {

@@ -2,7 +2,7 @@
 
 use crate::output::{plural, print_human, use_color};
 use crate::{CompileArgs, Target};
-use dnspolicy_compiler::{check, Diagnostic};
+use dnspolicy_compiler::check;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -26,7 +26,7 @@ pub fn run(args: &CompileArgs) -> ExitCode {
     };
     if args.target == Target::Clif {
         let rules = policy.rule_count();
-        let jit = match dnspolicy_compiler::jit::JitPolicy::compile(policy, true) {
+        let jit = match dnspolicy_compiler::JitPolicy::compile(policy, true) {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -45,23 +45,20 @@ pub fn run(args: &CompileArgs) -> ExitCode {
         );
         return write_out(args, text.as_bytes(), None);
     }
-    let wasm = match dnspolicy_compiler::wasm::emit(&policy) {
+    let wasm = match dnspolicy_compiler::backend::wasm::emit(&policy) {
         Ok(w) => w,
         Err(u) => {
-            let d = Diagnostic::error("E0053", u.to_string(), u.span).with_label(
-                "the wasm target cannot lower this yet; `dnspolicy serve` runs the policy as it is",
-            );
-            print_human(&[d], &name, &src, color);
+            print_human(&[u.diagnostic()], &name, &src, color);
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = dnspolicy_compiler::wasm::validate(&wasm) {
+    if let Err(e) = dnspolicy_compiler::backend::wasm::validate(&wasm) {
         eprintln!("error: internal: the emitted module does not validate: {e}");
         return ExitCode::from(2);
     }
     let bytes = match args.target {
         Target::Wasm => wasm.clone(),
-        Target::Wat | Target::Clif => match dnspolicy_compiler::wasm::to_wat(&wasm) {
+        Target::Wat | Target::Clif => match dnspolicy_compiler::backend::wasm::to_wat(&wasm) {
             Ok(t) => t.into_bytes(),
             Err(e) => {
                 eprintln!("error: internal: cannot print the module: {e}");
@@ -92,7 +89,7 @@ fn write_out(args: &CompileArgs, bytes: &[u8], rules: Option<usize>) -> ExitCode
             args.output.display(),
             bytes.len(),
             plural(rules, "rule"),
-            1
+            dnspolicy_compiler::abi::ABI_VERSION
         );
     }
     ExitCode::SUCCESS

@@ -5,9 +5,9 @@
 //!
 //! Positions follow LSP's default encoding: 0-based lines, UTF-16 columns.
 
-use dnspolicy_compiler::context::FIELDS;
 use dnspolicy_compiler::diagnostics::Severity;
-use dnspolicy_compiler::lexer::KEYWORDS;
+use dnspolicy_compiler::ir::context::FIELDS;
+use dnspolicy_compiler::syntax::lexer::KEYWORDS;
 use dnspolicy_compiler::{check, Span};
 use lsp_server::{Connection, Message, Notification, Request, Response};
 use serde_json::{json, Value};

@@ -51,9 +51,9 @@ pub struct ServeArgs {
     pub node: Option<String>,
 }
 
-fn config(args: &ServeArgs) -> Result<Config, String> {
+fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut c = match &args.config {
-        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
     if !args.listen.is_empty() {
@@ -75,7 +75,7 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
         c.geoip = args.geoip.clone();
     }
     for u in &args.upstream {
-        c.add_upstream(u).map_err(|e| e.to_string())?;
+        c.add_upstream(u)?;
     }
     if let Some(w) = args.workers {
         c.workers = w;
@@ -151,20 +151,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
             .map_or_else(|| "off".to_string(), |a| a.to_string());
         // One line on stdout that scripts and tests can wait for.
         crate::output::outln(&format!("listening dns={} admin={admin}", dns.join(",")));
-        // SIGHUP reloads the plugin directory, as daemons do.
-        #[cfg(unix)]
-        {
-            let shared = server.shared();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    let s = shared.clone();
-                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
-                }
-            });
+        if let Err(e) = dnspolicy_runtime::reload::signal::reload_on_sighup(server.shared()) {
+            tracing::warn!(error = %e, "SIGHUP will not reload: cannot install the handler");
         }
         let stop = CancellationToken::new();
         let signal_stop = stop.clone();

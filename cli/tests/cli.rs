@@ -434,7 +434,7 @@ fn mistyped_variable_is_missing_with_a_warning() {
     assert!(o.status.success());
     assert_eq!(stdout(&o).trim_end(), "null");
     assert!(
-        stderr(&o).contains("`user.age` is \"20\", which is not of type int"),
+        stderr(&o).contains("`user.age` is \"20\", which is not of type int; treated as missing"),
         "{}",
         stderr(&o)
     );

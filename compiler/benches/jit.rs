@@ -5,7 +5,7 @@
 //!   cargo bench -p dnspolicy-compiler --bench jit
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dnspolicy_compiler::jit::JitPolicy;
+use dnspolicy_compiler::JitPolicy;
 use dnspolicy_compiler::{Context, Field, Value};
 use std::hint::black_box;
 

@@ -4,9 +4,9 @@
 //! (vscode-tmgrammar-test assertions and snapshots of every example) run
 //! here too when its npm packages are installed; CI installs them.
 
-use dnspolicy_compiler::context::ROOTS;
-use dnspolicy_compiler::lexer::KEYWORDS;
-use dnspolicy_compiler::types::QTYPES;
+use dnspolicy_compiler::ir::context::ROOTS;
+use dnspolicy_compiler::ir::types::QTYPES;
+use dnspolicy_compiler::syntax::lexer::KEYWORDS;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

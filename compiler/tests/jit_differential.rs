@@ -9,7 +9,7 @@
 #[path = "support/programs.rs"]
 mod programs;
 
-use dnspolicy_compiler::jit::JitPolicy;
+use dnspolicy_compiler::JitPolicy;
 use dnspolicy_compiler::{check, Context};
 use programs::{context, program};
 use proptest::prelude::*;
@@ -19,7 +19,8 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
     let reference = check(src).policy.expect("valid");
     let jit = JitPolicy::compile(policy, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
     for c in contexts {
-        let ctx = Context::from_json(&reference, c).map_err(TestCaseError::fail)?;
+        let ctx =
+            Context::from_json(&reference, c).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want = reference.eval(&ctx);
         let got = jit.eval(&ctx);
         prop_assert_eq!(

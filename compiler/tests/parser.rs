@@ -1,8 +1,8 @@
 //! Parser tests: the two spellings give one tree, precedence and
 //! associativity, and the shape of the example programs.
 
-use dnspolicy_compiler::ast::{BinOp, ExprKind, Item, Program, StmtKind, UnOp};
-use dnspolicy_compiler::parser::{parse, parse_expr};
+use dnspolicy_compiler::syntax::ast::{BinOp, ExprKind, Item, Program, StmtKind, UnOp};
+use dnspolicy_compiler::syntax::parser::{parse, parse_expr};
 
 fn tree(src: &str) -> Program {
     let (p, diags) = parse(src);
@@ -57,7 +57,7 @@ fn seed_example_shape() {
 }
 
 fn shape(src: &str) -> String {
-    fn go(e: &dnspolicy_compiler::ast::Expr) -> String {
+    fn go(e: &dnspolicy_compiler::syntax::ast::Expr) -> String {
         match &e.kind {
             ExprKind::Binary(op, a, b) => format!("({} {} {})", go(a), op.as_str(), go(b)),
             ExprKind::Unary(UnOp::Not, a) => format!("(!{})", go(a)),

@@ -1,8 +1,8 @@
 //! Property tests: nothing a user can type makes the front end panic, and
 //! every program that checks evaluates without panicking on any context.
 
-use dnspolicy_compiler::context::FIELDS;
-use dnspolicy_compiler::lexer::KEYWORDS;
+use dnspolicy_compiler::ir::context::FIELDS;
+use dnspolicy_compiler::syntax::lexer::KEYWORDS;
 use dnspolicy_compiler::{check, Context};
 use proptest::prelude::*;
 
@@ -109,7 +109,7 @@ proptest! {
         prop_assert!(errors.is_empty(), "{src}\n{errors:?}");
         let policy = checked.policy.expect("no errors, so a policy");
         for c in ctxs {
-            let ctx = Context::from_json(&policy, &c).map_err(TestCaseError::fail)?;
+            let ctx = Context::from_json(&policy, &c).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let a = policy.eval(&ctx);
             let b = policy.eval_traced(&ctx);
             let c = policy.eval_without_index(&ctx);

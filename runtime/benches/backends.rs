@@ -9,10 +9,10 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dnspolicy_compiler::jit::JitPolicy;
+use dnspolicy_compiler::JitPolicy;
 use dnspolicy_compiler::{Context, Field, Policy, Value};
-use dnspolicy_runtime::host::Limits;
-use dnspolicy_runtime::wasm::WasmPlugin;
+use dnspolicy_runtime::plugin::host::Limits;
+use dnspolicy_runtime::plugin::wasm::WasmPlugin;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
@@ -40,7 +40,7 @@ fn context(name: &str, i: usize) -> Context {
 }
 
 fn wasm_of(policy: &Policy) -> (Vec<u8>, WasmPlugin) {
-    let wasm = dnspolicy_compiler::wasm::emit(policy).expect("wasm");
+    let wasm = dnspolicy_compiler::backend::wasm::emit(policy).expect("wasm");
     let plugin = WasmPlugin::load(
         "bench",
         &wasm,
@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
     let src = generate_policy(100_000);
     let policy = dnspolicy_compiler::compile(&src).expect("checks");
     let t = Instant::now();
-    let wasm = dnspolicy_compiler::wasm::emit(&policy).expect("wasm");
+    let wasm = dnspolicy_compiler::backend::wasm::emit(&policy).expect("wasm");
     let emit = t.elapsed();
     let t = Instant::now();
     // Its data (names, the index) outgrows the default 16 MiB memory cap.

@@ -8,12 +8,12 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use dnspolicy_runtime::dns::query::{QueryCtx, QueryFacts};
 use dnspolicy_runtime::geo::Geo;
-use dnspolicy_runtime::host::Limits;
-use dnspolicy_runtime::lua::LuaPlugin;
+use dnspolicy_runtime::plugin::host::Limits;
+use dnspolicy_runtime::plugin::lua::LuaPlugin;
+use dnspolicy_runtime::plugin::wasm::WasmPlugin;
 use dnspolicy_runtime::plugin::{DslPlugin, Plugin};
-use dnspolicy_runtime::query::{QueryCtx, QueryFacts};
-use dnspolicy_runtime::wasm::WasmPlugin;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

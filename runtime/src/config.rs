@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn embedded_examples_are_valid() {
         assert!(dnspolicy_compiler::compile(DEFAULT_POLICY).is_ok());
-        assert!(crate::zone::Zone::parse(DEFAULT_ZONE, "embedded").is_ok());
+        assert!(crate::dns::zone::Zone::parse(DEFAULT_ZONE, "embedded").is_ok());
         let t = crate::geo::CsvTable::parse(DEFAULT_REGIONS, std::path::Path::new("regions.csv"))
             .expect("csv");
         assert_eq!(

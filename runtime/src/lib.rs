@@ -1,30 +1,27 @@
-//! The dnspolicy DNS server: UDP/TCP listeners on tokio, the plugin chain
-//! (compiled policies; Lua and WASM plug into the same [`plugin::Plugin`]
-//! trait), GeoIP, EDNS Client Subnet, a local zone, upstream forwarding and
-//! the admin endpoint.
+//! The dnspolicy DNS server: listeners on tokio, the plugin chain (compiled
+//! policies, Lua and WASM behind one [`plugin::Plugin`] trait), GeoIP, EDNS
+//! Client Subnet, a local zone, upstream forwarding, hot reload and the
+//! admin endpoint.
 //!
-//! The query path: [`server`] receives a packet → parses it (hickory-proto)
-//! and validates ECS ([`ecs`]) → builds the [`query::QueryCtx`] (GeoIP only
-//! if a plugin reads it) → runs the [`plugin::Chain`] → turns the verdict
-//! into a response ([`answer`]) or upstream work ([`upstream`]) → sends.
+//! The query path: [`server`] receives a packet → parses it and validates
+//! ECS ([`dns::ecs`]) → builds the [`dns::query::QueryCtx`] (GeoIP from
+//! [`geo`] only if a plugin reads it) → runs the [`plugin::Chain`] → turns
+//! the verdict into a response ([`dns::answer`]) or upstream work
+//! ([`dns::upstream`]) → sends. [`reload`] rebuilds the chain off that path
+//! and swaps it atomically; [`admin`] serves metrics and state.
+//!
+//! What may depend on what: `server` → `plugin`, `dns`, `reload`, `admin`;
+//! `plugin` → `dns`, `geo`; `dns` → `geo`; `config` and `geo` on nothing
+//! here. Everything may use the compiler crate; it never uses this one.
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod answer;
 pub mod config;
-pub mod ecs;
+pub mod dns;
 pub mod geo;
-pub mod host;
-pub mod lifecycle;
-pub mod lua;
-pub mod metrics;
 pub mod plugin;
-pub mod query;
 pub mod reload;
 pub mod server;
-pub mod upstream;
-pub mod wasm;
-pub mod zone;
 
 pub use config::Config;
 pub use server::{ServeError, Server, Shared};

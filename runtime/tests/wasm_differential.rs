@@ -1,6 +1,6 @@
 //! The WASM backend against the reference interpreter: generated
 //! well-typed programs (the generator the interpreter's own property test
-//! uses), each compiled by `dnspolicy_compiler::wasm::emit`, validated, run
+//! uses), each compiled by `dnspolicy_compiler::backend::wasm::emit`, validated, run
 //! in wasmtime through the plugin host, and evaluated on generated
 //! contexts. The verdict and the deciding rule must be the interpreter's.
 //!
@@ -11,8 +11,8 @@
 mod programs;
 
 use dnspolicy_compiler::{check, Context};
-use dnspolicy_runtime::host::Limits;
-use dnspolicy_runtime::wasm::WasmPlugin;
+use dnspolicy_runtime::plugin::host::Limits;
+use dnspolicy_runtime::plugin::wasm::WasmPlugin;
 use programs::{context, program};
 use proptest::prelude::*;
 use std::path::Path;
@@ -21,9 +21,9 @@ fn module_of(src: &str) -> WasmPlugin {
     let policy = check(src)
         .policy
         .expect("the generator writes valid programs");
-    let wasm = dnspolicy_compiler::wasm::emit(&policy)
+    let wasm = dnspolicy_compiler::backend::wasm::emit(&policy)
         .unwrap_or_else(|u| panic!("{u} at {:?} in\n{src}", u.span));
-    dnspolicy_compiler::wasm::validate(&wasm).expect("the module validates");
+    dnspolicy_compiler::backend::wasm::validate(&wasm).expect("the module validates");
     WasmPlugin::load(
         "diff",
         &wasm,
@@ -38,9 +38,11 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
     let policy = check(src).policy.expect("valid");
     let plugin = module_of(src);
     for c in contexts {
-        let ctx = Context::from_json(&policy, c).map_err(TestCaseError::fail)?;
+        let ctx = Context::from_json(&policy, c).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want = policy.eval(&ctx);
-        let (verdict, rule) = plugin.eval_context(&ctx).map_err(TestCaseError::fail)?;
+        let (verdict, rule) = plugin
+            .eval_context(&ctx)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(
             verdict.as_ref().map(|v| v.to_json()),
             want.verdict.as_ref().map(|v| v.to_json()),

@@ -2,20 +2,35 @@
 //! [`ir::Policy`]. It reports every problem it finds (not just the first)
 //! and never gives a policy when there is an error.
 //!
-//! Split in two: this module walks items, rules, statements and actions;
-//! `expr` types expressions, converts literals and builds constant sets.
+//! This module walks items, rules, statements and actions; expressions are
+//! typed by concern: [`expr`] (entry points and dispatch), `names`
+//! (paths, variables, locals, sets, calls), `literals` (literals that follow
+//! the other side), `operators`, `membership` (`in` and constant sets) and
+//! `infer` (inference of injected variables, coercion, mismatch messages).
+//!
+//! Depends on the syntax layer (it parses) and builds the [`crate::ir`];
+//! never on a backend.
 
 mod expr;
+mod infer;
+mod literals;
+mod membership;
+mod names;
+mod operators;
 
-use crate::ast::{self, ActionKind, Item, StmtKind};
-use crate::context::{FIELDS, ROOTS};
-use crate::diagnostics::{closest, Diagnostic};
-use crate::ir::{self, Action, ConstSet, Expr, ExprKind, Policy, Stmt};
-use crate::parser;
-use crate::span::Span;
-use crate::types::{qtype_from_str, Type, QTYPES};
-use crate::value::Value;
-use std::collections::HashMap;
+use crate::diagnostics::{closest, edit_distance, Diagnostic};
+use crate::ir::context::{Field, FIELDS, ROOTS};
+use crate::ir::types::{canonical_name, qtype_from_str, Cidr, CidrError, Type, QTYPES};
+use crate::ir::value::Value;
+use crate::ir::{
+    self, Action, ArithOp, CmpOp, ConstSet, Expr, ExprKind, Func, NameSet, Policy, Stmt,
+};
+use crate::syntax::ast::{self, ActionKind, BinOp, Item, StmtKind, UnOp};
+use crate::syntax::parser;
+use crate::syntax::span::Span;
+use literals::*;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 /// Default TTL of `answer` and `rewrite` when no `ttl` is given.
 pub const DEFAULT_TTL: i64 = 300;
@@ -244,7 +259,7 @@ impl<'a> Checker<'a> {
         let mut ordered: Vec<ir::Rule> = rules.into_iter().map(|r| r.0).collect();
         ordered.shrink_to_fit();
         let sets = std::mem::take(&mut self.const_sets);
-        let index = crate::index::RuleIndex::build(&ordered, &sets);
+        let index = crate::ir::index::RuleIndex::build(&ordered, &sets);
         Policy {
             rules: ordered,
             inputs: self
@@ -282,7 +297,7 @@ impl<'a> Checker<'a> {
             }
             match item {
                 Item::Const(c) => {
-                    if !expr::is_literal(&c.value) {
+                    if !is_literal(&c.value) {
                         self.error(
                             Diagnostic::error("E0044", format!("the value of const `{name}` is not a literal"), c.value.span)
                                 .with_label("not a literal")
@@ -298,7 +313,7 @@ impl<'a> Checker<'a> {
                     );
                 }
                 Item::Set(s) => {
-                    let ok = matches!(&s.value.kind, ast::ExprKind::List(items) if items.iter().all(expr::is_literal));
+                    let ok = matches!(&s.value.kind, ast::ExprKind::List(items) if items.iter().all(is_literal));
                     if !ok {
                         self.error(
                             Diagnostic::error("E0044", format!("set `{name}` must be a list of literals"), s.value.span)
@@ -605,7 +620,7 @@ impl<'a> Checker<'a> {
                     &format!("answer {mnemonic} needs text data"),
                 );
                 if let ExprKind::Lit(Value::Str(s)) = &e.kind {
-                    if let Some(problem) = expr::rdata_problem(rtype, s) {
+                    if let Some(problem) = rdata_problem(rtype, s) {
                         self.error(
                             Diagnostic::error(
                                 "E0041",

@@ -69,7 +69,7 @@ async fn compiled_dsl_module_is_served() {
     )
     .expect("example");
     let policy = dnspolicy_compiler::check(&src).policy.expect("checks");
-    let wasm = dnspolicy_compiler::wasm::emit(&policy).expect("compiles");
+    let wasm = dnspolicy_compiler::backend::wasm::emit(&policy).expect("compiles");
     let dir = temp_dir("wasm-compiled");
     std::fs::write(dir.join("geo_redirect.wasm"), &wasm).expect("module");
     let mut c = config();

@@ -1,0 +1,452 @@
+//! The rule index: which rules can possibly match a query name, found
+//! without evaluating them.
+//!
+//! A rule is indexed when a condition on `query.name` is *necessary* for it
+//! to decide: its `when` guard, or the condition of an `if` that is its
+//! whole body. Such conditions are `==` a name, `in` a constant name set
+//! (with `*.` wildcards), `ends_with` a name, and `&&`/`||` of them (for
+//! `&&` one indexed side is enough; for `||` both sides must be). Every
+//! other rule is a candidate for every query. With 100 000 suffix rules a
+//! query touches the few whose keys are suffixes of its name.
+
+use crate::ir::context::Field;
+use crate::ir::types::Cidr;
+use crate::ir::value::Value;
+use crate::ir::{CmpOp, ConstSet, Expr, ExprKind, Rule, Stmt};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Name keys a rule can only match under.
+#[derive(Debug, Default)]
+struct Keys {
+    exact: Vec<Arc<str>>,
+    suffix: Vec<Arc<str>>,
+    wildcard: Vec<Arc<str>>,
+    /// Prefixes `client.ip` must be inside.
+    ip: Vec<Cidr>,
+    /// Prefixes that must cover `client.subnet`.
+    subnet: Vec<Cidr>,
+}
+
+/// One key of the index: its kind (1 exact, 2 suffix, 3 wildcard), the
+/// name, and the rules (in evaluation order) it leads to.
+pub type IndexEntry<'a> = (u8, &'a str, &'a [u32]);
+
+/// Rules by the query names they can match.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    exact: HashMap<Arc<str>, Vec<u32>>,
+    suffix: HashMap<Arc<str>, Vec<u32>>,
+    wildcard: HashMap<Arc<str>, Vec<u32>>,
+    /// Rules by a prefix `client.ip` must lie in, and the prefix lengths
+    /// present (per family): a lookup masks the address to each length.
+    ip: HashMap<Cidr, Vec<u32>>,
+    ip_lens: Vec<(bool, u8)>,
+    /// Rules by a prefix that must cover `client.subnet`.
+    subnet: HashMap<Cidr, Vec<u32>>,
+    subnet_lens: Vec<(bool, u8)>,
+    /// Rules reached through a prefix key (backends without the prefix
+    /// lookup run them always).
+    by_prefix: Vec<u32>,
+    always: Vec<u32>,
+    indexed: usize,
+}
+
+impl RuleIndex {
+    /// Builds the index for rules in evaluation order.
+    pub fn build(rules: &[Rule], sets: &[ConstSet]) -> RuleIndex {
+        let mut ix = RuleIndex::default();
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            let keys = r.guard.as_ref().and_then(|g| keys_of(g, sets)).or_else(|| {
+                match r.body.as_slice() {
+                    [Stmt::If {
+                        cond, else_body, ..
+                    }] if else_body.is_empty() => keys_of(cond, sets),
+                    _ => None,
+                }
+            });
+            match keys {
+                None => ix.always.push(i),
+                Some(k) => {
+                    ix.indexed += 1;
+                    for n in k.exact {
+                        ix.exact.entry(n).or_default().push(i);
+                    }
+                    for n in k.suffix {
+                        ix.suffix.entry(n).or_default().push(i);
+                    }
+                    for n in k.wildcard {
+                        ix.wildcard.entry(n).or_default().push(i);
+                    }
+                    if !k.ip.is_empty() || !k.subnet.is_empty() {
+                        ix.by_prefix.push(i);
+                    }
+                    for c in k.ip {
+                        let v = ix.ip.entry(c).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
+                    for c in k.subnet {
+                        let v = ix.subnet.entry(c).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        let lens = |m: &HashMap<Cidr, Vec<u32>>| {
+            let mut l: Vec<(bool, u8)> = m.keys().map(|c| (c.addr.is_ipv4(), c.len)).collect();
+            l.sort_unstable();
+            l.dedup();
+            l
+        };
+        ix.ip_lens = lens(&ix.ip);
+        ix.subnet_lens = lens(&ix.subnet);
+        ix
+    }
+
+    /// The rules that run for every query in a backend that looks up names
+    /// only: [`RuleIndex::entries`]' always-list plus the rules indexed by a
+    /// prefix, in evaluation order.
+    pub fn always_without_prefixes(&self) -> Vec<u32> {
+        let mut v = self.always.clone();
+        v.extend_from_slice(&self.by_prefix);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The index as data, for backends that build their own lookup
+    /// structure: `(kind, key, rules)` with kind 1 = exact name, 2 = suffix
+    /// (the name itself or below it), 3 = wildcard (strictly below), sorted
+    /// by kind and key; and the rules that are candidates for every name.
+    pub fn entries(&self) -> (Vec<IndexEntry<'_>>, &[u32]) {
+        let mut out: Vec<IndexEntry<'_>> = Vec::new();
+        for (kind, map) in [(1, &self.exact), (2, &self.suffix), (3, &self.wildcard)] {
+            out.extend(map.iter().map(|(k, v)| (kind, &**k, v.as_slice())));
+        }
+        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        (out, &self.always)
+    }
+
+    /// Number of rules reached through the index (the others always run).
+    pub fn indexed(&self) -> usize {
+        self.indexed
+    }
+
+    /// The rules that can match a query for `name`, `client.ip` and
+    /// `client.subnet` (`None`: missing, so no rule indexed by it can
+    /// match), in evaluation order.
+    pub fn candidates(
+        &self,
+        name: Option<&str>,
+        ip: Option<IpAddr>,
+        subnet: Option<Cidr>,
+    ) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.candidates_into(name, ip, subnet, &mut out);
+        out
+    }
+
+    /// The candidates for a context: its query name, client address and
+    /// client subnet (each missing when not set), into `out`.
+    pub fn candidates_in(&self, ctx: &crate::ir::context::Context, out: &mut Vec<u32>) {
+        let name = match ctx.get(Field::QueryName) {
+            Some(Value::Name(n)) => Some(&**n),
+            _ => None,
+        };
+        let ip = match ctx.get(Field::ClientIp) {
+            Some(Value::Ip(ip)) => Some(*ip),
+            _ => None,
+        };
+        let subnet = match ctx.get(Field::ClientSubnet) {
+            Some(Value::Cidr(c)) => Some(*c),
+            _ => None,
+        };
+        self.candidates_into(name, ip, subnet, out);
+    }
+
+    /// [`RuleIndex::candidates`] into a buffer the caller keeps.
+    pub fn candidates_into(
+        &self,
+        name: Option<&str>,
+        ip: Option<IpAddr>,
+        subnet: Option<Cidr>,
+        out: &mut Vec<u32>,
+    ) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        let mut merged = false;
+        if let Some(ip) = ip {
+            for &(v4, len) in &self.ip_lens {
+                if v4 == ip.is_ipv4() {
+                    if let Some(v) = self.ip.get(&Cidr::containing(ip, len)) {
+                        out.extend_from_slice(v);
+                        merged = true;
+                    }
+                }
+            }
+        }
+        if let Some(s) = subnet {
+            for &(v4, len) in &self.subnet_lens {
+                if v4 == s.addr.is_ipv4() && len <= s.len {
+                    if let Some(v) = self.subnet.get(&Cidr::containing(s.addr, len)) {
+                        out.extend_from_slice(v);
+                        merged = true;
+                    }
+                }
+            }
+        }
+        if merged && name.is_none() {
+            out.sort_unstable();
+            out.dedup();
+        }
+        if let Some(name) = name {
+            if let Some(v) = self.exact.get(name) {
+                out.extend_from_slice(v);
+            }
+            // name itself, then each strict suffix, then the root.
+            let mut rest = name;
+            let mut strict = false;
+            loop {
+                if let Some(v) = self.suffix.get(rest) {
+                    out.extend_from_slice(v);
+                }
+                if strict {
+                    if let Some(v) = self.wildcard.get(rest) {
+                        out.extend_from_slice(v);
+                    }
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                rest = rest.find('.').map_or("", |i| &rest[i + 1..]);
+                strict = true;
+            }
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+}
+
+/// Which condition put a rule in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexedBy {
+    /// Its `when` guard.
+    Guard,
+    /// The condition of the single `if` (without `else`) that is its body.
+    BodyIf,
+    /// Not indexed: a candidate for every name.
+    Nothing,
+}
+
+/// How [`RuleIndex::build`] indexes `rule`.
+pub fn indexed_by(rule: &Rule, sets: &[ConstSet]) -> IndexedBy {
+    if rule.guard.as_ref().and_then(|g| keys_of(g, sets)).is_some() {
+        return IndexedBy::Guard;
+    }
+    match rule.body.as_slice() {
+        [Stmt::If {
+            cond, else_body, ..
+        }] if else_body.is_empty() && keys_of(cond, sets).is_some() => IndexedBy::BodyIf,
+        _ => IndexedBy::Nothing,
+    }
+}
+
+/// Whether the index's keys for `e` say exactly when `e` holds: a rule
+/// that is a candidate through them needs `e` no more (backends skip it).
+/// True for `==` a name, `in` a name set and `ends_with` a name on
+/// `query.name`, and `||` of such; not for `&&`, whose other side must
+/// still be tested.
+pub fn is_exact_key(e: &Expr, sets: &[ConstSet]) -> bool {
+    match &e.kind {
+        ExprKind::Or(a, b) => is_exact_key(a, sets) && is_exact_key(b, sets),
+        ExprKind::And(..) => false,
+        _ => keys_of(e, sets).is_some(),
+    }
+}
+
+impl Keys {
+    fn has_names(&self) -> bool {
+        !(self.exact.is_empty() && self.suffix.is_empty() && self.wildcard.is_empty())
+    }
+}
+
+fn prefix_keys(f: Field, cidrs: Vec<Cidr>) -> Keys {
+    if f == Field::ClientIp {
+        Keys {
+            ip: cidrs,
+            ..Keys::default()
+        }
+    } else {
+        Keys {
+            subnet: cidrs,
+            ..Keys::default()
+        }
+    }
+}
+
+fn is_qname(e: &Expr) -> bool {
+    matches!(e.kind, ExprKind::Field(Field::QueryName))
+}
+
+fn lit_name(e: &Expr) -> Option<Arc<str>> {
+    match &e.kind {
+        ExprKind::Lit(Value::Name(n)) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+/// The keys under which `e` can be true, if `e` is a necessary name test.
+fn keys_of(e: &Expr, sets: &[ConstSet]) -> Option<Keys> {
+    match &e.kind {
+        ExprKind::Cmp(CmpOp::Eq, a, b) => {
+            let n = if is_qname(a) {
+                lit_name(b)
+            } else if is_qname(b) {
+                lit_name(a)
+            } else {
+                None
+            }?;
+            Some(Keys {
+                exact: vec![n],
+                ..Keys::default()
+            })
+        }
+        ExprKind::InSet {
+            needle,
+            set,
+            negate: false,
+        } if is_qname(needle) => match sets.get(*set as usize)? {
+            ConstSet::Names(ns) => Some(Keys {
+                exact: ns.exact.iter().cloned().collect(),
+                wildcard: ns.wildcards.iter().cloned().collect(),
+                ..Keys::default()
+            }),
+            _ => None,
+        },
+        ExprKind::EndsWith(a, b) if is_qname(a) => Some(Keys {
+            suffix: vec![lit_name(b)?],
+            ..Keys::default()
+        }),
+        // `client.ip` inside, or `client.subnet` covered by, constant prefixes.
+        ExprKind::InSet {
+            needle,
+            set,
+            negate: false,
+        } => match (&needle.kind, sets.get(*set as usize)?) {
+            (ExprKind::Field(f @ (Field::ClientIp | Field::ClientSubnet)), ConstSet::Cidrs(cs)) => {
+                Some(prefix_keys(*f, cs.clone()))
+            }
+            _ => None,
+        },
+        ExprKind::InExpr {
+            needle,
+            haystack,
+            negate: false,
+        } => match (&needle.kind, &haystack.kind) {
+            (
+                ExprKind::Field(f @ (Field::ClientIp | Field::ClientSubnet)),
+                ExprKind::Lit(Value::Cidr(c)),
+            ) => Some(prefix_keys(*f, vec![*c])),
+            _ => None,
+        },
+        // Either side is necessary; names are the more selective keys (a
+        // prefix set is often shared by many rules), so they win.
+        ExprKind::And(a, b) => match (keys_of(a, sets), keys_of(b, sets)) {
+            (Some(x), Some(y)) if !x.has_names() && y.has_names() => Some(y),
+            (Some(x), _) => Some(x),
+            (None, y) => y,
+        },
+        ExprKind::Or(a, b) => {
+            let (mut x, y) = (keys_of(a, sets)?, keys_of(b, sets)?);
+            x.exact.extend(y.exact);
+            x.suffix.extend(y.suffix);
+            x.wildcard.extend(y.wildcard);
+            x.ip.extend(y.ip);
+            x.subnet.extend(y.subnet);
+            Some(x)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile, Context, Field, Value};
+
+    #[test]
+    fn candidates_are_the_matching_rules() {
+        let p = compile(
+            r#"
+            rule a when {query.name} == "www.example.com" { then 1 }
+            rule b when {query.name} ends_with "example.com" { then 2 }
+            rule c { if {query.name} in ["*.tracker.test", "ads.test"] { then 3 } }
+            rule d when {query.name} == "x.test" || {query.name} ends_with "y.test" { then 4 }
+            rule e when {client.asn} == 1 && {query.name} == "z.test" { then 5 }
+            rule f { if {client.asn} == 7 { then 6 } }
+            "#,
+        )
+        .expect("checks");
+        assert_eq!(p.index.indexed(), 5);
+        let names = |n: Option<&str>| -> Vec<String> {
+            p.index
+                .candidates(n, None, None)
+                .iter()
+                .map(|&i| p.rules[i as usize].name.clone())
+                .collect()
+        };
+        assert_eq!(names(Some("www.example.com")), ["a", "b", "f"]);
+        assert_eq!(names(Some("example.com")), ["b", "f"]);
+        assert_eq!(names(Some("a.b.tracker.test")), ["c", "f"]);
+        assert_eq!(names(Some("tracker.test")), ["f"]);
+        assert_eq!(names(Some("q.y.test")), ["d", "f"]);
+        assert_eq!(names(Some("z.test")), ["e", "f"]);
+        assert_eq!(names(None), ["f"]);
+        let mut ctx = Context::default();
+        ctx.set(Field::QueryName, Value::Name("ads.test".into()));
+        assert_eq!(
+            p.eval(&ctx).verdict.map(|v| v.to_json()),
+            Some(serde_json::json!(3))
+        );
+    }
+
+    #[test]
+    fn prefix_keys_find_rules_by_client_address() {
+        let p = compile(
+            r#"
+            set nets = [10.1.0.0/16, 2001:db8::/32]
+            rule a when {client.ip} in nets { then 1 }
+            rule b { if {client.subnet} in 192.0.2.0/24 { then 2 } }
+            rule c when {client.ip} in 10.1.2.0/23 || {query.name} == "x.test" { then 3 }
+            rule d { then 4 }
+            "#,
+        )
+        .expect("checks");
+        assert_eq!(p.index.indexed(), 3);
+        let names = |n: Option<&str>, ip: Option<&str>, s: Option<&str>| -> Vec<String> {
+            p.index
+                .candidates(
+                    n,
+                    ip.map(|i| i.parse().expect("ip")),
+                    s.map(|c| c.parse().expect("cidr")),
+                )
+                .iter()
+                .map(|&i| p.rules[i as usize].name.clone())
+                .collect()
+        };
+        assert_eq!(names(None, Some("10.1.3.4"), None), ["a", "c", "d"]);
+        assert_eq!(names(None, Some("10.1.200.4"), None), ["a", "d"]);
+        assert_eq!(names(None, Some("2001:db8::1"), None), ["a", "d"]);
+        assert_eq!(names(None, Some("192.0.2.1"), None), ["d"]);
+        // A /24 subnet is covered by 192.0.2.0/24; a /16 is not.
+        assert_eq!(names(None, None, Some("192.0.2.0/24")), ["b", "d"]);
+        assert_eq!(names(None, None, Some("192.0.0.0/16")), ["d"]);
+        assert_eq!(names(Some("x.test"), None, None), ["c", "d"]);
+        assert_eq!(names(None, None, None), ["d"]);
+    }
+}

@@ -1,0 +1,244 @@
+//! Run-time values and verdicts, shared by every backend.
+
+use crate::ir::types::{qtype_to_string, Cidr, Type};
+use serde_json::{json, Value as Json};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A value of the language at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// `bool`
+    Bool(bool),
+    /// `int`
+    Int(i64),
+    /// `string`
+    Str(Arc<str>),
+    /// `name`, always canonical (lowercase, no trailing dot).
+    Name(Arc<str>),
+    /// `ip`
+    Ip(IpAddr),
+    /// `cidr`
+    Cidr(Cidr),
+    /// `qtype`, by number.
+    Qtype(u16),
+    /// `[T]`
+    List(Arc<[Value]>),
+}
+
+impl Value {
+    /// The value's static type (a list's element type is taken from its
+    /// first element; an empty list is `[_]`).
+    pub fn ty(&self) -> Type {
+        match self {
+            Value::Bool(_) => Type::Bool,
+            Value::Int(_) => Type::Int,
+            Value::Str(_) => Type::String,
+            Value::Name(_) => Type::Name,
+            Value::Ip(_) => Type::Ip,
+            Value::Cidr(_) => Type::Cidr,
+            Value::Qtype(_) => Type::Qtype,
+            Value::List(items) => {
+                Type::List(Box::new(items.first().map_or(Type::Unknown, Value::ty)))
+            }
+        }
+    }
+
+    /// The value as JSON: numbers and booleans as themselves, everything
+    /// else in its presentation form as a string, lists as arrays.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Bool(b) => json!(b),
+            Value::Int(i) => json!(i),
+            Value::List(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            other => Json::String(other.to_string()),
+        }
+    }
+
+    /// Converts a JSON value to a value of type `ty` (used for injected
+    /// variables). Returns `None` when the JSON does not fit the type.
+    pub fn from_json(j: &Json, ty: &Type) -> Option<Value> {
+        Some(match (ty, j) {
+            (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
+            (Type::Int, Json::Number(n)) => Value::Int(n.as_i64()?),
+            (Type::String, Json::String(s)) => Value::Str(s.as_str().into()),
+            (Type::Name, Json::String(s)) => {
+                Value::Name(crate::ir::types::canonical_name(s).ok()?.into())
+            }
+            (Type::Ip, Json::String(s)) => Value::Ip(s.parse().ok()?),
+            (Type::Cidr, Json::String(s)) => Value::Cidr(s.parse().ok()?),
+            (Type::Qtype, Json::String(s)) => Value::Qtype(crate::ir::types::qtype_from_str(s)?),
+            (Type::List(t), Json::Array(items)) => Value::List(
+                items
+                    .iter()
+                    .map(|i| Value::from_json(i, t))
+                    .collect::<Option<Vec<_>>>()?
+                    .into(),
+            ),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Str(s) => f.write_str(s),
+            Value::Name(n) if n.is_empty() => f.write_str("."),
+            Value::Name(n) => f.write_str(n),
+            Value::Ip(ip) => write!(f, "{ip}"),
+            Value::Cidr(c) => write!(f, "{c}"),
+            Value::Qtype(q) => f.write_str(&qtype_to_string(*q)),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+/// What a policy decided for one query. `None` from an evaluation means no
+/// rule decided (the query goes on to the next plugin or the default).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// A plain value for the caller (`then "VIP"`).
+    Value(Value),
+    /// Answer with these records.
+    Answer {
+        /// Record type number.
+        rtype: u16,
+        /// Record data, one value per record.
+        data: Vec<Value>,
+        /// TTL in seconds.
+        ttl: u32,
+    },
+    /// Answer with `qname CNAME target` plus the target's records.
+    Rewrite {
+        /// Canonical target name.
+        target: String,
+        /// TTL in seconds.
+        ttl: u32,
+    },
+    /// Forward to an upstream pool.
+    Forward {
+        /// The pool's name.
+        pool: String,
+    },
+    /// NXDOMAIN.
+    Nxdomain,
+    /// NOERROR with no answer.
+    Nodata,
+    /// REFUSED.
+    Refuse,
+    /// SERVFAIL.
+    Servfail,
+    /// No response at all.
+    Drop,
+    /// An empty response with TC set, so the client retries over TCP.
+    Truncate,
+    /// Stop this policy without deciding; the next plugin gets the query.
+    Pass,
+}
+
+impl Verdict {
+    /// The action keyword (`rewrite`, `answer`, ...), or `value`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Verdict::Value(_) => "value",
+            Verdict::Answer { .. } => "answer",
+            Verdict::Rewrite { .. } => "rewrite",
+            Verdict::Forward { .. } => "forward",
+            Verdict::Nxdomain => "nxdomain",
+            Verdict::Nodata => "nodata",
+            Verdict::Refuse => "refuse",
+            Verdict::Servfail => "servfail",
+            Verdict::Drop => "drop",
+            Verdict::Truncate => "truncate",
+            Verdict::Pass => "pass",
+        }
+    }
+
+    /// The verdict as JSON: a value verdict as the value itself, an action
+    /// as `{"action": ..., fields...}`.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Verdict::Value(v) => v.to_json(),
+            Verdict::Answer { rtype, data, ttl } => json!({
+                "action": "answer",
+                "type": qtype_to_string(*rtype),
+                "data": data.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                "ttl": ttl,
+            }),
+            Verdict::Rewrite { target, ttl } => {
+                json!({"action": "rewrite", "target": target, "ttl": ttl})
+            }
+            Verdict::Forward { pool } => json!({"action": "forward", "pool": pool}),
+            other => json!({"action": other.action()}),
+        }
+    }
+
+    /// Reads a verdict back from [`Verdict::to_json`]'s form (the form a
+    /// compiled WASM policy hands to its host). Value verdicts come back as
+    /// strings, ints and bools: their static type is not in the JSON.
+    pub fn from_json(j: &Json) -> Option<Verdict> {
+        let Some(obj) = j.as_object() else {
+            return Some(Verdict::Value(match j {
+                Json::Bool(b) => Value::Bool(*b),
+                Json::Number(n) => Value::Int(n.as_i64()?),
+                Json::String(s) => Value::Str(s.as_str().into()),
+                _ => return None,
+            }));
+        };
+        let ttl = || -> Option<u32> { u32::try_from(obj.get("ttl")?.as_u64()?).ok() };
+        let text = |k: &str| obj.get(k).and_then(Json::as_str);
+        Some(match text("action")? {
+            "answer" => {
+                let rtype = crate::ir::types::qtype_from_str(text("type")?)?;
+                let data = obj
+                    .get("data")?
+                    .as_array()?
+                    .iter()
+                    .map(|d| {
+                        let s = d.as_str()?;
+                        Some(match rtype {
+                            1 | 28 => Value::Ip(s.parse().ok()?),
+                            5 | 2 | 12 => {
+                                Value::Name(crate::ir::types::canonical_name(s).ok()?.into())
+                            }
+                            _ => Value::Str(s.into()),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Verdict::Answer {
+                    rtype,
+                    data,
+                    ttl: ttl()?,
+                }
+            }
+            "rewrite" => Verdict::Rewrite {
+                target: crate::ir::types::canonical_name(text("target")?).ok()?,
+                ttl: ttl()?,
+            },
+            "forward" => Verdict::Forward {
+                pool: text("pool")?.to_string(),
+            },
+            "nxdomain" => Verdict::Nxdomain,
+            "nodata" => Verdict::Nodata,
+            "refuse" => Verdict::Refuse,
+            "servfail" => Verdict::Servfail,
+            "drop" => Verdict::Drop,
+            "truncate" => Verdict::Truncate,
+            "pass" => Verdict::Pass,
+            _ => return None,
+        })
+    }
+}

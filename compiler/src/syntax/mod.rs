@@ -1,0 +1,12 @@
+//! The front end's syntax layer: source text → tokens ([`lexer`], logos) →
+//! syntax tree ([`parser`], LALRPOP from `grammar/dnspolicy.lalrpop`;
+//! [`ast`]). Positions are byte [`span`]s.
+//!
+//! Depends on nothing but [`crate::diagnostics`] (to report errors) and the
+//! scalar types of [`crate::ir::types`] (addresses and prefixes are parsed
+//! while lexing).
+
+pub mod ast;
+pub mod lexer;
+pub mod parser;
+pub mod span;

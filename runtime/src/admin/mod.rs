@@ -1,0 +1,269 @@
+//! The admin HTTP endpoint: Prometheus `/metrics`, `/healthz`, and
+//! `/plugins` (JSON: name, kind, version, state, priority, per-rule counts),
+//! and `POST /reload`; [`metrics`] holds the query-path counters.
+//!
+//! Reads the server's shared state; the query path never waits on it.
+
+pub mod metrics;
+
+use crate::admin::metrics::label;
+use crate::server::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves admin requests until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    if req.method() == Method::POST && req.uri().path() == "/reload" {
+                        // Building a chain can take a second: not on this thread.
+                        let r = tokio::task::spawn_blocking(move || shared.reload()).await;
+                        return Ok::<_, Infallible>(reload_response(r.unwrap_or_else(|e| {
+                            Err(crate::reload::ReloadError::Panicked(e.to_string()))
+                        })));
+                    }
+                    Ok::<_, Infallible>(route(&shared, req.method(), req.uri().path()))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn reload_response(
+    r: Result<crate::reload::Reloaded, crate::reload::ReloadError>,
+) -> Response<Full<Bytes>> {
+    match r {
+        Ok(r) => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({ "result": "ok", "plugins": r.plugins, "took_ms": r.took.as_millis() as u64 })
+                .to_string(),
+        ),
+        Err(e) => respond(
+            StatusCode::CONFLICT,
+            "application/json",
+            serde_json::json!({ "result": "failed", "error": e.to_string() }).to_string(),
+        ),
+    }
+}
+
+fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    match (method, path) {
+        (&Method::GET, "/metrics") => {
+            respond(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared))
+        }
+        (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/plugins") => respond(StatusCode::OK, "application/json", plugins(shared)),
+        (_, "/metrics" | "/healthz" | "/plugins" | "/reload") => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz, /plugins\n".into(),
+        ),
+    }
+}
+
+fn file_name(p: &std::path::Path, fallback: &str) -> String {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .map_or_else(|| fallback.to_string(), str::to_string)
+}
+
+/// The Prometheus exposition.
+pub fn metrics(shared: &Shared) -> String {
+    let mut out = String::with_capacity(8192);
+    shared.metrics.render(&mut out);
+    let chain = shared.chain.load();
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugins Plugins in the chain, by state."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugins gauge");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugins{{state=\"loaded\"}} {}",
+        chain.plugins.len()
+    );
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugins{{state=\"failed\"}} {}",
+        chain.failed.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_load_failed Plugin files that failed to load or were refused (see /plugins for why)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_load_failed gauge");
+    for f in &chain.failed {
+        let file = file_name(&f.path, "plugin");
+        let _ = writeln!(
+            out,
+            "dnspolicy_plugin_load_failed{{plugin=\"{}\"}} 1",
+            label(&file)
+        );
+    }
+    let r = &shared.reloads;
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_reload_total Plugin chain reloads, by result."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_reload_total counter");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_reload_total{{result=\"ok\"}} {}",
+        r.ok.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_reload_total{{result=\"failed\"}} {}",
+        r.failed.load(Relaxed)
+    );
+    let _ = writeln!(out, "# HELP dnspolicy_plugin_load_duration_seconds How long the last reload took to build its chain.");
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_load_duration_seconds gauge");
+    let _ = writeln!(
+        out,
+        "dnspolicy_plugin_load_duration_seconds {}",
+        r.last_duration_us.load(Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_queries_total Queries each plugin decided."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_queries_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        let _ = writeln!(
+            out,
+            "dnspolicy_plugin_queries_total{{plugin=\"{}\",kind=\"{}\"}} {}",
+            label(&file),
+            p.plugin.kind(),
+            p.stats.decided.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_failures_total Plugin calls that failed (script error, instruction budget, memory cap)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_failures_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        for (reason, n) in p.plugin.failures() {
+            let _ = writeln!(
+                out,
+                "dnspolicy_plugin_failures_total{{plugin=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&file)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_rule_queries_total Queries each rule decided (id = file:rule)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_rule_queries_total counter");
+    for p in &chain.plugins {
+        let file = file_name(&p.path, p.plugin.name());
+        for (name, c) in p.plugin.rule_names().iter().zip(&p.stats.rules) {
+            let _ = writeln!(
+                out,
+                "dnspolicy_rule_queries_total{{id=\"{}:{}\",plugin=\"{}\",rule=\"{}\"}} {}",
+                label(&file),
+                label(name),
+                label(&file),
+                label(name),
+                c.load(Relaxed)
+            );
+        }
+    }
+    out
+}
+
+/// The `/plugins` document.
+pub fn plugins(shared: &Shared) -> String {
+    let chain = shared.chain.load();
+    let mut list = Vec::new();
+    for p in &chain.plugins {
+        let rules: serde_json::Map<String, serde_json::Value> = p
+            .plugin
+            .rule_names()
+            .iter()
+            .zip(&p.stats.rules)
+            .map(|(n, c)| (n.clone(), serde_json::json!(c.load(Relaxed))))
+            .collect();
+        list.push(serde_json::json!({
+            "name": p.plugin.name(),
+            "kind": p.plugin.kind(),
+            "version": p.version,
+            "state": "loaded",
+            "priority": p.priority,
+            "file": file_name(&p.path, "embedded"),
+            "queries": p.stats.decided.load(Relaxed),
+            "rules": rules,
+        }));
+    }
+    for f in &chain.failed {
+        let kind = match f.path.extension().and_then(|e| e.to_str()) {
+            Some("dsl") => "dsl",
+            Some("lua") => "lua",
+            _ => "wasm",
+        };
+        list.push(serde_json::json!({
+            "name": f.path.file_stem().and_then(|s| s.to_str()).unwrap_or(""),
+            "kind": kind,
+            "version": "",
+            "state": "failed",
+            "file": file_name(&f.path, ""),
+            "error": f.error,
+        }));
+    }
+    // A refused reload leaves the old plugins listed; say why beside them.
+    let last_error = shared
+        .reloads
+        .last_error
+        .lock()
+        .ok()
+        .and_then(|e| e.clone());
+    if let Some(err) = last_error {
+        for entry in &mut list {
+            entry["last_reload_error"] = serde_json::Value::String(err.clone());
+        }
+    }
+    serde_json::Value::Array(list).to_string()
+}

@@ -1,0 +1,471 @@
+//! Lua plugins: LuaJIT (built from source by mlua) behind the [`Plugin`]
+//! trait, in a sandbox.
+//!
+//! A script defines `apply(ctx)` and optionally `init(config)` and
+//! `destroy()`. Each plugin keeps a pool of Lua states; a state serves one
+//! query at a time and is never shared between threads at once, so scripts
+//! may keep state in globals, per state (see `docs/lua-plugins.md`).
+//!
+//! The sandbox: only base (without load/loadstring/dofile/loadfile/
+//! collectgarbage/getfenv/setfenv/newproxy/coroutine), string (without
+//! dump), table, math and os.time/os.clock are reachable; io, os.execute,
+//! require/package, debug, jit and ffi are not loaded or are removed; the
+//! string metatable is hidden; only text chunks load. Each state has a
+//! memory cap (its allocator refuses past it) and each `apply` an
+//! instruction budget (a count hook). LuaJIT's JIT compiler is off in
+//! plugin states: compiled traces never call hooks, so a budget could not
+//! stop a compiled `while true do end`.
+
+use crate::dns::query::QueryCtx;
+use crate::plugin::pool::Pool;
+use crate::plugin::{Decision, Plugin, PluginError};
+use dnspolicy_compiler::ir::types::qtype_to_string;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, UserData, UserDataMethods, VmState};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use crate::plugin::host::Limits;
+use crate::plugin::host::{rtype, Call, Failures};
+
+/// A Lua script that cannot be a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LuaError {
+    /// The sandbox could not be set up (a host fault, not the script's).
+    #[error("cannot set up the Lua sandbox: {0}")]
+    Sandbox(String),
+    /// The script does not compile, or its top-level code fails; `line` is
+    /// where, when Lua says.
+    #[error("{message}")]
+    Script {
+        /// Lua's message (`NAME:LINE: ...`).
+        message: String,
+        /// The 1-based line it names.
+        line: Option<u32>,
+    },
+    /// No global function `apply`.
+    #[error("the script does not define `apply(ctx)`")]
+    NoApply,
+    /// `init(config)` failed.
+    #[error("init failed: {0}")]
+    Init(String),
+}
+
+impl LuaError {
+    /// A script error, with the line Lua names after `chunk:`.
+    fn script(e: &mlua::Error, chunk: &str) -> LuaError {
+        let message = e.to_string();
+        let line = message
+            .split(&format!("{chunk}:"))
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.trim().parse().ok());
+        LuaError::Script { message, line }
+    }
+}
+
+fn sandbox(e: mlua::Error) -> LuaError {
+    LuaError::Sandbox(e.to_string())
+}
+
+/// One Lua state with its budget counter.
+struct State {
+    lua: Lua,
+    apply: Function,
+    used: Arc<AtomicU64>,
+    clock: Arc<Deadline>,
+}
+
+/// When the current call started, against a fixed base (atomics only, so
+/// the hook can read it without locks).
+struct Deadline {
+    base: std::time::Instant,
+    started_ns: AtomicU64,
+    limit_ns: u64,
+}
+
+impl Deadline {
+    fn start(&self) {
+        self.started_ns
+            .store(self.base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn passed(&self) -> bool {
+        let now = self.base.elapsed().as_nanos() as u64;
+        now.saturating_sub(self.started_ns.load(Ordering::Relaxed)) > self.limit_ns
+    }
+}
+
+/// A sandboxed Lua script as a plugin.
+pub struct LuaPlugin {
+    name: String,
+    label: Arc<str>,
+    gate: Arc<crate::plugin::host::LogGate>,
+    src: Arc<str>,
+    path: PathBuf,
+    limits: Limits,
+    config: serde_json::Value,
+    pool: Pool<State>,
+    failures: Failures,
+}
+
+const HOOK_EVERY: u32 = 1000;
+
+/// Builds a sandboxed state with the script loaded (not yet `init`ed).
+fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, LuaError> {
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::OS | StdLib::JIT,
+        LuaOptions::new(),
+    )
+    .map_err(sandbox)?;
+    let used = Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(Deadline {
+        base: std::time::Instant::now(),
+        started_ns: AtomicU64::new(0),
+        limit_ns: limits.deadline.as_nanos() as u64,
+    });
+    clock.start();
+    let (probe, probe_clock, budget) = (used.clone(), clock.clone(), limits.instructions);
+    // The sandbox keeps this in a local: pcall/xpcall re-raise once the
+    // budget is spent, so a script cannot catch the error and loop on.
+    let over = lua
+        .create_function(move |_, ()| {
+            Ok(probe.load(Ordering::Relaxed) >= budget || probe_clock.passed())
+        })
+        .map_err(sandbox)?;
+    lua.globals()
+        .set("__dnspolicy_over_budget", over)
+        .map_err(sandbox)?;
+    lua.load(SANDBOX)
+        .set_name("=sandbox")
+        .exec()
+        .map_err(sandbox)?;
+    lua.set_memory_limit(limits.memory).map_err(sandbox)?;
+    let (counter, hook_clock) = (used.clone(), clock.clone());
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |_, _| {
+            if counter.fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed) >= budget
+                || hook_clock.passed()
+            {
+                return Err(mlua::Error::runtime("instruction budget exceeded"));
+            }
+            Ok(VmState::Continue)
+        },
+    )
+    .map_err(sandbox)?;
+    // Top-level code runs under the budget too (it is counted from zero).
+    lua.load(src)
+        .set_name(format!("={chunk_name}"))
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .exec()
+        .map_err(|e| LuaError::script(&e, chunk_name))?;
+    let apply: Function = match lua.globals().get::<mlua::Value>("apply").map_err(sandbox)? {
+        mlua::Value::Function(f) => f,
+        _ => return Err(LuaError::NoApply),
+    };
+    Ok(State {
+        lua,
+        apply,
+        used,
+        clock,
+    })
+}
+
+/// Strips the global environment to the sandbox. Runs once per state,
+/// before any plugin code.
+const SANDBOX: &str = r#"
+if jit then jit.off(); jit.flush() end
+local over = __dnspolicy_over_budget
+__dnspolicy_over_budget = nil
+local raw_pcall, raw_xpcall = pcall, xpcall
+local function pass(...)
+  if over() then error("instruction budget exceeded", 0) end
+  return ...
+end
+pcall = function(...) return pass(raw_pcall(...)) end
+xpcall = function(...) return pass(raw_xpcall(...)) end
+-- C functions that call back into Lua nest on the native stack, where no
+-- Lua limit applies: bound how deep such callbacks may nest.
+local unpack_, maxn = unpack, table.maxn
+local depth = 0
+local function nested(f)
+  return function(...)
+    if depth >= 8 then error("callbacks nested too deep", 0) end
+    depth = depth + 1
+    local r = { raw_pcall(f, ...) }
+    depth = depth - 1
+    if not r[1] then error(r[2], 0) end
+    if over() then error("instruction budget exceeded", 0) end
+    return unpack_(r, 2, maxn(r))
+  end
+end
+-- Pattern matching backtracks inside one C call, out of the budget's
+-- reach: bound the subject and the number of repetition items.
+local sub = string.sub
+local function pattern_ok(s, p, plain)
+  if plain then return end
+  if type(s) == "string" and #s > 1024 then error("pattern subject longer than 1024 bytes", 0) end
+  if type(p) ~= "string" then return end
+  local q, i, n = 0, 1, #p
+  while i <= n do
+    local c = sub(p, i, i)
+    if c == "%" then
+      i = i + 2
+    else
+      if c == "*" or c == "+" or c == "-" or c == "?" then q = q + 1 end
+      i = i + 1
+    end
+  end
+  if q > 3 then error("pattern with more than 3 repetition items", 0) end
+end
+local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
+string.find = function(s, p, init, plain) pattern_ok(s, p, plain) return find(s, p, init, plain) end
+string.match = function(s, p, init) pattern_ok(s, p) return match(s, p, init) end
+string.gmatch = function(s, p) pattern_ok(s, p) return gmatch(s, p) end
+string.gsub = nested(function(s, p, r, n) pattern_ok(s, p) return gsub(s, p, r, n) end)
+string.format = nested(string.format)
+table.sort = nested(table.sort)
+table.foreach, table.foreachi = nil, nil
+tostring = nested(tostring)
+local string_mt = getmetatable("")
+string_mt.__metatable = false
+string.dump = nil
+local time, clock = os.time, os.clock
+os = { time = nested(time), clock = clock }
+for _, name in ipairs({ "load", "loadstring", "dofile", "loadfile", "require", "module", "package",
+    "collectgarbage", "getfenv", "setfenv", "newproxy", "coroutine", "debug", "io", "jit", "ffi", "print", "gcinfo" }) do
+  _G[name] = nil
+end
+"#;
+
+/// Checks a script without serving it: it must compile as text, its
+/// top-level code must run in the sandbox within the default limits, and it
+/// must define `apply`.
+pub fn check_script(src: &str, name: &str) -> Result<(), LuaError> {
+    new_state(src, name, &Limits::default()).map(|_| ())
+}
+
+impl LuaPlugin {
+    /// Loads and checks a script; `init(config)` runs in each state made.
+    pub fn load(
+        name: &str,
+        src: &str,
+        path: &Path,
+        limits: Limits,
+        config: &serde_json::Value,
+    ) -> Result<LuaPlugin, PluginError> {
+        let p = LuaPlugin {
+            name: name.to_string(),
+            label: name.into(),
+            gate: crate::plugin::host::LogGate::new(),
+            src: src.into(),
+            path: path.to_path_buf(),
+            limits,
+            config: config.clone(),
+            pool: Pool::new(),
+            failures: Failures::default(),
+        };
+        // Make the first state now, so a broken script fails at load time.
+        let state = p.make_state().map_err(|source| PluginError::Lua {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        p.pool.put(state);
+        Ok(p)
+    }
+
+    fn make_state(&self) -> Result<State, LuaError> {
+        let chunk = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&self.name)
+            .to_string();
+        let state = new_state(&self.src, &chunk, &self.limits)?;
+        if let Ok(mlua::Value::Function(init)) = state.lua.globals().get::<mlua::Value>("init") {
+            let cfg = mlua::LuaSerdeExt::to_value(&state.lua, &self.config).map_err(sandbox)?;
+            state.used.store(0, Ordering::Relaxed);
+            init.call::<()>(cfg)
+                .map_err(|e| LuaError::Init(e.to_string()))?;
+        }
+        Ok(state)
+    }
+
+    fn take_state(&self) -> Option<State> {
+        match self.pool.take_or(|| self.make_state()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(plugin = %self.name, error = %e, "cannot make a Lua state");
+                None
+            }
+        }
+    }
+
+    fn give_back(&self, state: State) {
+        self.pool.put(state);
+    }
+
+    fn failed(&self, what: &str, e: &mlua::Error) -> Decision {
+        let text = e.to_string();
+        let counter = if text.contains("instruction budget exceeded")
+            || text.contains("callbacks nested too deep")
+        {
+            &self.failures.budget
+        } else if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
+            &self.failures.memory
+        } else {
+            &self.failures.error
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.name, error = %text.lines().next().unwrap_or(""), "{what} failed");
+        self.limits.on_failure()
+    }
+}
+
+impl Plugin for LuaPlugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "lua"
+    }
+
+    fn init(&mut self, _config: &serde_json::Value) -> Result<(), PluginError> {
+        // `init(config)` already ran in the first state (and runs in each new one).
+        Ok(())
+    }
+
+    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
+        let Some(state) = self.take_state() else {
+            return self.failed("apply", &mlua::Error::runtime("no Lua state"));
+        };
+        // LuaJIT collects no garbage on an allocation failure: collect now
+        // rather than fail a script that holds half its cap.
+        if state.lua.used_memory() > self.limits.memory / 2 {
+            state.lua.gc_collect().ok();
+        }
+        let mut call = LuaCall(Call::new(ctx, self.label.clone(), self.gate.clone()));
+        state.used.store(0, Ordering::Relaxed);
+        state.clock.start();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.lua.scope(|scope| {
+                let ud = scope.create_userdata_ref_mut(&mut call)?;
+                state.apply.call::<()>(ud)
+            })
+        }))
+        .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")));
+        ctx.note_fields_read(call.0.read);
+        match result {
+            Ok(()) => {
+                self.give_back(state);
+                call.0.finish()
+            }
+            Err(e) => {
+                let d = self.failed("apply", &e);
+                // Reclaim what the aborted call left; a state still near its
+                // cap is dropped and a fresh one made next time.
+                state.lua.gc_collect().ok();
+                if state.lua.used_memory() < self.limits.memory / 2 {
+                    self.give_back(state);
+                }
+                d
+            }
+        }
+    }
+
+    fn destroy(&mut self) {
+        let states = self.pool.drain_mut();
+        for s in states {
+            if let Ok(mlua::Value::Function(f)) = s.lua.globals().get::<mlua::Value>("destroy") {
+                s.used.store(0, Ordering::Relaxed);
+                if let Err(e) = f.call::<()>(()) {
+                    tracing::warn!(plugin = %self.name, error = %e, "destroy failed");
+                }
+            }
+        }
+    }
+
+    fn failures(&self) -> Vec<(&'static str, u64)> {
+        self.failures.report(false)
+    }
+}
+
+/// A Lua error from a host-side refusal.
+fn lua_err(e: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(e)
+}
+
+fn parse_ip(ip: Option<String>) -> mlua::Result<Option<IpAddr>> {
+    ip.map(|s| {
+        s.parse::<IpAddr>()
+            .map_err(|_| mlua::Error::runtime(format!("`{s}` is not an IP address")))
+    })
+    .transpose()
+}
+
+/// The `ctx` a script's `apply` gets: the shared host call, in Lua.
+struct LuaCall(Call);
+
+impl UserData for LuaCall {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method_mut("get_client_ip", |_, c, ()| Ok(c.0.client_ip().to_string()));
+        m.add_method_mut("get_ecs", |_, c, ()| {
+            Ok(c.0.ecs().map(|(ip, len)| format!("{ip}/{len}")))
+        });
+        m.add_method("get_source_ip", |_, c, ()| Ok(c.0.client.to_string()));
+        m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.to_string()));
+        m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.0.qtype)));
+        m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
+            Ok(c.0.geo_of(parse_ip(ip)?).region.to_string())
+        });
+        m.add_method_mut("lookup_geo_country", |_, c, ip: Option<String>| {
+            Ok(c.0.geo_of(parse_ip(ip)?).country.to_string())
+        });
+        m.add_method_mut("lookup_geo_city", |_, c, ip: Option<String>| {
+            Ok(c.0.geo_of(parse_ip(ip)?).city.to_string())
+        });
+        m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<String>| {
+            Ok(c.0.geo_of(parse_ip(ip)?).asn)
+        });
+        m.add_method_mut(
+            "set_answer",
+            |_, c, (target, t, ttl): (String, Option<String>, Option<u32>)| {
+                let t = t.map(|t| rtype(&t)).transpose().map_err(lua_err)?;
+                c.0.set_answer(&target, t, ttl.unwrap_or(300))
+                    .map_err(lua_err)
+            },
+        );
+        m.add_method_mut(
+            "add_record",
+            |_, c, (name, t, rdata, ttl): (String, String, String, Option<u32>)| {
+                let t = rtype(&t).map_err(lua_err)?;
+                c.0.add_record(&name, t, &rdata, ttl.unwrap_or(300))
+                    .map_err(lua_err)
+            },
+        );
+        m.add_method_mut("set_rcode", |_, c, rcode: String| {
+            c.0.set_rcode(&rcode).map_err(lua_err)
+        });
+        m.add_method_mut("drop", |_, c, ()| {
+            c.0.drop_query();
+            Ok(())
+        });
+        m.add_method_mut("truncate", |_, c, ()| {
+            c.0.truncate();
+            Ok(())
+        });
+        m.add_method_mut("forward", |_, c, pool: String| {
+            c.0.forward(&pool);
+            Ok(())
+        });
+        m.add_method_mut("log", |_, c, (level, msg): (String, String)| {
+            c.0.log("lua", &level, &msg);
+            Ok(())
+        });
+        // No injected variables reach the server yet: every lookup is nil.
+        m.add_method("get_var", |_, _, _path: String| Ok(mlua::Value::Nil));
+    }
+}

@@ -1,0 +1,115 @@
+//! The plugin contract and the plugin chain.
+//!
+//! Every plugin, whatever it is written in, has one lifecycle: `init(config)`
+//! once per load, `apply(ctx)` per query, `destroy()` once on unload. Compiled
+//! DSL policies are the first kind ([`DslPlugin`]); Lua and WASM plugins
+//! implement the same trait.
+
+pub mod chain;
+pub mod check;
+pub mod dsl;
+pub mod host;
+pub mod load;
+pub mod lua;
+pub mod metadata;
+pub mod pool;
+pub mod wasm;
+
+pub use chain::{Chain, Failed, Loaded, PluginStats};
+pub use dsl::DslPlugin;
+pub use load::{is_plugin_file, load_file, read_module};
+pub use metadata::{parse_metadata, Metadata, METADATA_SCHEMA};
+
+use crate::dns::query::QueryCtx;
+use dnspolicy_compiler::Verdict;
+use std::path::PathBuf;
+
+/// What a plugin decided for one query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// No decision: the next plugin gets the query.
+    Pass,
+    /// This verdict answers the query. `rule` names what decided, for
+    /// metrics and logs (a rule name, or the plugin's own label).
+    Decide {
+        /// What to do.
+        verdict: Verdict,
+        /// Index into [`Plugin::rule_names`] of the deciding rule.
+        rule: Option<usize>,
+    },
+    /// Answer with exactly these records (a script's `add_record`).
+    Records(Vec<hickory_proto::rr::Record>),
+}
+
+/// A plugin failed to load or initialise.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The source does not compile or check; the text holds the rendered diagnostics.
+    #[error("{path} does not check:\n{diagnostics}")]
+    Check {
+        /// The file.
+        path: PathBuf,
+        /// Rendered diagnostics.
+        diagnostics: String,
+    },
+    /// The metadata file is invalid.
+    #[error("{}: invalid metadata: {source}", path.display())]
+    Metadata {
+        /// The metadata file.
+        path: PathBuf,
+        /// What is wrong.
+        source: metadata::MetadataError,
+    },
+    /// A Lua script that cannot be a plugin: it does not load, its
+    /// top-level code or `init` fails, or it defines no `apply`.
+    #[error("{}: {source}", path.display())]
+    Lua {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: lua::LuaError,
+    },
+    /// A WASM module that cannot be a plugin: it does not compile, breaks
+    /// the ABI, or fails to start.
+    #[error("{}: {source}", path.display())]
+    Wasm {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the import, export or step.
+        source: wasm::WasmError,
+    },
+}
+
+/// The plugin contract. `init` and `destroy` are called once per load and
+/// unload of the plugin; a plugin that keeps several interpreter states
+/// (Lua) runs the script's own `init` in each state it makes.
+pub trait Plugin: Send + Sync {
+    /// The plugin's name (its file name without extension, or from metadata).
+    fn name(&self) -> &str;
+    /// `dsl`, `lua` or `wasm`.
+    fn kind(&self) -> &'static str;
+    /// Called once after loading, with the `config` of the metadata file
+    /// (`null` when absent).
+    fn init(&mut self, config: &serde_json::Value) -> Result<(), PluginError>;
+    /// Decides for one query.
+    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision;
+    /// Called once when the plugin is unloaded.
+    fn destroy(&mut self);
+    /// Names of the plugin's rules, for per-rule metrics (may be empty).
+    fn rule_names(&self) -> &[String] {
+        &[]
+    }
+    /// Failures so far, by reason (`error`, `budget`, `memory`), for
+    /// `/metrics`. Plugins that cannot fail report none.
+    fn failures(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// Context fields the plugin reads (bits of [`dnspolicy_compiler::Field`]);
+    /// the server fills only what some plugin needs. All by default.
+    fn fields_used(&self) -> u32 {
+        u32::MAX
+    }
+}

@@ -1,0 +1,153 @@
+//! Reloading the plugin chain while the server answers.
+//!
+//! A reload builds the whole new chain off the query path (every plugin
+//! compiled, checked and `init`ed), then swaps it in with one atomic
+//! pointer store. Queries in flight finish on the chain they started with;
+//! the old plugins get `destroy` when the last of them is done. If any file
+//! of the directory fails to load, nothing changes: the old chain keeps
+//! serving and the error is reported (log, `/metrics`, `/plugins`).
+//!
+//! Triggers: `POST /reload` on the admin endpoint, SIGHUP ([`signal`]), and
+//! with `--enable-hot-reload` a watcher on the plugin directory
+//! ([`watcher`]; debounced, so an editor's or `cp`'s several writes become
+//! one reload). [`lifecycle`] is the plugin state table every load and
+//! unload steps through.
+
+pub mod lifecycle;
+pub mod signal;
+pub mod watcher;
+
+pub use watcher::watch;
+
+use crate::plugin::Chain;
+use crate::server::Shared;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Reload counters.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads that went live.
+    pub ok: AtomicU64,
+    /// Reloads refused (the old chain kept serving).
+    pub failed: AtomicU64,
+    /// Duration of the last reload attempt, in microseconds.
+    pub last_duration_us: AtomicU64,
+    /// Why the last reload failed (cleared by a successful one).
+    pub last_error: Mutex<Option<String>>,
+    /// Serialises reloads.
+    lock: Mutex<()>,
+}
+
+/// A reload that did not go live: the old chain keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The server runs the embedded example, which has no directory.
+    #[error("no --plugin-dir: the embedded example is not reloadable")]
+    NoDirectory,
+    /// The plugin directory cannot be listed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Plugins that failed to load, each with its error.
+    #[error("{}", .0.join("\n"))]
+    Plugins(Vec<String>),
+    /// Another reload panicked while holding the reload lock.
+    #[error("reload lock poisoned")]
+    Poisoned,
+    /// The reload itself panicked (a bug); nothing was swapped.
+    #[error("the reload panicked: {0}")]
+    Panicked(String),
+}
+
+/// The outcome of a reload.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// Plugins in the new chain.
+    pub plugins: usize,
+    /// How long building it took.
+    pub took: Duration,
+}
+
+impl Shared {
+    /// Rebuilds the chain from the plugin directory and swaps it in.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self
+            .reloads
+            .lock
+            .lock()
+            .map_err(|_| ReloadError::Poisoned)?;
+        let start = Instant::now();
+        let result = self.build_and_swap();
+        let took = start.elapsed();
+        self.reloads
+            .last_duration_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(n) => {
+                self.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .reloads
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                tracing::info!(
+                    plugins = n,
+                    took_ms = took.as_millis() as u64,
+                    "plugin chain reloaded"
+                );
+            }
+            Err(err) => {
+                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .reloads
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err.to_string());
+                tracing::error!(error = %err, "reload refused; the previous plugins keep serving");
+            }
+        }
+        result.map(|plugins| Reloaded { plugins, took })
+    }
+
+    fn build_and_swap(&self) -> Result<usize, ReloadError> {
+        let dir = self.plugin_dir.as_deref().ok_or(ReloadError::NoDirectory)?;
+        let chain = Chain::load_dir(dir).map_err(|source| ReloadError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        if !chain.failed.is_empty() {
+            let why: Vec<String> = chain.failed.iter().map(|f| f.error.clone()).collect();
+            return Err(ReloadError::Plugins(why));
+        }
+        let n = chain.plugins.len();
+        let _span = tracing::info_span!("plugin.swap", plugins = n).entered();
+        // One atomic store: a query sees the old chain or the new one, whole.
+        let old = self.chain.swap(Arc::new(chain));
+        retire(old);
+        Ok(n)
+    }
+}
+
+/// Drops an old chain off the query path: waits (bounded) until the queries
+/// still holding it are done, so its plugins' `destroy` never runs on a DNS
+/// worker thread.
+fn retire(old: Arc<Chain>) {
+    let spawned = std::thread::Builder::new()
+        .name("dnspolicy-retire".into())
+        .spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            while Arc::strong_count(&old) > 1 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(old);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to retire the old chain");
+    }
+}

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// GeoIP source: a MaxMind .mmdb or a `cidr,country,region` .csv (repeatable; first wins per field).
     #[arg(long, value_name = "FILE")]
     pub geoip: Vec<PathBuf>,
-    /// Upstream server: ADDR[:PORT] for pool `default`, or POOL=ADDR[:PORT] (repeatable).
+    /// Upstream server: `ADDR[:PORT]` for pool `default`, or `POOL=ADDR[:PORT]` (repeatable).
     #[arg(long, value_name = "[POOL=]ADDR")]
     pub upstream: Vec<String>,
     /// Reload plugins when the plugin directory changes.

@@ -225,3 +225,98 @@ pub async fn http(admin: SocketAddr, method: &str, path: &str) -> (String, Strin
         body.to_string(),
     )
 }
+
+/// Whether the command-line tool `name` is on `PATH`. Outside CI a missing
+/// tool skips the test that needs it, with a note naming the Debian
+/// `package`; under `CI=true` it fails the test instead, because CI (and the
+/// README's test command, `scripts/test`) installs every tool: a missing
+/// one is a broken set-up, never a pass.
+pub fn have_tool(name: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let p = dir.join(name);
+            p.is_file()
+                && std::fs::metadata(&p)
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+                    .unwrap_or(false)
+        })
+    });
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{name}` is not installed (Debian package {package}); CI must install it"
+        );
+        eprintln!("`{name}` is not installed (Debian package {package}): skipped; `scripts/test` installs it");
+    }
+    found
+}
+
+/// The server's log lines as they happen, so a test can wait for a
+/// plugin's own signal (a `ctx:log` line) instead of sleeping and hoping.
+pub struct LogTap {
+    lines: std::sync::Mutex<Vec<String>>,
+    added: std::sync::Condvar,
+}
+
+impl LogTap {
+    /// Waits until a line containing `needle` has been logged, up to
+    /// `timeout`; whether it was.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if lines.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = self
+                .added
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+struct TapLayer(&'static LogTap);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TapLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let mut lines = self.0.lines.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a long test binary logs a lot; waits look at recent lines.
+        if lines.len() >= 20_000 {
+            lines.drain(..10_000);
+        }
+        lines.push(m.0);
+        self.0.added.notify_all();
+    }
+}
+
+/// The process-wide log tap (installed as the global subscriber on first
+/// use; every server started in this test binary logs into it).
+pub fn log_tap() -> &'static LogTap {
+    static TAP: std::sync::OnceLock<&'static LogTap> = std::sync::OnceLock::new();
+    TAP.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let tap: &'static LogTap = Box::leak(Box::new(LogTap {
+            lines: std::sync::Mutex::new(Vec::new()),
+            added: std::sync::Condvar::new(),
+        }));
+        let subscriber = tracing_subscriber::registry().with(TapLayer(tap));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        tap
+    })
+}

@@ -3,7 +3,7 @@
 //! and never gives a policy when there is an error.
 //!
 //! This module walks items, rules, statements and actions; expressions are
-//! typed by concern: [`expr`] (entry points and dispatch), `names`
+//! typed by concern: `expr` (entry points and dispatch), `names`
 //! (paths, variables, locals, sets, calls), `literals` (literals that follow
 //! the other side), `operators`, `membership` (`in` and constant sets) and
 //! `infer` (inference of injected variables, coercion, mismatch messages).

@@ -1,13 +1,20 @@
-//! The rule index: which rules can possibly match a query name, found
-//! without evaluating them.
+//! The rule index: which rules can possibly decide a query, found without
+//! evaluating them.
 //!
-//! A rule is indexed when a condition on `query.name` is *necessary* for it
-//! to decide: its `when` guard, or the condition of an `if` that is its
-//! whole body. Such conditions are `==` a name, `in` a constant name set
-//! (with `*.` wildcards), `ends_with` a name, and `&&`/`||` of them (for
-//! `&&` one indexed side is enough; for `||` both sides must be). Every
-//! other rule is a candidate for every query. With 100 000 suffix rules a
-//! query touches the few whose keys are suffixes of its name.
+//! A rule is indexed when a condition it cannot decide without (its `when`
+//! guard, or the condition of an `if` that is its whole body) is a key:
+//!
+//! - on `query.name`: `==` a name, `in` a constant name set (with `*.`
+//!   wildcards), `ends_with` a name; looked up exactly, by each suffix of
+//!   the query name, and by wildcard parents;
+//! - on the client: `client.ip in` / `client.subnet in` constant prefixes,
+//!   looked up by hashing the address per prefix length.
+//!
+//! `&&` of keys is indexed by one side (the name side wins: it is more
+//! selective), `||` only when both sides are. Every other rule is a
+//! candidate for every query. With 100 000 suffix rules a query touches the
+//! few whose keys are suffixes of its name; a property test checks that the
+//! index never changes a verdict.
 
 use crate::ir::context::Field;
 use crate::ir::types::Cidr;

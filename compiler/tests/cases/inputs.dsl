@@ -1,5 +1,6 @@
 # Injected variables: declared list types, dynamic lists, inferred types,
 # and values of the wrong type count as missing.
+# wasm: not lowered: `in` over a run-time list
 # eval: {"user.groups": ["ops", "admin"], "user.tier": "gold"} => "admin"
 # eval: {"user.groups": ["ops"], "user.tier": "gold", "user.alt": "gold"} => "dyn"
 # eval: {"user.groups": [], "user.target": "alt.example.com"} => {"action":"rewrite","target":"alt.example.com","ttl":60}

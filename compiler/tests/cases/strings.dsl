@@ -1,5 +1,6 @@
 # Strings: matches is an unanchored search; starts_with/ends_with are plain
 # on strings; + joins strings; lower and len.
+# wasm: not lowered: string concatenation
 # eval: {"client.city": "Beijing"} => "beijing-8"
 # eval: {"client.city": "Xian"} => "Xian!"
 # eval: {"client.city": "NEW YORK"} => "matched"

@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: Prometheus `/metrics`, `/healthz`, and
 //! `/plugins` (JSON: name, kind, version, state, priority, per-rule counts),
-//! and `POST /reload`; [`metrics`] holds the query-path counters.
+//! and `POST /reload`; [`mod@metrics`] holds the query-path counters.
 //!
 //! Reads the server's shared state; the query path never waits on it.
 

@@ -3,6 +3,8 @@
 //! scope prefix reports). Sources: MaxMind DB files (memory-mapped,
 //! verified at load) and operators' own CSV tables (`cidr,country,region`).
 //! Several sources can be stacked; the first to know a field wins.
+//!
+//! Depends on nothing else in the runtime: the query context asks it.
 
 use dnspolicy_compiler::ir::types::CidrError;
 use dnspolicy_compiler::Cidr;

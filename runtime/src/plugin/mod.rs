@@ -4,6 +4,15 @@
 //! once per load, `apply(ctx)` per query, `destroy()` once on unload. Compiled
 //! DSL policies are the first kind ([`DslPlugin`]); Lua and WASM plugins
 //! implement the same trait.
+//!
+//! Here: the trait and [`Decision`]; the [`chain`] of loaded plugins;
+//! [`load`]ing a file with its [`metadata`]; [`host`], the per-call view of
+//! a query that Lua and WASM decide through (one API, two languages);
+//! [`pool`], the instances those two keep; the kinds ([`dsl`], [`lua`],
+//! [`wasm`]); and [`check`], what `dnspolicy check` says of plugin files.
+//!
+//! Depends on [`crate::dns`] (the query context, answers) and
+//! [`crate::geo`]; never on the server, reload or admin.
 
 pub mod chain;
 pub mod check;

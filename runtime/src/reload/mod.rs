@@ -12,6 +12,9 @@
 //! ([`watcher`]; debounced, so an editor's or `cp`'s several writes become
 //! one reload). [`lifecycle`] is the plugin state table every load and
 //! unload steps through.
+//!
+//! Depends on the plugin loader and the server's shared state (it swaps
+//! the chain there); the query path never waits on it.
 
 pub mod lifecycle;
 pub mod signal;

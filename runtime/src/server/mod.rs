@@ -1,6 +1,6 @@
 //! The DNS server: binding (UDP sockets per worker with SO_REUSEPORT, TCP,
 //! admin), running until shutdown, and the shared state. Files:
-//! [`shared`] (what workers share), `udp` (batched workers), `tcp`
+//! `shared` (what workers share), `udp` (batched workers), `tcp`
 //! (connections), `pipeline` (one query: parse → decide → build, and the
 //! upstream jobs).
 //!

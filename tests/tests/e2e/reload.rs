@@ -114,19 +114,34 @@ async fn queries_see_whole_versions_during_reloads() {
     c.plugin_dir = Some(dir.clone());
     let s = start(c).await;
     let dns = s.dns;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let answered = std::sync::Arc::new(AtomicU64::new(0));
+    let (flag, count) = (stop.clone(), answered.clone());
     // A bounded stream of queries while versions change underneath.
     let stream = tokio::spawn(async move {
         let mut seen = std::collections::BTreeMap::new();
         let mut n = 0;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+        while !flag.load(Relaxed) && n < 20_000 {
             let r = udp(dns, &query("v.test.", RecordType::A)).await;
             *seen.entry(answers(&r).join(",")).or_insert(0) += 1;
+            count.fetch_add(1, Relaxed);
             n += 1;
         }
         seen
     });
+    // Each version stays until the stream has been answered by it twice
+    // (bounded), so both good versions are certainly served.
+    let served_twice = |from: u64| {
+        let answered = answered.clone();
+        async move {
+            let t0 = Instant::now();
+            while answered.load(Relaxed) < from + 2 && t0.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    served_twice(0).await;
     // 52 rewrites: A, B and two broken versions (a syntax error, a WASM
     // module without `process`), 13 each.
     for i in 0..52 {
@@ -142,9 +157,9 @@ async fn queries_see_whole_versions_during_reloads() {
         .expect("write");
         let _ = http(s.admin, "POST", "/reload").await;
         let _ = std::fs::remove_file(dir.join("p.wat"));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        served_twice(answered.load(Relaxed)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Relaxed);
     let seen = stream.await.expect("stream");
     let total: u32 = seen.values().sum();
     assert!(total > 200, "{seen:?}");
@@ -154,6 +169,10 @@ async fn queries_see_whole_versions_during_reloads() {
             "only whole versions A or B answer: {seen:?}"
         );
     }
+    assert!(
+        seen.contains_key("192.0.2.1") && seen.contains_key("192.0.2.2"),
+        "both versions were served: {seen:?}"
+    );
     let (_, metrics) = http_get(s.admin, "/metrics").await;
     assert!(
         metrics.contains("dnspolicy_plugin_reload_total{result=\"ok\"} 26"),
@@ -168,7 +187,8 @@ async fn queries_see_whole_versions_during_reloads() {
 /// A query that started on the old chain finishes on it, after the swap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_query_finishes_on_the_old_chain() {
-    let slow = "function apply(ctx)\n  local t = os.clock()\n  while os.clock() - t < 0.4 do end\n  ctx:set_answer('192.0.2.1', 'A', 5)\nend\n";
+    // The old version says when it has started, then takes its time.
+    let slow = "function apply(ctx)\n  ctx:log('info', 'in-flight query started')\n  local t = os.clock()\n  while os.clock() - t < 0.4 do end\n  ctx:set_answer('192.0.2.1', 'A', 5)\nend\n";
     let dir = plugin_dir(
         "inflight",
         &[
@@ -182,11 +202,19 @@ async fn in_flight_query_finishes_on_the_old_chain() {
     let mut c = config();
     c.plugin_dir = Some(dir.clone());
     c.workers = 2;
+    let tap = log_tap();
     let s = start(c).await;
     let dns = s.dns;
     let in_flight =
         tokio::spawn(async move { answers(&udp(dns, &query("v.test.", RecordType::A)).await) });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The signal comes from inside the old version's `apply`.
+    let started = tokio::task::spawn_blocking(move || {
+        tap.wait_for("in-flight query started", Duration::from_secs(5))
+    });
+    assert!(
+        started.await.expect("wait"),
+        "the slow plugin never started"
+    );
     std::fs::write(
         dir.join("p.lua"),
         "function apply(ctx) ctx:set_answer('192.0.2.2', 'A', 5) end\n",

@@ -27,8 +27,8 @@
 //! lowering does not cover (list values other than the right side of `in`)
 //! is evaluated by the reference interpreter, in its place in the order.
 //!
-//! Files: [`abi`] (the context compiled code reads), [`helpers`] (Rust
-//! functions it calls), [`plan`] (shapes and constants), [`lower`] (IR).
+//! Files: `abi` (the context compiled code reads), `helpers` (Rust
+//! functions it calls), `plan` (shapes and constants), `lower` (IR).
 //! `unsafe` lives in this file (calling and freeing compiled code) and in
 //! `abi` and `helpers` (the raw pointers of the calling convention).
 #![allow(unsafe_code)]

@@ -51,8 +51,6 @@ pub(super) fn hash32(kind: u32, bytes: &[u8]) -> u32 {
     h
 }
 
-/// The ID `get_field` takes for a context field (its slot) and for an
-
 impl Emitter<'_> {
     /// Builds the lookup table: the rule index (kinds 1-3) and every name
     /// set (kinds 16 + 2k exact, 17 + 2k wildcard).

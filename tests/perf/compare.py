@@ -58,3 +58,18 @@ if len(kinds) > 1:
         ratio = lambda a, b: f"{q[a] / q[b]:.2f}" if q.get(a) and q.get(b) else "-"
         print(f"| {setting} | " + " | ".join("-" if q[k] is None else f"{q[k]:,.0f}" for k in kinds)
               + f" | {ratio('wasm-geo', 'lua-geo')} | {ratio('wasm-geo', 'geo')} |")
+
+# This build against a baseline build (BASELINE_BIN), same run.
+base = sorted({sc[len("baseline-"):] for (sc, _) in runs if sc.startswith("baseline-")})
+if base:
+    print()
+    print("| scenario | setting | this build QPS | p99 us | baseline QPS | p99 us | this / baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for scen in base:
+        for setting in sorted({s for (sc, s) in runs if sc == f"baseline-{scen}"}):
+            a = runs.get((f"dnspolicy-{scen}", setting), [])
+            b = runs.get((f"baseline-{scen}", setting), [])
+            qa, qb = med(a, "qps"), med(b, "qps")
+            f = lambda v: "-" if v is None else f"{v:,.0f}"
+            r = f"{qa / qb:.2f}" if qa and qb else "-"
+            print(f"| {scen} | {setting} | {f(qa)} | {f(med(a, 'p99_us'))} | {f(qb)} | {f(med(b, 'p99_us'))} | {r} |")

@@ -8,8 +8,10 @@
 #
 # Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
 # dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
-# DNSDIST=0 to skip the peer. Prints a table of median QPS, p99 latency,
-# lost queries and the ratio dnspolicy / dnsdist per scenario and setting.
+# DNSDIST=0 to skip the peer, BASELINE_BIN=path/to/an/older/dnspolicy to
+# run that build too, in the same run (e.g. before/after a change). Prints a
+# table of median QPS, p99 latency, lost queries and the ratio dnspolicy /
+# dnsdist per scenario and setting (and this build / the baseline).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 KIT="${KIT:-$ROOT/../shared/bench}"
@@ -37,19 +39,26 @@ DP_PORT="${DP_PORT:-25310}"
 mkdir -p "$RESULTS_DIR/logs"
 
 run_dnspolicy() {  # scenario qfile probe want [extra serve flags...]
-  local scen="$1" qf="$2" probe="$3" want="$4"; shift 4
+  run_build dnspolicy "$BIN" "$@"
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    run_build baseline "$BASELINE_BIN" "$@"
+  fi
+}
+
+run_build() {  # label binary scenario qfile probe want [extra serve flags...]
+  local label="$1" bin="$2" scen="$3" qf="$4" probe="$5" want="$6"; shift 6
   port_free "$DP_PORT"
-  log "starting dnspolicy $scen on 127.0.0.1:$DP_PORT"
+  log "starting $label $scen on 127.0.0.1:$DP_PORT"
   local t0; t0=$(date +%s.%N)
-  ( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$DP_PORT" --no-admin --workers 1 \
-      --plugin-dir "$WORK/dnspolicy/$scen/plugins" "$@" ) >"$RESULTS_DIR/logs/dnspolicy-$scen.log" 2>&1 &
+  ( pin "$SERVER_CPU" "$bin" serve --listen "127.0.0.1:$DP_PORT" --no-admin --workers 1 \
+      --plugin-dir "$WORK/dnspolicy/$scen/plugins" "$@" ) >"$RESULTS_DIR/logs/$label-$scen.log" 2>&1 &
   local spid=$!
-  local start_s; start_s=$(wait_ready "$DP_PORT" "$probe" "$spid" 300 "$t0") || die "dnspolicy did not come up"
+  local start_s; start_s=$(wait_ready "$DP_PORT" "$probe" "$spid" 300 "$t0") || die "$label did not come up"
   local got; got=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$DP_PORT" "$probe" A)
   [ "$got" = "$want" ] || { stop_pid "$spid"; die "sanity: $probe -> '$got', want $want"; }
   sleep 1
-  log "dnspolicy $scen up in ${start_s}s, RSS $(rss_kb "$spid") kB"
-  run_matrix "dnspolicy-$scen" pinned "$spid" "$DP_PORT" "$qf" "$(rss_kb "$spid")" "$start_s"
+  log "$label $scen up in ${start_s}s, RSS $(rss_kb "$spid") kB"
+  run_matrix "$label-$scen" pinned "$spid" "$DP_PORT" "$qf" "$(rss_kb "$spid")" "$start_s"
   stop_pid "$spid"
 }
 

@@ -86,7 +86,7 @@ fn bench(c: &mut Criterion) {
     let facts = QueryFacts {
         client: "198.51.100.7".parse().expect("ip"),
         ecs: None,
-        qname: "www.example.com".into(),
+        qname: "www.example.com",
         qtype: 1,
         qclass: "IN",
         transport: "udp",

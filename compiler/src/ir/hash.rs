@@ -17,6 +17,15 @@ pub fn hash_value(v: &Value) -> i64 {
     (fmix64(h) >> 1) as i64
 }
 
+/// `hash` of a string (`name` false) or a DNS name, as [`hash_value`] of
+/// the value would give, without building one.
+pub fn hash_text(name: bool, s: &str) -> i64 {
+    let mut h = FNV_OFFSET;
+    feed(&mut h, &[if name { 4 } else { 3 }]);
+    feed(&mut h, s.as_bytes());
+    (fmix64(h) >> 1) as i64
+}
+
 fn feed(h: &mut u64, bytes: &[u8]) {
     for b in bytes {
         *h ^= u64::from(*b);

@@ -177,6 +177,21 @@ impl RuleIndex {
         self.candidates_into(name, ip, subnet, out);
     }
 
+    /// The context fields [`RuleIndex::candidates_into`] consults, one bit
+    /// per [`Field`]: the query name always, the client's address and
+    /// subnet when some rule is indexed by a prefix of them. Skipping a
+    /// rule by the client's prefix is a decision that depended on it.
+    pub fn fields_consulted(&self) -> u32 {
+        let mut m = 1 << Field::QueryName as u32;
+        if !self.ip_lens.is_empty() {
+            m |= 1 << Field::ClientIp as u32;
+        }
+        if !self.subnet_lens.is_empty() {
+            m |= 1 << Field::ClientSubnet as u32;
+        }
+        m
+    }
+
     /// [`RuleIndex::candidates`] into a buffer the caller keeps.
     pub fn candidates_into(
         &self,

@@ -1,6 +1,10 @@
 //! Counters and the latency histogram, kept in atomics (no locks on the
 //! query path) and rendered in the Prometheus text format by the admin
 //! endpoint. Every series is prefixed `dnspolicy_`.
+//!
+//! [`Metrics`] is sharded: each UDP worker counts into its own cache line
+//! ([`Metrics::shard`]), so workers on different cores never write to the
+//! same line; TCP and upstream work share shard 0. A scrape sums them.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,9 +32,9 @@ pub const BUCKETS: &[f64] = &[
     0.25, 0.5, 1.0, 2.5,
 ];
 
-/// Server-wide counters.
+/// One shard of the server's counters.
 #[derive(Debug)]
-pub struct Metrics {
+pub struct Counters {
     /// Queries received over UDP.
     pub queries_udp: AtomicU64,
     /// Queries received over TCP.
@@ -55,9 +59,9 @@ pub struct Metrics {
     pub latency_sum_ns: AtomicU64,
 }
 
-impl Default for Metrics {
+impl Default for Counters {
     fn default() -> Self {
-        Metrics {
+        Counters {
             queries_udp: AtomicU64::new(0),
             queries_tcp: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
@@ -81,7 +85,80 @@ pub fn verdict_index(label: &str) -> usize {
         .unwrap_or(VERDICTS.len() - 1)
 }
 
+/// A shard on its own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(Counters);
+
+/// The server's counters: shard 0 for TCP and upstream work, one per UDP
+/// worker. Dereferences to shard 0.
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Box<[Padded]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(1)
+    }
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.shards[0].0
+    }
+}
+
 impl Metrics {
+    /// Counters for `workers` UDP workers (and shard 0).
+    pub fn new(workers: usize) -> Metrics {
+        Metrics {
+            shards: (0..=workers).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    /// The shard of UDP worker `worker` (shard 0 for anyone else).
+    pub fn shard(&self, worker: Option<usize>) -> &Counters {
+        let i = worker.map_or(0, |w| w + 1);
+        &self.shards.get(i).unwrap_or(&self.shards[0]).0
+    }
+
+    /// Every shard summed, for a scrape.
+    pub fn total(&self) -> Counters {
+        let t = Counters::default();
+        let add = |a: &AtomicU64, b: &AtomicU64| {
+            a.fetch_add(b.load(Relaxed), Relaxed);
+        };
+        for Padded(c) in self.shards.iter() {
+            add(&t.queries_udp, &c.queries_udp);
+            add(&t.queries_tcp, &c.queries_tcp);
+            add(&t.malformed, &c.malformed);
+            add(&t.dropped, &c.dropped);
+            add(&t.missing_reads, &c.missing_reads);
+            add(&t.upstream_ok, &c.upstream_ok);
+            add(&t.upstream_failed, &c.upstream_failed);
+            add(&t.latency_sum_ns, &c.latency_sum_ns);
+            for (a, b) in t.rcodes.iter().zip(&c.rcodes) {
+                add(a, b);
+            }
+            for (a, b) in t.verdicts.iter().zip(&c.verdicts) {
+                add(a, b);
+            }
+            for (a, b) in t.latency.iter().zip(&c.latency) {
+                add(a, b);
+            }
+        }
+        t
+    }
+
+    /// Appends the server-wide series (all shards) in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        self.total().render(out);
+    }
+}
+
+impl Counters {
     /// Records a query's latency.
     pub fn observe(&self, d: std::time::Duration) {
         let s = d.as_secs_f64();

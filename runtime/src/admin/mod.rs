@@ -227,7 +227,7 @@ pub fn plugins(shared: &Shared) -> String {
             .zip(&p.stats.rules)
             .map(|(n, c)| (n.clone(), serde_json::json!(c.load(Relaxed))))
             .collect();
-        list.push(serde_json::json!({
+        let mut entry = serde_json::json!({
             "name": p.plugin.name(),
             "kind": p.plugin.kind(),
             "version": p.version,
@@ -236,7 +236,18 @@ pub fn plugins(shared: &Shared) -> String {
             "file": file_name(&p.path, "embedded"),
             "queries": p.stats.decided.load(Relaxed),
             "rules": rules,
-        }));
+        });
+        // A policy's rules as the JIT made them: native code, constant
+        // verdicts (no code), or left to the interpreter.
+        if let Some(s) = p.plugin.compiled() {
+            entry["native"] = serde_json::json!({
+                "compiled": s.compiled,
+                "constant": s.constant,
+                "interpreted": s.interpreted,
+                "functions": s.functions,
+            });
+        }
+        list.push(entry);
     }
     for f in &chain.failed {
         let kind = match f.path.extension().and_then(|e| e.to_str()) {

@@ -1,21 +1,25 @@
-//! The context of one query, as plugins see it.
+//! The context of one query, as plugins see it: the wire facts, context
+//! fields filled lazily (GeoIP only if a plugin reads it), what the
+//! decision depended on (the honest ECS scope), and, for compiled
+//! policies, the fields handed over without building any value.
 
 use crate::dns::ecs::Ecs;
 use crate::geo::{Geo, GeoInfo};
 use dnspolicy_compiler::backend::interp::default_subnet;
+use dnspolicy_compiler::backend::jit::{SlotSource, SlotValue};
 use dnspolicy_compiler::{Cidr, Context, Field, Value};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The wire facts of a query the server extracted before asking plugins.
 #[derive(Clone, Debug)]
-pub struct QueryFacts {
+pub struct QueryFacts<'a> {
     /// Source address.
     pub client: IpAddr,
     /// Validated ECS, if the query had one.
     pub ecs: Option<Ecs>,
     /// Question name, canonical (lowercase, no trailing dot; root is "").
-    pub qname: Arc<str>,
+    pub qname: &'a str,
     /// Question type.
     pub qtype: u16,
     /// Question class mnemonic (`IN`, `CH`, ...).
@@ -47,7 +51,7 @@ pub const GEO_FIELDS: u32 = (1 << Field::ClientCountry as u32)
 /// the decision depended on.
 pub struct QueryCtx<'a> {
     /// The query's facts.
-    pub facts: &'a QueryFacts,
+    pub facts: &'a QueryFacts<'a>,
     geo: &'a Arc<Geo>,
     listener: &'a str,
     node: &'a str,
@@ -56,11 +60,18 @@ pub struct QueryCtx<'a> {
     geo_info: Option<Arc<GeoInfo>>,
     fields_read: u32,
     missing: u32,
+    worker: Option<usize>,
+    now: Option<i64>,
 }
 
 impl<'a> QueryCtx<'a> {
     /// A context for `facts`.
-    pub fn new(facts: &'a QueryFacts, geo: &'a Arc<Geo>, listener: &'a str, node: &'a str) -> Self {
+    pub fn new(
+        facts: &'a QueryFacts<'a>,
+        geo: &'a Arc<Geo>,
+        listener: &'a str,
+        node: &'a str,
+    ) -> Self {
         QueryCtx {
             facts,
             geo,
@@ -71,7 +82,41 @@ impl<'a> QueryCtx<'a> {
             geo_info: None,
             fields_read: 0,
             missing: 0,
+            worker: None,
+            now: None,
         }
+    }
+
+    /// The same, on UDP worker `worker`: plugins keep per-worker state in
+    /// its slot instead of a shared pool.
+    pub fn on_worker(mut self, worker: usize) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// The UDP worker running this query, if any.
+    pub fn worker(&self) -> Option<usize> {
+        self.worker
+    }
+
+    /// The fields as a compiled policy reads them: straight from the facts,
+    /// GeoIP looked up (and cached for the query) only when asked.
+    pub fn slots(&mut self) -> Slots<'_, 'a> {
+        Slots(self)
+    }
+
+    fn geo_info(&mut self) -> &GeoInfo {
+        let ip = self.subject_ip();
+        let geo = self.geo;
+        self.geo_info.get_or_insert_with(|| geo.lookup(ip))
+    }
+
+    fn unix_now(&mut self) -> i64 {
+        *self.now.get_or_insert_with(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        })
     }
 
     /// The address GeoIP and policies see: the ECS address if present.
@@ -113,7 +158,7 @@ impl<'a> QueryCtx<'a> {
             self.ctx.set(Field::ClientAsn, Value::Int(g.asn));
         }
         if has(Field::QueryName) {
-            self.ctx.set(Field::QueryName, Value::Name(f.qname.clone()));
+            self.ctx.set(Field::QueryName, Value::Name(f.qname.into()));
         }
         if has(Field::QueryType) {
             self.ctx.set(Field::QueryType, Value::Qtype(f.qtype));
@@ -148,9 +193,7 @@ impl<'a> QueryCtx<'a> {
                 | (1 << Field::TimeUnix as u32))
             != 0
         {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = self.unix_now();
             self.ctx.set_time(now);
         }
         self.filled |= todo;
@@ -200,5 +243,43 @@ impl<'a> QueryCtx<'a> {
             }
         }
         ecs.source
+    }
+}
+
+/// A query's fields for compiled code ([`QueryCtx::slots`]).
+pub struct Slots<'q, 'a>(&'q mut QueryCtx<'a>);
+
+impl SlotSource for Slots<'_, '_> {
+    fn field(&mut self, field: Field) -> Option<SlotValue<'_>> {
+        let q = &mut *self.0;
+        let f = q.facts;
+        Some(match field {
+            Field::ClientIp => SlotValue::Ip(f.client),
+            Field::ClientSubnet => SlotValue::Cidr(q.subnet()),
+            Field::ClientCountry => SlotValue::Str(&q.geo_info().country),
+            Field::ClientRegion => SlotValue::Str(&q.geo_info().region),
+            Field::ClientCity => SlotValue::Str(&q.geo_info().city),
+            Field::ClientAsn => SlotValue::Int(q.geo_info().asn),
+            Field::QueryName => SlotValue::Name(f.qname),
+            Field::QueryType => SlotValue::Qtype(f.qtype),
+            Field::QueryClass => SlotValue::Str(f.qclass),
+            Field::QueryTransport => SlotValue::Str(f.transport),
+            Field::QueryDnssecOk => SlotValue::Bool(f.dnssec_ok),
+            Field::QueryRecursionDesired => SlotValue::Bool(f.recursion_desired),
+            Field::ServerListener => SlotValue::Str(q.listener),
+            Field::ServerNode => SlotValue::Str(q.node),
+            Field::TimeUnix => SlotValue::Int(q.unix_now()),
+            Field::TimeHour => SlotValue::Int(q.unix_now().rem_euclid(86_400) / 3600),
+            Field::TimeWeekday => {
+                // 1970-01-01 was a Thursday (4 in ISO numbering).
+                SlotValue::Int((q.unix_now().div_euclid(86_400) + 3).rem_euclid(7) + 1)
+            }
+        })
+    }
+
+    fn context(&mut self) -> &Context {
+        // Rules the JIT leaves to the interpreter read the whole context.
+        self.0.fill(u32::MAX);
+        &self.0.ctx
     }
 }

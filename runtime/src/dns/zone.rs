@@ -34,6 +34,8 @@ pub enum Lookup<'z> {
 #[derive(Debug, Default)]
 pub struct Zone {
     origin: Option<LowerName>,
+    /// The origin in the language's canonical text (no trailing dot).
+    origin_text: Option<String>,
     records: HashMap<(LowerName, RecordType), Vec<Record>>,
     names: HashMap<LowerName, ()>,
     soa: Option<Record>,
@@ -54,8 +56,10 @@ impl Zone {
         let (origin, sets) = Parser::new(text, None, None)
             .parse()
             .map_err(|e| err(e.to_string()))?;
+        let text = origin.to_lowercase().to_ascii();
         let mut z = Zone {
             origin: Some(LowerName::from(&origin)),
+            origin_text: Some(text.strip_suffix('.').unwrap_or(&text).to_string()),
             ..Zone::default()
         };
         for (key, set) in sets {
@@ -82,6 +86,21 @@ impl Zone {
     /// The zone's origin, if any.
     pub fn origin(&self) -> Option<&LowerName> {
         self.origin.as_ref()
+    }
+
+    /// Whether a canonical name (lowercase, no trailing dot) is at or under
+    /// the origin: a string test, for the query path.
+    pub fn contains_name(&self, name: &str) -> bool {
+        match self.origin_text.as_deref() {
+            None => false,
+            Some("") => true,
+            Some(o) => {
+                name == o
+                    || (name.len() > o.len()
+                        && name.ends_with(o)
+                        && name.as_bytes()[name.len() - o.len() - 1] == b'.')
+            }
+        }
     }
 
     /// The SOA record (for negative answers).
@@ -172,6 +191,10 @@ mod tests {
             Lookup::NotInZone
         );
         assert!(z.soa().is_some());
+        assert!(z.contains_name("example.com"));
+        assert!(z.contains_name("a.b.example.com"));
+        assert!(!z.contains_name("badexample.com"));
+        assert!(!z.contains_name("example.org"));
     }
 
     #[test]

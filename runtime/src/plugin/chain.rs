@@ -55,7 +55,6 @@ pub struct Failed {
 }
 
 /// The plugins in the order they run.
-#[derive(Default)]
 pub struct Chain {
     /// Loaded plugins, highest priority first.
     pub plugins: Vec<Loaded>,
@@ -63,6 +62,21 @@ pub struct Chain {
     pub failed: Vec<Failed>,
     /// Union of the fields every plugin reads.
     pub fields: u32,
+    /// Distinct for every chain made: what the server's per-worker caches
+    /// of answers are valid for.
+    pub generation: u64,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Chain {
+            plugins: Vec::new(),
+            failed: Vec::new(),
+            fields: 0,
+            generation: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl Chain {
@@ -145,7 +159,11 @@ impl Chain {
     /// Runs the chain from plugin `start` on (0 for a new query; later
     /// after a decision that does not apply, such as `truncate` over TCP):
     /// the first plugin that decides wins.
-    pub fn decide_from(&self, start: usize, ctx: &mut QueryCtx<'_>) -> Option<(usize, Decision)> {
+    pub fn decide_from(
+        &self,
+        start: usize,
+        ctx: &mut QueryCtx<'_>,
+    ) -> Option<(usize, Decision<'_>)> {
         for (i, p) in self.plugins.iter().enumerate().skip(start) {
             let d = p.plugin.apply(ctx);
             match &d {

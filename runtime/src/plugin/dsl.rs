@@ -1,20 +1,27 @@
-//! Policies in the dnspolicy language as plugins.
+//! Policies in the dnspolicy language as plugins: compiled to native code
+//! (Cranelift) when they load, evaluated per query from the query's own
+//! data through per-worker slot buffers, so a query allocates nothing. A
+//! rule the JIT does not lower runs in the interpreter, in its place.
 
+use super::pool::WorkerSlots;
 use super::{Decision, Plugin, PluginError};
 use crate::dns::query::QueryCtx;
-use dnspolicy_compiler::{check, Policy, Verdict};
+use dnspolicy_compiler::backend::jit::{JitStats, Prepared};
+use dnspolicy_compiler::{check, JitPolicy, Verdict};
 use std::path::Path;
 
-/// A compiled dnspolicy policy as a plugin.
+/// A dnspolicy policy as a plugin.
 pub struct DslPlugin {
     name: String,
-    policy: Policy,
+    jit: JitPolicy,
     rules: Vec<String>,
     fields: u32,
+    scratch: WorkerSlots<Prepared>,
 }
 
 impl DslPlugin {
-    /// Compiles `src`; `path` is used in diagnostics.
+    /// Checks and compiles `src`; `path` is used in diagnostics. A policy
+    /// that does not check, or that Cranelift refuses, does not load.
     pub fn compile(name: &str, src: &str, path: &Path) -> Result<DslPlugin, PluginError> {
         let checked = check(src);
         let Some(policy) = checked.policy else {
@@ -28,12 +35,22 @@ impl DslPlugin {
         };
         let rules = policy.rules.iter().map(|r| r.name.clone()).collect();
         let fields = policy.fields_used();
+        let jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(DslPlugin {
             name: name.to_string(),
-            policy,
+            jit,
             rules,
             fields,
+            scratch: WorkerSlots::new(),
         })
+    }
+
+    /// What the JIT made of the rules (compiled, constant, interpreted).
+    pub fn stats(&self) -> JitStats {
+        self.jit.stats()
     }
 }
 
@@ -50,16 +67,20 @@ impl Plugin for DslPlugin {
         Ok(())
     }
 
-    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
-        ctx.fill(self.fields);
-        let eval = self.policy.eval(ctx.policy_ctx());
-        ctx.note_fields_read(eval.fields_read);
-        ctx.note_missing(eval.missing_reads);
-        match eval.verdict {
-            None | Some(Verdict::Pass) => Decision::Pass,
+    fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s> {
+        let mut claim = self.scratch.claim(ctx.worker());
+        let Ok(p) = claim.get_or_try_init(|| Ok::<_, ()>(Prepared::default())) else {
+            return Decision::Pass;
+        };
+        let out = self.jit.eval_source(p, &mut ctx.slots());
+        ctx.note_fields_read(out.fields_read);
+        ctx.note_missing(out.missing_reads);
+        match out.verdict {
+            None => Decision::Pass,
+            Some(v) if matches!(*v, Verdict::Pass) => Decision::Pass,
             Some(verdict) => Decision::Decide {
                 verdict,
-                rule: eval.rule,
+                rule: out.rule,
             },
         }
     }
@@ -72,5 +93,9 @@ impl Plugin for DslPlugin {
 
     fn fields_used(&self) -> u32 {
         self.fields
+    }
+
+    fn compiled(&self) -> Option<JitStats> {
+        Some(self.stats())
     }
 }

@@ -13,6 +13,7 @@ use crate::plugin::Decision;
 use dnspolicy_compiler::ir::types::{canonical_name, qtype_from_str, NameError};
 use dnspolicy_compiler::{Value as PValue, Verdict};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,10 +107,10 @@ impl Limits {
 
     /// What a failed call decides: pass on, or SERVFAIL when the plugin
     /// fails closed.
-    pub fn on_failure(&self) -> Decision {
+    pub fn on_failure(&self) -> Decision<'static> {
         if self.fail_closed {
             Decision::Decide {
-                verdict: Verdict::Servfail,
+                verdict: Cow::Owned(Verdict::Servfail),
                 rule: None,
             }
         } else {
@@ -237,7 +238,7 @@ pub struct Call {
     /// Question type.
     pub qtype: u16,
     geo: Arc<crate::geo::Geo>,
-    decision: Option<Decision>,
+    decision: Option<Decision<'static>>,
     records: Vec<Record>,
     /// Context fields the call read (bits of `Field`), for the ECS scope.
     pub read: u32,
@@ -265,7 +266,7 @@ impl Call {
                 let net = ctx.subnet();
                 (net.addr, net.len)
             }),
-            qname: f.qname.clone(),
+            qname: f.qname.into(),
             qtype: f.qtype,
             geo: ctx.geo_db(),
             decision: None,
@@ -359,7 +360,7 @@ impl Call {
 
     fn decide(&mut self, verdict: Verdict) {
         self.decision = Some(Decision::Decide {
-            verdict,
+            verdict: Cow::Owned(verdict),
             rule: None,
         });
     }
@@ -370,7 +371,10 @@ impl Call {
         self.verdict = Some((verdict.clone(), rule));
         self.decision = Some(match verdict {
             Verdict::Pass => Decision::Pass,
-            verdict => Decision::Decide { verdict, rule },
+            verdict => Decision::Decide {
+                verdict: Cow::Owned(verdict),
+                rule,
+            },
         });
     }
 
@@ -475,7 +479,7 @@ impl Call {
     }
 
     /// What the call decided (records handed over once).
-    pub fn finish(&mut self) -> Decision {
+    pub fn finish(&mut self) -> Decision<'static> {
         match self.decision.take() {
             Some(Decision::Records(_)) => Decision::Records(std::mem::take(&mut self.records)),
             Some(d) => d,

@@ -307,7 +307,7 @@ impl LuaPlugin {
         self.pool.put(state);
     }
 
-    fn failed(&self, what: &str, e: &mlua::Error) -> Decision {
+    fn failed(&self, what: &str, e: &mlua::Error) -> Decision<'static> {
         let text = e.to_string();
         let counter = if text.contains("instruction budget exceeded")
             || text.contains("callbacks nested too deep")
@@ -338,7 +338,7 @@ impl Plugin for LuaPlugin {
         Ok(())
     }
 
-    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
+    fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s> {
         let Some(state) = self.take_state() else {
             return self.failed("apply", &mlua::Error::runtime("no Lua state"));
         };

@@ -31,18 +31,22 @@ pub use metadata::{parse_metadata, Metadata, METADATA_SCHEMA};
 
 use crate::dns::query::QueryCtx;
 use dnspolicy_compiler::Verdict;
+use std::borrow::Cow;
 use std::path::PathBuf;
 
-/// What a plugin decided for one query.
+/// What a plugin decided for one query. A compiled policy's verdicts are
+/// borrowed from its table (`'a` is the plugin's life): deciding copies
+/// nothing, and the server knows a verdict it has answered before by its
+/// address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<'a> {
     /// No decision: the next plugin gets the query.
     Pass,
     /// This verdict answers the query. `rule` names what decided, for
     /// metrics and logs (a rule name, or the plugin's own label).
     Decide {
         /// What to do.
-        verdict: Verdict,
+        verdict: Cow<'a, Verdict>,
         /// Index into [`Plugin::rule_names`] of the deciding rule.
         rule: Option<usize>,
     },
@@ -63,6 +67,15 @@ pub enum PluginError {
         path: PathBuf,
         /// Rendered diagnostics.
         diagnostics: String,
+    },
+    /// The policy checks but Cranelift refused to compile it (a bug, and
+    /// reported as such; the previous version keeps serving on reload).
+    #[error("{path}: cannot compile: {reason}")]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// Cranelift's message.
+        reason: String,
     },
     /// The metadata file is invalid.
     #[error("{}: invalid metadata: {source}", path.display())]
@@ -104,7 +117,7 @@ pub trait Plugin: Send + Sync {
     /// (`null` when absent).
     fn init(&mut self, config: &serde_json::Value) -> Result<(), PluginError>;
     /// Decides for one query.
-    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision;
+    fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s>;
     /// Called once when the plugin is unloaded.
     fn destroy(&mut self);
     /// Names of the plugin's rules, for per-rule metrics (may be empty).
@@ -120,5 +133,10 @@ pub trait Plugin: Send + Sync {
     /// the server fills only what some plugin needs. All by default.
     fn fields_used(&self) -> u32 {
         u32::MAX
+    }
+    /// For a policy compiled to native code: how many rules are compiled,
+    /// constant or left to the interpreter (shown by `/plugins`).
+    fn compiled(&self) -> Option<dnspolicy_compiler::backend::jit::JitStats> {
+        None
     }
 }

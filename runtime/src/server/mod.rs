@@ -1,16 +1,21 @@
 //! The DNS server: binding (UDP sockets per worker with SO_REUSEPORT, TCP,
 //! admin), running until shutdown, and the shared state. Files:
-//! `shared` (what workers share), `udp` (batched workers), `tcp`
-//! (connections), `pipeline` (one query: parse → decide → build, and the
-//! upstream jobs).
+//! `shared` (what workers share), `udp` (batched workers over `batch`, the
+//! recvmmsg/sendmmsg buffers), `tcp` (connections, pipelined), `pipeline`
+//! (one query: the wire fast path or hickory's, decide, build; a
+//! [`Worker`]'s reusable state), `upstream_job` (forwarding, rewrites
+//! completed upstream).
 //!
 //! Depends on every other part of the runtime: it is where they meet.
 
+mod batch;
 mod pipeline;
 mod shared;
 mod tcp;
 mod udp;
+mod upstream_job;
 
+pub use pipeline::Worker;
 pub use shared::{load_chain, ServeError, Shared, MAX_TCP_CONNECTIONS, MAX_UPSTREAM_IN_FLIGHT};
 
 use crate::admin::metrics::{verdict_index, Metrics};
@@ -187,7 +192,7 @@ impl Server {
                     };
                     rt.block_on(async move {
                         match UdpSocket::from_std(s) {
-                            Ok(sock) => udp::udp_worker(Arc::new(sock), shared, stop).await,
+                            Ok(sock) => udp::udp_worker(i, Arc::new(sock), shared, stop).await,
                             Err(e) => tracing::error!(error = %e, "cannot register a UDP socket"),
                         }
                     });

@@ -1,114 +1,96 @@
-//! The synchronous query pipeline: parse, check, decide, build; and the
-//! upstream jobs a decision may need (forward, or complete a rewrite).
+//! The synchronous query pipeline: parse, check, decide, build.
+//!
+//! Two ways in, one decision. The common query is read straight from the
+//! datagram ([`wire::parse`]); anything else is parsed by hickory-proto,
+//! which also answers every malformed or unusual query. Either way the
+//! plugin chain decides once, and the answer is built once: a static
+//! verdict's response body is a [`Template`] made the first time a worker
+//! sees that verdict for that question type, then written for every query
+//! that gets it; everything else goes through hickory's `Message`, parsed
+//! from the packet only then.
 
+use super::upstream_job::{Job, JobKind};
 use super::*;
+use crate::dns::wire::{self, Finish, Template, WireQuery};
+use dnspolicy_compiler::{Value, Verdict};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 
 /// The outcome of the synchronous part of the pipeline.
 pub(super) enum Step {
-    /// Send these bytes (or nothing).
-    Done(Option<Vec<u8>>),
+    /// The reply is in the output buffer (`true`), or there is none.
+    Done(bool),
     /// Needs an upstream exchange first (boxed: rare, and large).
     Upstream(Box<Job>),
 }
 
-/// Upstream work for one query.
-pub(super) struct Job {
-    req: Message,
-    kind: JobKind,
+/// What a template is the body for: a static verdict (by its address in
+/// the policy's table), the question's type and class, whether the name
+/// is in the local zone (negative answers carry its SOA then), and TCP.
+type TemplateKey = (usize, u16, u16, bool, bool);
+
+/// One worker's reusable state. Nothing in it is shared: a UDP worker
+/// thread owns one, a TCP connection another.
+pub struct Worker {
+    /// The UDP worker's number (its plugin slots), `None` for TCP.
+    pub(super) id: Option<usize>,
+    /// The listener's address, for `server.listener`.
+    pub(super) listener: Arc<str>,
+    qname: String,
+    templates: FxHashMap<TemplateKey, Template>,
+    generation: u64,
 }
 
-pub(super) enum JobKind {
-    /// Relay the pool's answer; the ECS echo says what our own decision
-    /// (to forward) depended on.
-    Forward(String, Option<(std::net::IpAddr, u8, u8)>),
-    /// Complete a rewrite: append the target's records from the default pool.
-    Resolve {
-        partial: Box<Message>,
-        target: Name,
-        ecs: Option<(std::net::IpAddr, u8, u8)>,
-    },
-}
+/// Templates a worker keeps at most (one per static verdict and type in
+/// practice; the bound only matters for pathological policies).
+const MAX_TEMPLATES: usize = 4096;
 
-impl Job {
-    /// SERVFAIL for this query without any upstream work.
-    pub(super) fn servfail(&self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
-        let r = answer::error(&self.req, ResponseCode::ServFail);
-        reply(shared, r, &self.req, None, tcp)
+impl Worker {
+    /// A worker for `listener`; `id` is the UDP worker number.
+    pub fn new(id: Option<usize>, listener: Arc<str>) -> Worker {
+        Worker {
+            id,
+            listener,
+            qname: String::with_capacity(256),
+            templates: FxHashMap::default(),
+            generation: 0,
+        }
     }
 
-    pub(super) async fn run(self, shared: &Shared, tcp: bool) -> Option<Vec<u8>> {
-        let m = &shared.metrics;
-        match self.kind {
-            JobKind::Forward(pool, ecs) => {
-                let Some(servers) = shared.upstreams.get(&pool) else {
-                    tracing::warn!(%pool, "forward to an unknown upstream pool");
-                    return reply(
-                        shared,
-                        answer::error(&self.req, ResponseCode::ServFail),
-                        &self.req,
-                        None,
-                        tcp,
-                    );
-                };
-                match upstream::exchange(servers, &self.req, shared.timeout).await {
-                    Ok(mut resp) => {
-                        m.upstream_ok.fetch_add(1, Relaxed);
-                        m.rcode(u16::from(resp.metadata.response_code));
-                        answer::merge_ecs_scope(&mut resp, ecs);
-                        let bytes = resp.to_vec().ok()?;
-                        let limit = if tcp {
-                            usize::from(u16::MAX)
-                        } else {
-                            answer::udp_limit(&self.req)
-                        };
-                        if bytes.len() <= limit {
-                            Some(bytes)
-                        } else {
-                            resp.truncate().to_vec().ok()
-                        }
-                    }
-                    Err(e) => {
-                        m.upstream_failed.fetch_add(1, Relaxed);
-                        tracing::debug!(%pool, error = %e, "upstream failed");
-                        reply(
-                            shared,
-                            answer::error(&self.req, ResponseCode::ServFail),
-                            &self.req,
-                            None,
-                            tcp,
-                        )
-                    }
+    /// Answers one packet from `from`, writing the reply (if any) into
+    /// `out`. The entry point tests drive without sockets.
+    pub fn handle(
+        &mut self,
+        shared: &Shared,
+        packet: &[u8],
+        from: SocketAddr,
+        tcp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match process(self, shared, packet, from, tcp, out) {
+            Step::Done(sent) => sent,
+            // Tests of the synchronous path do not configure upstreams.
+            Step::Upstream(job) => match job.servfail(shared, tcp) {
+                Some(b) => {
+                    out.clear();
+                    out.extend_from_slice(&b);
+                    true
                 }
-            }
-            JobKind::Resolve {
-                mut partial,
-                target,
-                ecs,
-            } => {
-                if let Some(servers) = shared.upstreams.get("default") {
-                    let mut q = Message::query();
-                    q.metadata.recursion_desired = true;
-                    let qtype = self.req.queries.first().map(|q| q.query_type)?;
-                    q.add_query(hickory_proto::op::Query::query(target, qtype));
-                    match upstream::exchange(servers, &q, shared.timeout).await {
-                        Ok(resp) => {
-                            m.upstream_ok.fetch_add(1, Relaxed);
-                            // Data from elsewhere: not authoritative, and the
-                            // chain's last name decides the RCODE (RFC 6604).
-                            partial.metadata.authoritative = false;
-                            if resp.metadata.response_code == ResponseCode::NXDomain {
-                                partial.metadata.response_code = ResponseCode::NXDomain;
-                            }
-                            partial.answers.extend(resp.answers);
-                        }
-                        Err(_) => {
-                            m.upstream_failed.fetch_add(1, Relaxed);
-                        }
-                    }
-                }
-                reply(shared, *partial, &self.req, ecs, tcp)
-            }
+                None => false,
+            },
         }
+    }
+}
+
+/// Writes `bytes` as the reply.
+fn put(out: &mut Vec<u8>, bytes: Option<Vec<u8>>) -> Step {
+    out.clear();
+    match bytes {
+        Some(b) => {
+            out.extend_from_slice(&b);
+            Step::Done(true)
+        }
+        None => Step::Done(false),
     }
 }
 
@@ -120,43 +102,102 @@ pub(super) fn reply(
     tcp: bool,
 ) -> Option<Vec<u8>> {
     shared.metrics.rcode(u16::from(r.metadata.response_code));
-    answer::finish(r, req, ecs, tcp, shared.upstreams.contains_key("default"))
+    answer::finish(r, req, ecs, tcp, shared.has_default)
 }
 
-/// The synchronous pipeline: parse, check, decide, build.
+/// One query, from the packet to the reply in `out`.
 pub(super) fn process(
+    w: &mut Worker,
     shared: &Shared,
     packet: &[u8],
     from: SocketAddr,
     tcp: bool,
-    listener: &str,
+    out: &mut Vec<u8>,
 ) -> Step {
-    let m = &shared.metrics;
+    let m = shared.metrics.shard(w.id);
     // Never answer a response (reflection loops) or a runt.
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         m.malformed.fetch_add(1, Relaxed);
-        return Step::Done(None);
+        return Step::Done(false);
     }
+    let mut qname = std::mem::take(&mut w.qname);
+    let step = match wire::parse(packet, &mut qname) {
+        Some(q) => {
+            let facts = QueryFacts {
+                client: from.ip(),
+                ecs: q.edns.and_then(|e| e.ecs),
+                qname: &qname,
+                qtype: q.qtype,
+                qclass: class_name(q.qclass),
+                transport: if tcp { "tcp" } else { "udp" },
+                dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
+                recursion_desired: q.rd,
+            };
+            let mut req = Req::Lazy(packet);
+            decide(w, shared, &facts, &mut req, Some((&q, packet)), tcp, out)
+        }
+        None => slow(w, shared, packet, from, tcp, out),
+    };
+    w.qname = qname;
+    step
+}
+
+/// The request as hickory-proto's `Message`, parsed only when needed.
+enum Req<'p> {
+    Lazy(&'p [u8]),
+    Parsed(Message),
+}
+
+impl Req<'_> {
+    fn get(&mut self) -> Option<&Message> {
+        if let Req::Lazy(p) = self {
+            *self = Req::Parsed(Message::from_vec(p).ok()?);
+        }
+        match self {
+            Req::Parsed(m) => Some(m),
+            Req::Lazy(_) => None,
+        }
+    }
+
+    fn take(self) -> Option<Message> {
+        match self {
+            Req::Parsed(m) => Some(m),
+            Req::Lazy(p) => Message::from_vec(p).ok(),
+        }
+    }
+}
+
+/// The slow path: hickory parses, and answers what is malformed.
+fn slow(
+    w: &mut Worker,
+    shared: &Shared,
+    packet: &[u8],
+    from: SocketAddr,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) -> Step {
+    let m = shared.metrics.shard(w.id);
     // Exactly one question: checked on the raw header first, so a packet
     // claiming 65 535 questions costs nothing to refuse.
     if packet[4..6] != [0, 1] {
         m.malformed.fetch_add(1, Relaxed);
         m.rcode(u16::from(ResponseCode::FormErr.low()));
-        return Step::Done(answer::formerr_raw(packet));
+        return put(out, answer::formerr_raw(packet));
     }
     let req = match Message::from_vec(packet) {
         Ok(r) => r,
         Err(_) => {
             m.malformed.fetch_add(1, Relaxed);
             m.rcode(u16::from(ResponseCode::FormErr.low()));
-            return Step::Done(answer::formerr_raw(packet));
+            return put(out, answer::formerr_raw(packet));
         }
     };
     if req.metadata.message_type != MessageType::Query {
-        return Step::Done(None);
+        return Step::Done(false);
     }
     if let Err(rcode) = answer::precheck(&req) {
-        return Step::Done(reply(shared, answer::error(&req, rcode), &req, None, tcp));
+        let r = reply(shared, answer::error(&req, rcode), &req, None, tcp);
+        return put(out, r);
     }
     // ECS lives in the OPT record: without one there is nothing to walk.
     let ecs_option = if req.edns.is_some() {
@@ -169,79 +210,262 @@ pub(super) fn process(
         Err(e) => {
             tracing::debug!(client = %from, error = %e, "malformed client subnet");
             m.malformed.fetch_add(1, Relaxed);
-            return Step::Done(reply(
+            let r = reply(
                 shared,
                 answer::error(&req, ResponseCode::FormErr),
                 &req,
                 None,
                 tcp,
-            ));
+            );
+            return put(out, r);
         }
     };
     let Some(q) = req.queries.first() else {
-        return Step::Done(None);
+        return Step::Done(false);
     };
     let ascii = q.name.to_lowercase().to_ascii();
-    let qname = ascii.strip_suffix('.').unwrap_or(&ascii);
+    let qname = ascii.strip_suffix('.').unwrap_or(&ascii).to_string();
     let facts = QueryFacts {
         client: from.ip(),
         ecs,
-        qname: qname.into(),
+        qname: &qname,
         qtype: u16::from(q.query_type),
         qclass: class_name(u16::from(q.query_class)),
         transport: if tcp { "tcp" } else { "udp" },
         dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
         recursion_desired: req.metadata.recursion_desired,
     };
+    let mut req = Req::Parsed(req);
+    decide(w, shared, &facts, &mut req, None, tcp, out)
+}
+
+/// Whether a verdict does not apply here and the next plugin decides:
+/// a value that names no pool, `truncate` over TCP, `pass`.
+fn skips(v: &Verdict, tcp: bool, shared: &Shared) -> bool {
+    match v {
+        Verdict::Value(Value::Str(s)) => !shared.upstreams.contains_key(&**s),
+        Verdict::Value(_) | Verdict::Pass => true,
+        Verdict::Truncate => tcp,
+        _ => false,
+    }
+}
+
+/// Whether a verdict's response is the same for every query of one type:
+/// it can become a [`Template`].
+fn templatable(v: &Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Answer { .. }
+            | Verdict::Rewrite { .. }
+            | Verdict::Nxdomain
+            | Verdict::Nodata
+            | Verdict::Refuse
+            | Verdict::Servfail
+            | Verdict::Truncate
+    )
+}
+
+/// The chain decides; the answer is built.
+fn decide(
+    w: &mut Worker,
+    shared: &Shared,
+    facts: &QueryFacts<'_>,
+    req: &mut Req<'_>,
+    wire: Option<(&WireQuery, &[u8])>,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) -> Step {
+    let m = shared.metrics.shard(w.id);
     let chain = shared.chain.load();
-    let mut ctx = QueryCtx::new(&facts, &shared.geo, listener, &shared.node);
+    if w.generation != chain.generation || w.templates.len() >= MAX_TEMPLATES {
+        w.templates.clear();
+        w.generation = chain.generation;
+    }
+    let mut ctx = QueryCtx::new(facts, &shared.geo, &w.listener, &shared.node);
+    if let Some(id) = w.id {
+        ctx = ctx.on_worker(id);
+    }
     let pools = |p: &str| shared.upstreams.contains_key(p);
     let mut start = 0;
     let built = loop {
         match chain.decide_from(start, &mut ctx) {
             Some((_, Decision::Records(records))) => {
                 m.verdicts[verdict_index("answer")].fetch_add(1, Relaxed);
-                break Built::Reply(answer::records(&req, records));
+                let Some(r) = req.get() else {
+                    return Step::Done(false);
+                };
+                break Built::Reply(answer::records(r, records));
             }
             Some((i, Decision::Decide { verdict, .. })) => {
-                let built = answer::build(&req, &verdict, &shared.zone, tcp, &pools);
-                if matches!(built, Built::Skip) {
+                if skips(&verdict, tcp, shared) {
                     start = i + 1;
                     continue;
                 }
                 m.verdicts[verdict_index(verdict.action())].fetch_add(1, Relaxed);
-                break built;
+                if let (Some((q, packet)), Cow::Borrowed(v)) = (wire, &verdict) {
+                    if templatable(v) {
+                        let in_zone = shared.zone.contains_name(facts.qname);
+                        let key = (
+                            std::ptr::from_ref::<Verdict>(v) as usize,
+                            q.qtype,
+                            q.qclass,
+                            in_zone,
+                            tcp,
+                        );
+                        m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
+                        let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                        return templated(w, shared, key, req, q, packet, v, ecs, tcp, out);
+                    }
+                }
+                let Some(r) = req.get() else {
+                    return Step::Done(false);
+                };
+                break answer::build(r, &verdict, &shared.zone, tcp, &pools);
             }
             _ => {
                 // No plugin decided: the zone answers its own names, then
                 // the default pool, else REFUSED.
-                if let Some(b) = answer::from_zone(&req, &shared.zone) {
-                    m.verdicts[verdict_index("default_zone")].fetch_add(1, Relaxed);
-                    break b;
+                if shared.zone.contains_name(facts.qname) {
+                    let Some(r) = req.get() else {
+                        return Step::Done(false);
+                    };
+                    if let Some(b) = answer::from_zone(r, &shared.zone) {
+                        m.verdicts[verdict_index("default_zone")].fetch_add(1, Relaxed);
+                        break b;
+                    }
                 }
-                if shared.upstreams.contains_key("default") {
+                if shared.has_default {
                     m.verdicts[verdict_index("default_forward")].fetch_add(1, Relaxed);
                     break Built::Forward("default".into());
                 }
                 m.verdicts[verdict_index("default_refuse")].fetch_add(1, Relaxed);
-                break Built::Reply(answer::error(&req, ResponseCode::Refused));
+                if let Some((q, packet)) = wire {
+                    m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
+                    let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                    m.rcode(u16::from(ResponseCode::Refused.low()));
+                    let t = Template::rcode(ResponseCode::Refused.low());
+                    wire::write_response(out, packet, q, &t, finish(shared, q, ecs, tcp));
+                    return Step::Done(true);
+                }
+                let Some(r) = req.get() else {
+                    return Step::Done(false);
+                };
+                break Built::Reply(answer::error(r, ResponseCode::Refused));
             }
         }
     };
     m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
     let ecs_echo = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+    drop(ctx);
+    finish_built(
+        shared,
+        built,
+        std::mem::replace(req, Req::Lazy(&[])),
+        ecs_echo,
+        tcp,
+        out,
+    )
+}
+
+fn finish(
+    shared: &Shared,
+    q: &WireQuery,
+    ecs: Option<(std::net::IpAddr, u8, u8)>,
+    tcp: bool,
+) -> Finish {
+    Finish {
+        ra: shared.has_default,
+        limit: if tcp {
+            usize::from(u16::MAX)
+        } else {
+            wire::udp_limit(q)
+        },
+        ecs,
+    }
+}
+
+/// A static verdict's answer: its template (made on the first query of
+/// this kind) written for this query.
+#[allow(clippy::too_many_arguments)]
+fn templated(
+    w: &mut Worker,
+    shared: &Shared,
+    key: TemplateKey,
+    req: &mut Req<'_>,
+    q: &WireQuery,
+    packet: &[u8],
+    v: &Verdict,
+    ecs: Option<(std::net::IpAddr, u8, u8)>,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) -> Step {
+    let m = shared.metrics.shard(w.id);
+    if let Some(t) = w.templates.get(&key) {
+        m.rcode(u16::from(t.rcode));
+        wire::write_response(out, packet, q, t, finish(shared, q, ecs, tcp));
+        return Step::Done(true);
+    }
+    let pools = |p: &str| shared.upstreams.contains_key(p);
+    let Some(r) = req.get() else {
+        return Step::Done(false);
+    };
+    let built = answer::build(r, v, &shared.zone, tcp, &pools);
+    let template = match &built {
+        Built::Reply(msg) => r
+            .queries
+            .first()
+            .and_then(|qq| Template::from_message(msg, &qq.name)),
+        // A rewrite leaving the zone with no pool to complete it: the
+        // partial answer is the whole answer, the same every time.
+        Built::ResolveOutside { partial, .. } if !shared.has_default => r
+            .queries
+            .first()
+            .and_then(|qq| Template::from_message(partial, &qq.name)),
+        _ => None,
+    };
+    match template {
+        Some(t) => {
+            m.rcode(u16::from(t.rcode));
+            wire::write_response(out, packet, q, &t, finish(shared, q, ecs, tcp));
+            w.templates.insert(key, t);
+            Step::Done(true)
+        }
+        None => finish_built(
+            shared,
+            built,
+            std::mem::replace(req, Req::Lazy(&[])),
+            ecs,
+            tcp,
+            out,
+        ),
+    }
+}
+
+/// A response built on hickory's `Message` (or upstream work) to bytes.
+fn finish_built(
+    shared: &Shared,
+    built: Built,
+    req: Req<'_>,
+    ecs_echo: Option<(std::net::IpAddr, u8, u8)>,
+    tcp: bool,
+    out: &mut Vec<u8>,
+) -> Step {
+    let m = &shared.metrics;
+    let Some(req) = req.take() else {
+        return Step::Done(false);
+    };
     match built {
-        Built::Reply(r) => Step::Done(reply(shared, r, &req, ecs_echo, tcp)),
+        Built::Reply(r) => put(out, reply(shared, r, &req, ecs_echo, tcp)),
         Built::Drop => {
             m.dropped.fetch_add(1, Relaxed);
-            Step::Done(None)
+            Step::Done(false)
         }
         Built::Forward(pool) => Step::Upstream(Box::new(Job {
             req,
             kind: JobKind::Forward(pool, ecs_echo),
         })),
         Built::ResolveOutside { partial, target } => {
-            if shared.upstreams.contains_key("default") {
+            if shared.has_default {
                 Step::Upstream(Box::new(Job {
                     req,
                     kind: JobKind::Resolve {
@@ -251,10 +475,10 @@ pub(super) fn process(
                     },
                 }))
             } else {
-                Step::Done(reply(shared, partial, &req, ecs_echo, tcp))
+                put(out, reply(shared, partial, &req, ecs_echo, tcp))
             }
         }
-        Built::Skip => Step::Done(None),
+        Built::Skip => Step::Done(false),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Shared {
     pub geo: Arc<Geo>,
     /// Upstream pools.
     pub upstreams: BTreeMap<String, Vec<SocketAddr>>,
+    /// Whether pool `default` exists (recursion offered, RA set).
+    pub has_default: bool,
     /// Counters.
     pub metrics: Metrics,
     /// `server.node`.
@@ -78,7 +80,8 @@ impl Shared {
             zone,
             geo: Arc::new(geo),
             upstreams: config.upstreams.clone(),
-            metrics: Metrics::default(),
+            has_default: config.upstreams.contains_key("default"),
+            metrics: Metrics::new(config.worker_count()),
             node: config.node.clone(),
             timeout: Duration::from_millis(config.upstream_timeout_ms),
             plugin_dir: config.plugin_dir.clone(),

@@ -1,7 +1,7 @@
 //! The TCP listener: length-prefixed queries per connection, bounded in
 //! connections, idle time and write time.
 
-use super::pipeline::{process, Step};
+use super::pipeline::{process, Step, Worker};
 use super::*;
 
 pub(super) async fn tcp_accept(
@@ -41,43 +41,98 @@ pub(super) async fn tcp_accept(
     }
 }
 
-/// One TCP connection: length-prefixed queries until EOF, 10 s idle, or shutdown.
+/// Queries of one connection answered at once at most: upstream work is
+/// concurrent (RFC 7766 §6.2.1.1: pipelined queries may be answered out of
+/// order), and past this many the connection waits.
+pub const MAX_TCP_IN_FLIGHT: usize = 32;
+
+/// One TCP connection: length-prefixed queries until EOF, 10 s idle, or
+/// shutdown. Answers the pipeline has at once go out in order; those that
+/// need an upstream are answered when they are ready.
 pub(super) async fn tcp_conn(
-    mut stream: TcpStream,
+    stream: TcpStream,
     from: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
     listener: Arc<str>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    loop {
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_TCP_IN_FLIGHT);
+    let writer = tokio::spawn(write_replies(wr, rx));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_IN_FLIGHT));
+    let mut worker = Worker::new(None, listener);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let result = loop {
         let len = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = tokio::time::timeout(Duration::from_secs(10), stream.read_u16()) => match r {
+            _ = stop.cancelled() => break Ok(()),
+            r = tokio::time::timeout(Duration::from_secs(10), rd.read_u16()) => match r {
                 Ok(Ok(l)) => usize::from(l),
-                _ => return Ok(()),
+                _ => break Ok(()),
             },
         };
-        let mut buf = vec![0u8; len];
-        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf)).await??;
+        buf.resize(len, 0);
+        match tokio::time::timeout(Duration::from_secs(10), rd.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break Err(e),
+            Err(e) => break Err(e.into()),
+        }
         let start = Instant::now();
         shared.metrics.queries_tcp.fetch_add(1, Relaxed);
-        let out = match process(&shared, &buf, from, true, &listener) {
-            Step::Done(o) => o,
-            Step::Upstream(job) => match shared.upstream_slots.clone().try_acquire_owned() {
-                Ok(_permit) => job.run(&shared, true).await,
-                Err(_) => job.servfail(&shared, true),
-            },
-        };
-        let Some(bytes) = out else { continue };
-        let Ok(len) = u16::try_from(bytes.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(bytes.len() + 2);
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(&bytes);
-        shared.metrics.observe(start.elapsed());
-        // A client that never reads must not hold the connection for ever.
-        tokio::time::timeout(Duration::from_secs(10), stream.write_all(&framed)).await??;
+        match process(&mut worker, &shared, &buf, from, true, &mut out) {
+            Step::Done(true) => {
+                shared.metrics.observe(start.elapsed());
+                if tx.send(framed(&out)).await.is_err() {
+                    break Ok(());
+                }
+            }
+            Step::Done(false) => {}
+            Step::Upstream(job) => {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break Ok(());
+                };
+                let (shared, tx) = (shared.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let out = match shared.upstream_slots.clone().try_acquire_owned() {
+                        Ok(_slot) => job.run(&shared, true).await,
+                        Err(_) => job.servfail(&shared, true),
+                    };
+                    if let Some(bytes) = out {
+                        shared.metrics.observe(start.elapsed());
+                        let _ = tx.send(framed(&bytes)).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    };
+    // Answers still being worked on are sent before the connection closes.
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+/// A reply with its two-byte length (RFC 1035 §4.2.2).
+fn framed(bytes: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    let mut f = Vec::with_capacity(bytes.len() + 2);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&bytes[..usize::from(len)]);
+    f
+}
+
+/// Writes replies as they come; a client that never reads must not hold
+/// the connection for ever.
+async fn write_replies(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    while let Some(reply) = rx.recv().await {
+        match tokio::time::timeout(Duration::from_secs(10), wr.write_all(&reply)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
     }
+    let _ = wr.shutdown().await;
 }

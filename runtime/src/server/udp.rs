@@ -1,87 +1,58 @@
 //! The UDP workers: one SO_REUSEPORT socket per worker, each on its own
-//! thread and single-threaded runtime, moving datagrams in batches with
-//! recvmmsg/sendmmsg; upstream work is spawned off the hot loop.
+//! thread and single-threaded runtime, moving datagrams in batches
+//! ([`Batch`]: recvmmsg/sendmmsg over buffers made once) through the
+//! worker's own [`Worker`] state; upstream work is spawned off the hot loop.
+//! In steady state a query costs no allocation here.
 
-use super::pipeline::{process, Step};
+use super::batch::{Batch, BATCH};
+use super::pipeline::{process, Step, Worker};
 use super::*;
 
-/// Datagrams moved per system call. Batching with recvmmsg/sendmmsg is what
-/// makes a UDP server fast: at one syscall per packet the kernel, not the
-/// policy, is where the time goes.
-pub(super) const BATCH: usize = 32;
-/// Largest query datagram read (queries are small; a longer one arrives
-/// truncated and is answered FORMERR).
-pub(super) const MAX_QUERY: usize = 4096;
-
-pub(super) async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: CancellationToken) {
-    use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-    use std::io::{IoSlice, IoSliceMut};
+pub(super) async fn udp_worker(
+    id: usize,
+    sock: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
     let listener = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let listener: Arc<str> = listener.into();
+    let mut worker = Worker::new(Some(id), listener.into());
     let fd = sock.as_raw_fd();
-    let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
-    let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut batch = Batch::new();
+    let metrics = shared.metrics.shard(Some(id));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             r = sock.readable() => if r.is_err() { continue },
         }
         // Drain what is queued, a batch per syscall; yield now and then so
-        // TCP and upstream tasks get a turn.
+        // upstream tasks get a turn.
         for _ in 0..64 {
-            received.clear();
-            let got = sock.try_io(Interest::READABLE, || {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                    .iter_mut()
-                    .map(|b| [IoSliceMut::new(&mut b[..])])
-                    .collect();
-                let res = recvmmsg(
-                    fd,
-                    &mut recv_hdrs,
-                    iovs.iter_mut(),
-                    MsgFlags::MSG_DONTWAIT,
-                    None,
-                )
-                .map_err(std::io::Error::from)?;
-                for m in res {
-                    received.push((m.bytes, m.address.and_then(|a| to_std(&a))));
-                }
-                Ok(())
-            });
-            match got {
-                Ok(()) => {}
+            let got = match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "recv failed");
                     continue;
                 }
-            }
-            if received.is_empty() {
+            };
+            if got == 0 {
                 break;
             }
-            for (k, &(n, from)) in received.iter().enumerate() {
+            for k in 0..got {
+                let (packet, from, out) = batch.datagram(k);
                 let Some(from) = from else { continue };
                 let start = Instant::now();
-                shared.metrics.queries_udp.fetch_add(1, Relaxed);
-                match process(
-                    &shared,
-                    &bufs[k][..n.min(MAX_QUERY)],
-                    from,
-                    false,
-                    &listener,
-                ) {
-                    Step::Done(Some(bytes)) => {
+                metrics.queries_udp.fetch_add(1, Relaxed);
+                match process(&mut worker, &shared, packet, from, false, out) {
+                    Step::Done(true) => {
                         // Observed before sending, so a scrape never lags a reply.
-                        shared.metrics.observe(start.elapsed());
-                        replies.push((bytes, from));
+                        metrics.observe(start.elapsed());
+                        batch.queue(k, from);
                     }
-                    Step::Done(None) => {}
+                    Step::Done(false) => {}
                     Step::Upstream(job) => {
                         // Upstream work must not stall this socket's other
                         // queries, and is bounded: past the limit the query
@@ -92,61 +63,35 @@ pub(super) async fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: 
                                 tokio::spawn(async move {
                                     let out = job.run(&shared, false).await;
                                     drop(permit);
-                                    shared.metrics.observe(start.elapsed());
+                                    shared.metrics.shard(Some(id)).observe(start.elapsed());
                                     if let Some(bytes) = out {
                                         let _ = sock.send_to(&bytes, from).await;
                                     }
                                 });
                             }
                             Err(_) => {
-                                shared.metrics.upstream_failed.fetch_add(1, Relaxed);
+                                metrics.upstream_failed.fetch_add(1, Relaxed);
                                 if let Some(bytes) = job.servfail(&shared, false) {
-                                    replies.push((bytes, from));
+                                    let (_, _, out) = batch.datagram(k);
+                                    out.extend_from_slice(&bytes);
+                                    batch.queue(k, from);
                                 }
                             }
                         }
                     }
                 }
             }
-            if !replies.is_empty() {
-                let sent = {
-                    let slices: Vec<[IoSlice<'_>; 1]> =
-                        replies.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
-                    let addrs: Vec<Option<SockaddrStorage>> = replies
-                        .iter()
-                        .map(|(_, a)| Some(SockaddrStorage::from(*a)))
-                        .collect();
-                    sock.try_io(Interest::WRITABLE, || {
-                        sendmmsg(
-                            fd,
-                            &mut send_hdrs,
-                            slices.iter(),
-                            &addrs,
-                            [],
-                            MsgFlags::MSG_DONTWAIT,
-                        )
-                        .map(|r| r.count())
-                        .map_err(std::io::Error::from)
-                    })
-                    .unwrap_or(0)
-                };
-                // Whatever the kernel did not take in the batch goes one by one.
-                for (bytes, to) in replies.iter().skip(sent) {
-                    let _ = sock.send_to(bytes, *to).await;
-                }
-                replies.clear();
+            // Whatever the kernel did not take in the batch goes one by one
+            // (a full send buffer: rare, so copying those is fine).
+            let rest: Vec<(Vec<u8>, SocketAddr)> =
+                batch.send(fd).map(|(b, t)| (b.to_vec(), t)).collect();
+            for (bytes, to) in rest {
+                let _ = sock.send_to(&bytes, to).await;
             }
-            if received.len() < BATCH {
+            if got < BATCH {
                 break;
             }
         }
         tokio::task::yield_now().await;
     }
-}
-
-pub(super) fn to_std(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }

@@ -1,18 +1,20 @@
 //! Rust functions compiled code calls for what needs a value's text
 //! (regex, `starts_with`, `len`, `hash` of a non-scalar, set membership,
 //! prefix containment, `lower`, concatenation), and the fixed import table
-//! that names them.
+//! that names them. Only `lower`, concatenation and a run-time value
+//! verdict allocate: they make new values.
 #![allow(unsafe_code)]
 
-use super::abi::env;
+use super::abi::{env, V};
 use super::*;
+use crate::ir::hash::hash_text;
 
 extern "C" fn h_starts_with(e: *mut Env, a: i64, b: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    i64::from(match (e.value(a), e.value(b)) {
-        (Some(Value::Name(a)), Some(Value::Name(b))) => name_has_prefix(a, b),
-        (Some(Value::Str(a)), Some(Value::Str(b))) => a.starts_with(&**b),
+    i64::from(match (e.get(a), e.get(b)) {
+        (Some(V::Name(a)), Some(V::Name(b))) => name_has_prefix(a, b),
+        (Some(V::Str(a)), Some(V::Str(b))) => a.starts_with(b),
         _ => false,
     })
 }
@@ -20,9 +22,9 @@ extern "C" fn h_starts_with(e: *mut Env, a: i64, b: i64) -> i64 {
 extern "C" fn h_ends_with(e: *mut Env, a: i64, b: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    i64::from(match (e.value(a), e.value(b)) {
-        (Some(Value::Name(a)), Some(Value::Name(b))) => name_has_suffix(a, b),
-        (Some(Value::Str(a)), Some(Value::Str(b))) => a.ends_with(&**b),
+    i64::from(match (e.get(a), e.get(b)) {
+        (Some(V::Name(a)), Some(V::Name(b))) => name_has_suffix(a, b),
+        (Some(V::Str(a)), Some(V::Str(b))) => a.ends_with(b),
         _ => false,
     })
 }
@@ -33,8 +35,8 @@ extern "C" fn h_matches(e: *mut Env, re: i64, a: i64) -> i64 {
     let Some(re) = e.jit().policy.regexes.get(re as usize) else {
         return 0;
     };
-    i64::from(match e.value(a) {
-        Some(Value::Str(s) | Value::Name(s)) => re.is_match(s),
+    i64::from(match e.get(a) {
+        Some(V::Str(s) | V::Name(s)) => re.is_match(s),
         _ => false,
     })
 }
@@ -42,8 +44,8 @@ extern "C" fn h_matches(e: *mut Env, re: i64, a: i64) -> i64 {
 extern "C" fn h_len(e: *mut Env, a: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    match e.value(a) {
-        Some(Value::Str(s) | Value::Name(s)) => s.chars().count() as i64,
+    match e.get(a) {
+        Some(V::Str(s) | V::Name(s)) => s.chars().count() as i64,
         _ => 0,
     }
 }
@@ -51,20 +53,33 @@ extern "C" fn h_len(e: *mut Env, a: i64) -> i64 {
 extern "C" fn h_hash(e: *mut Env, code: i64, v: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    e.decode(code, v).map_or(0, |v| hash_value(&v))
+    match (code, e.get(v)) {
+        (2, Some(V::Str(s))) => hash_text(false, s),
+        (3, Some(V::Name(s))) => hash_text(true, s),
+        _ => e.decode(code, v).map_or(0, |v| hash_value(&v)),
+    }
 }
 
 extern "C" fn h_in_set(e: *mut Env, set: i64, code: i64, v: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    let (Some(set), Some(v)) = (e.jit().policy.sets.get(set as usize), e.decode(code, v)) else {
+    let jit = e.jit();
+    let Some(s) = jit.policy.sets.get(set as usize) else {
         return 0;
     };
-    i64::from(match (set, &v) {
-        (ConstSet::Names(ns), Value::Name(n)) => ns.contains(n),
-        (ConstSet::Cidrs(cs), Value::Ip(ip)) => cs.iter().any(|c| c.contains(ip)),
-        (ConstSet::Cidrs(cs), Value::Cidr(inner)) => cs.iter().any(|c| c.covers(inner)),
-        (ConstSet::Values(vs), v) => vs.contains(v),
+    i64::from(match (s, e.get(v)) {
+        (ConstSet::Names(ns), Some(V::Name(n))) if code == 3 => ns.contains(n),
+        (ConstSet::Cidrs(cs), Some(V::Ip(ip))) if code == 4 => cs.iter().any(|c| c.contains(&ip)),
+        (ConstSet::Cidrs(cs), Some(V::Cidr(inner))) if code == 5 => {
+            cs.iter().any(|c| c.covers(&inner))
+        }
+        // Members that are not scalars are literals, interned at compile
+        // time: a value is a member exactly when its id is one of theirs.
+        (ConstSet::Values(_), _) if !matches!(code, 0 | 1 | 6) => jit
+            .set_ids
+            .get(set as usize)
+            .is_some_and(|ids| ids.contains(&v)),
+        (ConstSet::Values(vs), _) => e.decode(code, v).is_some_and(|v| vs.contains(&v)),
         _ => false,
     })
 }
@@ -72,9 +87,9 @@ extern "C" fn h_in_set(e: *mut Env, set: i64, code: i64, v: i64) -> i64 {
 extern "C" fn h_in_cidr(e: *mut Env, needle: i64, cidr: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    i64::from(match (e.value(needle), e.value(cidr)) {
-        (Some(Value::Ip(ip)), Some(Value::Cidr(c))) => c.contains(ip),
-        (Some(Value::Cidr(inner)), Some(Value::Cidr(c))) => c.covers(inner),
+    i64::from(match (e.get(needle), e.get(cidr)) {
+        (Some(V::Ip(ip)), Some(V::Cidr(c))) => c.contains(&ip),
+        (Some(V::Cidr(inner)), Some(V::Cidr(c))) => c.covers(&inner),
         _ => false,
     })
 }
@@ -82,8 +97,11 @@ extern "C" fn h_in_cidr(e: *mut Env, needle: i64, cidr: i64) -> i64 {
 extern "C" fn h_lower(e: *mut Env, a: i64) -> i64 {
     // SAFETY: see `env`.
     let e = unsafe { env(e) };
-    match e.value(a).cloned() {
-        Some(Value::Str(s)) => e.intern(&Value::Str(s.to_lowercase().into())),
+    match e.get(a) {
+        Some(V::Str(s)) => {
+            let lower = s.to_lowercase();
+            e.intern_text(&lower, false)
+        }
         _ => a,
     }
 }
@@ -94,7 +112,7 @@ extern "C" fn h_concat(e: *mut Env, ac: i64, a: i64, bc: i64, b: i64) -> i64 {
     let (Some(a), Some(b)) = (e.decode(ac, a), e.decode(bc, b)) else {
         return -1;
     };
-    e.intern(&Value::Str(format!("{a}{b}").into()))
+    e.intern_text(&format!("{a}{b}"), false)
 }
 
 extern "C" fn h_set_value(e: *mut Env, code: i64, v: i64) -> i64 {

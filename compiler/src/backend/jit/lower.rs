@@ -12,6 +12,7 @@ pub(super) struct Lower<'a, 'b> {
     pub(super) vals: CVal,
     pub(super) present: CVal,
     pub(super) env: CVal,
+    pub(super) read: CVal,
     pub(super) k: CVal,
     pub(super) next_k: u32,
     pub(super) locals: HashMap<u32, (Variable, Variable)>,
@@ -45,6 +46,12 @@ impl Lower<'_, '_> {
     }
 
     pub(super) fn slot(&mut self, slot: u32, miss: Block) -> CVal {
+        // What the decision depended on: marked before the presence test,
+        // since a missing value is a dependency too.
+        let one = self.b.ins().iconst(cranelift_codegen::ir::types::I8, 1);
+        self.b
+            .ins()
+            .store(MemFlagsData::trusted(), one, self.read, slot as i32);
         let p = self
             .b
             .ins()

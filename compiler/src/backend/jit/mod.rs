@@ -34,13 +34,14 @@
 #![allow(unsafe_code)]
 
 mod abi;
+mod eval;
 mod helpers;
 mod lower;
 mod plan;
 
 pub use abi::{Env, JitCtx};
+pub use eval::{JitOutcome, Prepared, SlotSource, SlotValue};
 
-use crate::backend::interp::value_fits;
 use crate::ir::context::{Context, Field, FIELDS, FIELD_COUNT};
 use crate::ir::hash::hash_value;
 use crate::ir::index::{indexed_by, is_exact_key, IndexedBy};
@@ -85,6 +86,12 @@ pub struct JitPolicy {
     code: Vec<Code>,
     values: Vec<Value>,
     ids: FxHashMap<Value, i64>,
+    /// Ids of the string and name literals, looked up by text (no `Value`
+    /// is built to find one).
+    str_ids: FxHashMap<Box<str>, i64>,
+    name_ids: FxHashMap<Box<str>, i64>,
+    /// Per constant set of values: the ids of its non-scalar members.
+    set_ids: Vec<rustc_hash::FxHashSet<i64>>,
     verdicts: Vec<Verdict>,
     clif: String,
     stats: JitStats,
@@ -123,27 +130,6 @@ impl Drop for JitPolicy {
     }
 }
 
-/// The outcome of one compiled evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JitOutcome<'p> {
-    /// The verdict (borrowed from the table when static), or `None`.
-    pub verdict: Option<Cow<'p, Verdict>>,
-    /// Index of the deciding rule.
-    pub rule: Option<usize>,
-}
-
-/// A context converted for compiled code (slots, interned values, and the
-/// rule candidates of its query name). Keep one and [`JitPolicy::refill`]
-/// it per query: its buffers are reused. It borrows the policy it was made
-/// for, which therefore cannot move or drop while it lives.
-pub struct Prepared<'p> {
-    owner: std::marker::PhantomData<&'p JitPolicy>,
-    vals: Vec<i64>,
-    present: Vec<u8>,
-    env: Env,
-    candidates: Vec<u32>,
-}
-
 /// Compilation failed (Cranelift refused the code; a bug, reported).
 #[derive(Debug, thiserror::Error)]
 #[error("JIT compilation failed: {0}")]
@@ -151,6 +137,17 @@ pub struct JitError(String);
 
 fn err(e: impl std::fmt::Display) -> JitError {
     JitError(e.to_string())
+}
+
+/// The id of a literal, interning it when new.
+fn intern_literal(values: &mut Vec<Value>, ids: &mut FxHashMap<Value, i64>, v: &Value) -> i64 {
+    if let Some(&id) = ids.get(v) {
+        return id;
+    }
+    values.push(v.clone());
+    let id = values.len() as i64 - 1;
+    ids.insert(v.clone(), id);
+    id
 }
 
 impl JitPolicy {
@@ -254,6 +251,7 @@ impl JitPolicy {
                 let vals = b.ins().load(I64, MemFlagsData::trusted(), ctxp, 0);
                 let present = b.ins().load(I64, MemFlagsData::trusted(), ctxp, 8);
                 let envp = b.ins().load(I64, MemFlagsData::trusted(), ctxp, 16);
+                let readp = b.ins().load(I64, MemFlagsData::trusted(), ctxp, 24);
                 let end = b.create_block();
                 let mut l = Lower {
                     b,
@@ -261,6 +259,7 @@ impl JitPolicy {
                     vals,
                     present,
                     env: envp,
+                    read: readp,
                     k: kp,
                     next_k: 0,
                     locals: HashMap::new(),
@@ -318,6 +317,32 @@ impl JitPolicy {
             .collect();
         stats.functions = shapes.len();
         let fields = policy.fields_used() | (1 << Field::QueryName as u32);
+        // Members of value sets get ids too, so membership is an id test.
+        let set_ids = policy
+            .sets
+            .iter()
+            .map(|s| match s {
+                ConstSet::Values(vs) => vs
+                    .iter()
+                    .filter(|v| !matches!(v, Value::Bool(_) | Value::Int(_) | Value::Qtype(_)))
+                    .map(|v| intern_literal(&mut values, &mut ids, v))
+                    .collect(),
+                _ => rustc_hash::FxHashSet::default(),
+            })
+            .collect();
+        let mut str_ids = FxHashMap::default();
+        let mut name_ids = FxHashMap::default();
+        for (v, &id) in &ids {
+            match v {
+                Value::Str(s) => {
+                    str_ids.insert(Box::from(&**s), id);
+                }
+                Value::Name(s) => {
+                    name_ids.insert(Box::from(&**s), id);
+                }
+                _ => {}
+            }
+        }
         Ok(JitPolicy {
             fields,
             policy,
@@ -326,6 +351,9 @@ impl JitPolicy {
             code,
             values,
             ids,
+            str_ids,
+            name_ids,
+            set_ids,
             verdicts,
             clif,
             stats,
@@ -345,134 +373,5 @@ impl JitPolicy {
     /// What the compiler did with the rules.
     pub fn stats(&self) -> JitStats {
         self.stats
-    }
-
-    /// Converts a context for compiled code: slot values, interned ids and
-    /// the rule candidates of its query name.
-    pub fn prepare(&self, ctx: &Context) -> Prepared<'_> {
-        let mut p = Prepared {
-            owner: std::marker::PhantomData,
-            vals: Vec::new(),
-            present: Vec::new(),
-            env: Env {
-                jit: self,
-                dynamic: Vec::new(),
-                verdict: None,
-            },
-            candidates: Vec::new(),
-        };
-        self.refill(ctx, &mut p);
-        p
-    }
-
-    /// [`JitPolicy::prepare`] into an existing `Prepared`, reusing its buffers.
-    pub fn refill(&self, ctx: &Context, p: &mut Prepared<'_>) {
-        let n = FIELD_COUNT + self.policy.inputs.len();
-        p.vals.clear();
-        p.vals.resize(n, 0);
-        p.present.clear();
-        p.present.resize(n, 0);
-        p.env.jit = self;
-        p.env.dynamic.clear();
-        p.env.verdict = None;
-        let put = |slot: usize, v: &Value, p: &mut Prepared<'_>| {
-            let x = match v {
-                Value::Bool(b) => i64::from(*b),
-                Value::Int(i) => *i,
-                Value::Qtype(q) => i64::from(*q),
-                // Lists are never read by compiled code (the rule falls back).
-                Value::List(_) => return,
-                other => p.env.intern(other),
-            };
-            p.vals[slot] = x;
-            p.present[slot] = 1;
-        };
-        let mut mask = self.fields;
-        while mask != 0 {
-            let f = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            if let Some(v) = FIELDS.get(f).and_then(|info| ctx.get(info.field)) {
-                put(f, v, p);
-            }
-        }
-        for (i, input) in self.policy.inputs.iter().enumerate() {
-            if let Some(v) = ctx.var(&input.path).filter(|v| value_fits(v, &input.ty)) {
-                put(FIELD_COUNT + i, v, p);
-            }
-        }
-        self.policy.index.candidates_in(ctx, &mut p.candidates);
-    }
-
-    /// Evaluates a prepared context; `ctx` is the context it was prepared
-    /// from (rules left to the interpreter read it).
-    pub fn eval_prepared(&self, p: &mut Prepared<'_>, ctx: &Context) -> JitOutcome<'_> {
-        // Compiled code trusts the slot buffers' length and the helpers the
-        // policy pointer: a `Prepared` made for another policy is redone.
-        if !std::ptr::eq(p.env.jit, self) || p.vals.len() != FIELD_COUNT + self.policy.inputs.len()
-        {
-            self.refill(ctx, p);
-        }
-        let base = p.env.dynamic.len();
-        let jc = JitCtx {
-            vals: p.vals.as_ptr(),
-            present: p.present.as_ptr(),
-            env: &mut p.env,
-        };
-        let mut out = JitOutcome {
-            verdict: None,
-            rule: None,
-        };
-        for &i in &p.candidates {
-            let i = i as usize;
-            let r = match &self.code[i] {
-                Code::Const(v) => i64::from(*v),
-                Code::Jit { shape, k } => {
-                    // SAFETY: `jc` points at live buffers of the right
-                    // length for this policy's slots; `k` holds the
-                    // constants the shape reads.
-                    unsafe { (self.shapes[*shape])(&jc, k.as_ptr()) }
-                }
-                Code::Interp => match self.policy.eval_rule(i, ctx) {
-                    Some(v) => {
-                        out = JitOutcome {
-                            verdict: Some(Cow::Owned(v)),
-                            rule: Some(i),
-                        };
-                        break;
-                    }
-                    None => -1,
-                },
-            };
-            if r >= 0 {
-                out = JitOutcome {
-                    verdict: self.verdicts.get(r as usize).map(Cow::Borrowed),
-                    rule: Some(i),
-                };
-                break;
-            }
-            if r == -2 {
-                // SAFETY: the call above has returned; nothing else holds
-                // the environment.
-                let v = unsafe { (*jc.env).verdict.take() };
-                out = JitOutcome {
-                    verdict: v.map(Cow::Owned),
-                    rule: Some(i),
-                };
-                break;
-            }
-        }
-        // Values interned during this evaluation (concat, lower) are its own.
-        p.env.dynamic.truncate(base);
-        out
-    }
-
-    /// Prepares and evaluates in one step.
-    pub fn eval(&self, ctx: &Context) -> JitOutcome<'_> {
-        let mut p = self.prepare(ctx);
-        let out = self.eval_prepared(&mut p, ctx);
-        JitOutcome {
-            verdict: out.verdict.map(|v| Cow::Owned(v.into_owned())),
-            rule: out.rule,
-        }
     }
 }

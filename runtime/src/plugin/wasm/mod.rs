@@ -315,7 +315,7 @@ impl WasmPlugin {
         self.pool.put(inst);
     }
 
-    fn failed(&self, counter: &AtomicU64, what: &str) -> Decision {
+    fn failed(&self, counter: &AtomicU64, what: &str) -> Decision<'static> {
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %self.name, error = %what, "wasm process failed");
         self.limits.on_failure()
@@ -346,10 +346,11 @@ impl WasmPlugin {
     ) -> Result<(Option<dnspolicy_compiler::Verdict>, Option<usize>), WasmError> {
         let mut call = Call::from_context(ctx, self.name.clone(), self.log.gate.clone());
         call.inputs = self.inputs.clone();
+        let qname = call.qname.clone();
         let facts = crate::dns::query::QueryFacts {
             client: call.client,
             ecs: None,
-            qname: call.qname.clone(),
+            qname: &qname,
             qtype: call.qtype,
             qclass: "IN",
             transport: "udp",
@@ -378,7 +379,7 @@ impl WasmPlugin {
     /// The caller decides whether the instance returns to the pool.
     fn run(
         &self,
-        facts: &crate::dns::query::QueryFacts,
+        facts: &crate::dns::query::QueryFacts<'_>,
         call: Call,
     ) -> Result<(Instance, wasmtime::Result<i32>, Call), WasmError> {
         let mut inst = self.take()?;
@@ -422,7 +423,7 @@ fn describe(e: &wasmtime::Error, over_cap: bool) -> String {
 }
 
 /// The header `process` reads for this query.
-fn header(facts: &crate::dns::query::QueryFacts) -> Header {
+fn header(facts: &crate::dns::query::QueryFacts<'_>) -> Header {
     let flags = if facts.recursion_desired {
         Header::RD
     } else {
@@ -474,7 +475,7 @@ impl Plugin for WasmPlugin {
         Ok(())
     }
 
-    fn apply(&self, ctx: &mut QueryCtx<'_>) -> Decision {
+    fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s> {
         let mut call = Call::new(ctx, self.name.clone(), self.log.gate.clone());
         if self.compiled {
             ctx.fill(self.fields);

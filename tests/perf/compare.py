@@ -27,8 +27,8 @@ def med(rows, key):
     return statistics.median(vals) if vals else None
 
 
-print("| scenario | setting | dnspolicy QPS | p99 us | lost | best dnsdist (config) QPS | p99 us | ratio |")
-print("|---|---|---|---|---|---|---|---|")
+print("| scenario | setting | dnspolicy QPS | p99 us | lost | best dnsdist (config) QPS | p99 us | ratio | / bare responder |")
+print("|---|---|---|---|---|---|---|---|---|")
 for scen, peers in PEERS.items():
     settings = sorted({s for (sc, s) in runs if sc == f"dnspolicy-{scen}"})
     for setting in settings:
@@ -44,8 +44,10 @@ for scen, peers in PEERS.items():
         fmt = lambda v: "-" if v is None else f"{v:,.0f}"
         ratio = f"{q / best[1]:.2f}" if best and best[1] else "-"
         peer = f"{fmt(best[1])} ({best[0]})" if best else "-"
+        limit = med(runs.get(("limit", setting), []), "qps")
+        vs_limit = f"{q / limit:.2f} ({fmt(limit)})" if limit and q else "-"
         print(f"| {scen} | {setting} | {fmt(q)} | {fmt(med(mine, 'p99_us'))} | {fmt(med(mine, 'lost'))} | "
-              f"{peer} | {fmt(best[2]) if best else '-'} | {ratio} |")
+              f"{peer} | {fmt(best[2]) if best else '-'} | {ratio} | {vs_limit} |")
 
 # The plugin kinds against each other, same policy, same run.
 kinds = [k for k in ("geo", "lua-geo", "wasm-geo") if any(sc == f"dnspolicy-{k}" for (sc, _) in runs)]

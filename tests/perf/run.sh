@@ -4,7 +4,11 @@
 # to $WORK first: it is read-only in CI). Server pinned to CPU 0, load
 # generator to CPU 1; every load is bounded by LOAD_SECS; loopback only.
 #
-#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo wasm-geo suffix-10k suffix-100k
+#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo wasm-geo suffix-10k suffix-100k tcp
+#
+# static also runs the kit's bare C responder (../shared/bench/limit, the
+# single-core ceiling) in the same run; tcp is the static policy over TCP
+# (dnsperf -m tcp) against dnsdist's static config.
 #
 # Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
 # dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
@@ -20,7 +24,8 @@ export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
 export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
 blast-c10q1000:blast:-c 10 -q 1000 -b 32}"
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo wasm-geo suffix-10k suffix-100k)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo wasm-geo suffix-10k suffix-100k tcp)
+TCP_MATRIX="${TCP_MATRIX:-dnsperf-tcp-c10q100:dnsperf:-m tcp -c 10 -T 1 -q 100}"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -67,7 +72,17 @@ for s in "${SCENARIOS[@]}"; do
   case "$s" in
     static)
       run_dnspolicy static "$Q/www-a.txt" www.example.com 192.0.2.1
+      if [ "${LIMIT:-1}" = 1 ]; then
+        "$WORK/bench/limit/run.sh"
+      fi
       peers=(static) ;;
+    tcp)
+      # The static policy and dnsdist's static config, queried over TCP.
+      MATRIX="$TCP_MATRIX" run_dnspolicy static "$Q/www-a.txt" www.example.com 192.0.2.1
+      if [ "${DNSDIST:-1}" = 1 ]; then
+        MATRIX="$TCP_MATRIX" "$WORK/bench/peer/run.sh" static
+      fi
+      peers=() ;;
     geo)
       run_dnspolicy geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"
       peers=(geo-native lua-geo-ffi) ;;
@@ -85,7 +100,7 @@ for s in "${SCENARIOS[@]}"; do
       peers=(suffix-100k-ffi) ;;
     *) die "unknown scenario $s" ;;
   esac
-  if [ "${DNSDIST:-1}" = 1 ]; then
+  if [ "${DNSDIST:-1}" = 1 ] && [ ${#peers[@]} -gt 0 ]; then
     for p in "${peers[@]}"; do
       "$WORK/bench/peer/run.sh" "$p"
     done

@@ -161,13 +161,22 @@ impl Metrics {
 impl Counters {
     /// Records a query's latency.
     pub fn observe(&self, d: std::time::Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// Records the latency of `n` queries answered together.
+    pub fn observe_n(&self, d: std::time::Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
         let s = d.as_secs_f64();
         let i = BUCKETS
             .iter()
             .position(|b| s <= *b)
             .unwrap_or(BUCKETS.len());
-        self.latency[i].fetch_add(1, Relaxed);
-        self.latency_sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.latency[i].fetch_add(n, Relaxed);
+        self.latency_sum_ns
+            .fetch_add(d.as_nanos() as u64 * n, Relaxed);
     }
 
     /// Counts a response code.

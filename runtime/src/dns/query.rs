@@ -55,7 +55,7 @@ pub struct QueryCtx<'a> {
     geo: &'a Arc<Geo>,
     listener: &'a str,
     node: &'a str,
-    ctx: Context,
+    ctx: Option<Context>,
     filled: u32,
     geo_info: Option<Arc<GeoInfo>>,
     fields_read: u32,
@@ -77,7 +77,7 @@ impl<'a> QueryCtx<'a> {
             geo,
             listener,
             node,
-            ctx: Context::default(),
+            ctx: None,
             filled: 0,
             geo_info: None,
             fields_read: 0,
@@ -140,52 +140,48 @@ impl<'a> QueryCtx<'a> {
         }
         let f = self.facts;
         let has = |field: Field| todo & (1 << field as u32) != 0;
+        // Made on first use: compiled policies never need one.
+        let mut ctx = self.ctx.take().unwrap_or_default();
         if has(Field::ClientIp) {
-            self.ctx.set(Field::ClientIp, Value::Ip(f.client));
+            ctx.set(Field::ClientIp, Value::Ip(f.client));
         }
         if has(Field::ClientSubnet) {
-            self.ctx
-                .set(Field::ClientSubnet, Value::Cidr(self.subnet()));
+            ctx.set(Field::ClientSubnet, Value::Cidr(self.subnet()));
         }
         if todo & GEO_FIELDS != 0 {
             let ip = self.subject_ip();
             let g = self.geo_info.get_or_insert_with(|| self.geo.lookup(ip));
-            self.ctx
-                .set(Field::ClientCountry, Value::Str(g.country.clone()));
-            self.ctx
-                .set(Field::ClientRegion, Value::Str(g.region.clone()));
-            self.ctx.set(Field::ClientCity, Value::Str(g.city.clone()));
-            self.ctx.set(Field::ClientAsn, Value::Int(g.asn));
+            ctx.set(Field::ClientCountry, Value::Str(g.country.clone()));
+            ctx.set(Field::ClientRegion, Value::Str(g.region.clone()));
+            ctx.set(Field::ClientCity, Value::Str(g.city.clone()));
+            ctx.set(Field::ClientAsn, Value::Int(g.asn));
         }
         if has(Field::QueryName) {
-            self.ctx.set(Field::QueryName, Value::Name(f.qname.into()));
+            ctx.set(Field::QueryName, Value::Name(f.qname.into()));
         }
         if has(Field::QueryType) {
-            self.ctx.set(Field::QueryType, Value::Qtype(f.qtype));
+            ctx.set(Field::QueryType, Value::Qtype(f.qtype));
         }
         if has(Field::QueryClass) {
-            self.ctx.set(Field::QueryClass, Value::Str(f.qclass.into()));
+            ctx.set(Field::QueryClass, Value::Str(f.qclass.into()));
         }
         if has(Field::QueryTransport) {
-            self.ctx
-                .set(Field::QueryTransport, Value::Str(f.transport.into()));
+            ctx.set(Field::QueryTransport, Value::Str(f.transport.into()));
         }
         if has(Field::QueryDnssecOk) {
-            self.ctx.set(Field::QueryDnssecOk, Value::Bool(f.dnssec_ok));
+            ctx.set(Field::QueryDnssecOk, Value::Bool(f.dnssec_ok));
         }
         if has(Field::QueryRecursionDesired) {
-            self.ctx.set(
+            ctx.set(
                 Field::QueryRecursionDesired,
                 Value::Bool(f.recursion_desired),
             );
         }
         if has(Field::ServerListener) {
-            self.ctx
-                .set(Field::ServerListener, Value::Str(self.listener.into()));
+            ctx.set(Field::ServerListener, Value::Str(self.listener.into()));
         }
         if has(Field::ServerNode) {
-            self.ctx
-                .set(Field::ServerNode, Value::Str(self.node.into()));
+            ctx.set(Field::ServerNode, Value::Str(self.node.into()));
         }
         if todo
             & ((1 << Field::TimeHour as u32)
@@ -194,8 +190,9 @@ impl<'a> QueryCtx<'a> {
             != 0
         {
             let now = self.unix_now();
-            self.ctx.set_time(now);
+            ctx.set_time(now);
         }
+        self.ctx = Some(ctx);
         self.filled |= todo;
     }
 
@@ -206,7 +203,10 @@ impl<'a> QueryCtx<'a> {
 
     /// The policy context (call [`QueryCtx::fill`] first).
     pub fn policy_ctx(&self) -> &Context {
-        &self.ctx
+        static EMPTY: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
+        self.ctx
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Context::default))
     }
 
     /// Records fields a plugin read (for the ECS scope).
@@ -280,6 +280,6 @@ impl SlotSource for Slots<'_, '_> {
     fn context(&mut self) -> &Context {
         // Rules the JIT leaves to the interpreter read the whole context.
         self.0.fill(u32::MAX);
-        &self.0.ctx
+        self.0.policy_ctx()
     }
 }

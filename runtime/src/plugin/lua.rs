@@ -2,7 +2,8 @@
 //! trait, in a sandbox.
 //!
 //! A script defines `apply(ctx)` and optionally `init(config)` and
-//! `destroy()`. Each plugin keeps a pool of Lua states; a state serves one
+//! `destroy()`. Each plugin keeps a Lua state per worker (and a pool for
+//! other callers); a state serves one
 //! query at a time and is never shared between threads at once, so scripts
 //! may keep state in globals, per state (see `docs/lua-plugins.md`).
 //!
@@ -17,7 +18,7 @@
 //! stop a compiled `while true do end`.
 
 use crate::dns::query::QueryCtx;
-use crate::plugin::pool::Pool;
+use crate::plugin::pool::WorkerSlots;
 use crate::plugin::{Decision, Plugin, PluginError};
 use dnspolicy_compiler::ir::types::qtype_to_string;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, UserData, UserDataMethods, VmState};
@@ -106,7 +107,7 @@ pub struct LuaPlugin {
     path: PathBuf,
     limits: Limits,
     config: serde_json::Value,
-    pool: Pool<State>,
+    pool: WorkerSlots<State>,
     failures: Failures,
 }
 
@@ -264,7 +265,7 @@ impl LuaPlugin {
             path: path.to_path_buf(),
             limits,
             config: config.clone(),
-            pool: Pool::new(),
+            pool: WorkerSlots::new(),
             failures: Failures::default(),
         };
         // Make the first state now, so a broken script fails at load time.
@@ -272,7 +273,7 @@ impl LuaPlugin {
             path: path.to_path_buf(),
             source,
         })?;
-        p.pool.put(state);
+        p.pool.claim(None).set(state);
         Ok(p)
     }
 
@@ -291,20 +292,6 @@ impl LuaPlugin {
                 .map_err(|e| LuaError::Init(e.to_string()))?;
         }
         Ok(state)
-    }
-
-    fn take_state(&self) -> Option<State> {
-        match self.pool.take_or(|| self.make_state()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(plugin = %self.name, error = %e, "cannot make a Lua state");
-                None
-            }
-        }
-    }
-
-    fn give_back(&self, state: State) {
-        self.pool.put(state);
     }
 
     fn failed(&self, what: &str, e: &mlua::Error) -> Decision<'static> {
@@ -339,8 +326,13 @@ impl Plugin for LuaPlugin {
     }
 
     fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s> {
-        let Some(state) = self.take_state() else {
-            return self.failed("apply", &mlua::Error::runtime("no Lua state"));
+        let mut claim = self.pool.claim(ctx.worker());
+        let state = match claim.get_or_try_init(|| self.make_state()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(plugin = %self.name, error = %e, "cannot make a Lua state");
+                return self.failed("apply", &mlua::Error::runtime("no Lua state"));
+            }
         };
         // LuaJIT collects no garbage on an allocation failure: collect now
         // rather than fail a script that holds half its cap.
@@ -359,17 +351,14 @@ impl Plugin for LuaPlugin {
         .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")));
         ctx.note_fields_read(call.0.read);
         match result {
-            Ok(()) => {
-                self.give_back(state);
-                call.0.finish()
-            }
+            Ok(()) => call.0.finish(),
             Err(e) => {
                 let d = self.failed("apply", &e);
                 // Reclaim what the aborted call left; a state still near its
                 // cap is dropped and a fresh one made next time.
                 state.lua.gc_collect().ok();
-                if state.lua.used_memory() < self.limits.memory / 2 {
-                    self.give_back(state);
+                if state.lua.used_memory() >= self.limits.memory / 2 {
+                    claim.discard();
                 }
                 d
             }

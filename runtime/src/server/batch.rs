@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 /// Datagrams moved per system call. Batching is what makes a UDP server
 /// fast: at one syscall per packet the kernel, not the policy, is where the
 /// time goes.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// Largest query datagram read (queries are small; a longer one arrives
 /// truncated and is answered FORMERR).
 pub const MAX_QUERY: usize = 4096;
@@ -86,9 +86,13 @@ impl Batch {
         b
     }
 
-    /// Reads up to [`BATCH`] datagrams without blocking; how many came.
-    /// `WouldBlock` when none is queued.
-    pub fn recv(&mut self, fd: RawFd) -> std::io::Result<usize> {
+    /// Waits for at least one datagram (on a blocking socket, up to its
+    /// read timeout), then takes what else is queued, up to [`BATCH`].
+    pub fn recv_wait(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> std::io::Result<usize> {
         for h in self.hdr_in.iter_mut() {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
             h.msg_len = 0;
@@ -100,7 +104,7 @@ impl Batch {
                 fd,
                 self.hdr_in.as_mut_ptr(),
                 BATCH as _,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// A bound server, ready to run.
@@ -170,33 +170,17 @@ impl Server {
             udp_sockets = self.udp.len(),
             "serving"
         );
-        // Each UDP socket gets its own thread and single-threaded runtime:
-        // no work stealing between cores on the hot path, and the batch
-        // buffers stay on their thread.
+        // Each UDP socket gets its own thread, blocking in recvmmsg like a
+        // bare responder: no event loop on the hot path, no work stealing
+        // between cores, and the batch buffers stay on their thread.
+        // Upstream work is spawned onto the server's runtime.
         let mut threads = Vec::new();
+        let rt = tokio::runtime::Handle::current();
         for (i, s) in self.udp.into_iter().enumerate() {
-            let shared = self.shared.clone();
-            let stop = shutdown.clone();
+            let (shared, stop, rt) = (self.shared.clone(), shutdown.clone(), rt.clone());
             let t = std::thread::Builder::new()
                 .name(format!("dnspolicy-udp-{i}"))
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start a UDP worker runtime");
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        match UdpSocket::from_std(s) {
-                            Ok(sock) => udp::udp_worker(i, Arc::new(sock), shared, stop).await,
-                            Err(e) => tracing::error!(error = %e, "cannot register a UDP socket"),
-                        }
-                    });
-                })
+                .spawn(move || udp::udp_worker(i, s, shared, stop, rt))
                 .map_err(|e| ServeError::Setup(format!("cannot start a UDP worker: {e}")))?;
             threads.push(t);
         }

@@ -29,7 +29,7 @@ pub use engine::{check_abi, check_module};
 
 use crate::dns::query::QueryCtx;
 use crate::plugin::host::{Call, Failures, Limits, LogGate};
-use crate::plugin::pool::Pool;
+use crate::plugin::pool::WorkerSlots;
 use crate::plugin::{Decision, Plugin, PluginError};
 use dnspolicy_compiler::abi::{
     self, AbiFunc, Header, Ty, ABI_VERSION, EXPORTS, IMPORT_MODULE, WASI_IMPORTS,
@@ -107,7 +107,7 @@ pub struct WasmPlugin {
     pre: InstancePre<Host>,
     limits: Limits,
     config: Vec<u8>,
-    pool: Pool<Instance>,
+    pool: WorkerSlots<Instance>,
     failures: Failures,
     log: Arc<LogSink>,
     rules: Vec<String>,
@@ -184,7 +184,7 @@ impl WasmPlugin {
             pre,
             limits,
             config: serde_json::to_vec(config).unwrap_or_else(|_| b"null".to_vec()),
-            pool: Pool::new(),
+            pool: WorkerSlots::new(),
             failures: Failures::default(),
             log: Arc::new(LogSink {
                 plugin: label,
@@ -196,7 +196,7 @@ impl WasmPlugin {
             inputs: inputs.into(),
         };
         let first = p.instantiate().map_err(refuse)?;
-        p.give_back(first);
+        p.pool.claim(None).set(first);
         Ok(p)
     }
 
@@ -306,15 +306,6 @@ impl WasmPlugin {
         })
     }
 
-    fn take(&self) -> Result<Instance, WasmError> {
-        self.pool.take_or(|| self.instantiate())
-    }
-
-    fn give_back(&self, mut inst: Instance) {
-        inst.store.data_mut().over_cap = false;
-        self.pool.put(inst);
-    }
-
     fn failed(&self, counter: &AtomicU64, what: &str) -> Decision<'static> {
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %self.name, error = %what, "wasm process failed");
@@ -328,13 +319,13 @@ impl WasmPlugin {
     /// a rebuild after a trap costs. For benchmarks and warm-up.
     pub fn add_instance(&self) -> Result<(), WasmError> {
         let i = self.instantiate()?;
-        self.give_back(i);
+        self.pool.claim(None).set(i);
         Ok(())
     }
 
-    /// Drops the pooled instances (they are rebuilt on demand).
+    /// Drops the idle instances (they are rebuilt on demand).
     pub fn drain_pool(&self) {
-        drop(self.pool.drain());
+        self.pool.clear();
     }
 
     /// Evaluates a compiled policy module on a context, as `dnspolicy eval
@@ -357,32 +348,32 @@ impl WasmPlugin {
             dnssec_ok: false,
             recursion_desired: false,
         };
-        let (inst, r, call) = self.run(&facts, call)?;
+        let mut claim = self.pool.claim(None);
+        let inst = claim.get_or_try_init(|| self.instantiate())?;
+        let (r, call) = self.run(inst, &facts, call)?;
+        let over_cap = std::mem::take(&mut inst.store.data_mut().over_cap);
         match r {
-            Ok(0) => {
-                self.give_back(inst);
-                Ok((None, None))
-            }
-            Ok(1) => {
-                self.give_back(inst);
-                Ok(call.verdict.map_or((None, None), |(v, r)| (Some(v), r)))
-            }
+            Ok(0) => Ok((None, None)),
+            Ok(1) => Ok(call.verdict.map_or((None, None), |(v, r)| (Some(v), r))),
             Ok(rc) => Err(WasmError::Call(format!("process returned {rc}"))),
-            Err(e) => Err(WasmError::Call(describe(&e, inst.store.data().over_cap))),
+            Err(e) => {
+                claim.discard();
+                Err(WasmError::Call(describe(&e, over_cap)))
+            }
         }
     }
 }
 
 impl WasmPlugin {
-    /// One `process` call: an instance from the pool, the query written into
-    /// its buffer, `call` in its store for the host functions, and back.
-    /// The caller decides whether the instance returns to the pool.
+    /// One `process` call on `inst`: the query written into its buffer,
+    /// `call` in its store for the host functions, and back. The caller
+    /// decides whether the instance is kept.
     fn run(
         &self,
+        inst: &mut Instance,
         facts: &crate::dns::query::QueryFacts<'_>,
         call: Call,
-    ) -> Result<(Instance, wasmtime::Result<i32>, Call), WasmError> {
-        let mut inst = self.take()?;
+    ) -> Result<(wasmtime::Result<i32>, Call), WasmError> {
         let lost = |what: &str| WasmError::Call(what.to_string());
         let memory = inst.store.data().memory.ok_or_else(|| lost("no memory"))?;
         // Written in place: the buffer was checked to lie in memory when
@@ -404,7 +395,7 @@ impl WasmPlugin {
             .call
             .take()
             .ok_or_else(|| lost("lost the call"))?;
-        Ok((inst, r, call))
+        Ok((r, call))
     }
 }
 
@@ -482,32 +473,34 @@ impl Plugin for WasmPlugin {
             call.policy = Some(Box::new(ctx.policy_ctx().clone()));
             call.inputs = self.inputs.clone();
         }
-        let (inst, r, mut call) = match self.run(ctx.facts, call) {
-            Ok(x) => x,
+        let mut claim = self.pool.claim(ctx.worker());
+        let inst = match claim.get_or_try_init(|| self.instantiate()) {
+            Ok(i) => i,
             Err(e) => return self.failed(&self.failures.error, &e.to_string()),
         };
+        let (r, mut call) = match self.run(inst, ctx.facts, call) {
+            Ok(x) => x,
+            Err(e) => {
+                claim.discard();
+                return self.failed(&self.failures.error, &e.to_string());
+            }
+        };
+        let over_cap = std::mem::take(&mut inst.store.data_mut().over_cap);
         ctx.note_fields_read(call.read);
+        if r.is_err() {
+            // A trapped instance is thrown away: the next call gets a new one.
+            claim.discard();
+        }
         match r {
-            Ok(0) => {
-                self.give_back(inst);
-                Decision::Pass
-            }
-            Ok(1) => {
-                self.give_back(inst);
-                call.finish()
-            }
-            Ok(rc) => {
-                self.give_back(inst);
-                self.failed(&self.failures.error, &format!("process returned {rc}"))
-            }
-            // The instance is not given back: the next call gets a new one.
+            Ok(0) => Decision::Pass,
+            Ok(1) => call.finish(),
+            Ok(rc) => self.failed(&self.failures.error, &format!("process returned {rc}")),
             Err(e) => match e.downcast_ref::<Exit>() {
                 Some(Exit(0)) => call.finish(),
                 Some(Exit(code)) => {
                     self.failed(&self.failures.error, &format!("proc_exit({code})"))
                 }
                 None => {
-                    let over_cap = inst.store.data().over_cap;
                     let counter = match (over_cap, e.downcast_ref::<wasmtime::Trap>()) {
                         (true, _) => &self.failures.memory,
                         (_, Some(wasmtime::Trap::Interrupt)) => &self.failures.budget,

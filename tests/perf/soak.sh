@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Soak: the geo policy under a fixed load of 80 % of the measured capacity
+# for SOAK_SECS (600), with a reload every RELOAD_EVERY seconds (30).
+# Prints RSS at start and end, its growth, reloads done, and queries lost;
+# exits 1 when a query was lost or RSS grew by 5 % or more.
+#
+#   tests/perf/soak.sh
+#
+# Env: SOAK_SECS, RELOAD_EVERY, CAPACITY (skip the capacity run), WORK
+# (/tmp/dnspolicy-soak). Loopback only; every process started is stopped
+# by its PID; the load is bounded by SOAK_SECS.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+KIT="${KIT:-$ROOT/../shared/bench}"
+WORK="${WORK:-/tmp/dnspolicy-soak}"
+SOAK_SECS="${SOAK_SECS:-600}"
+RELOAD_EVERY="${RELOAD_EVERY:-30}"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -r "$KIT" "$WORK/bench"
+chmod -R u+w "$WORK/bench"
+export RESULTS_DIR="$WORK/results" LOAD_SECS=10 REPS=1
+# shellcheck source=/dev/null
+source "$WORK/bench/lib/bench.sh"
+ensure_deps
+build_tools
+gen_data
+(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
+BIN="$ROOT/target/release/dnspolicy"
+python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+PORT="${PORT:-25320}" ADMIN="${ADMIN_PORT:-25321}"
+port_free "$PORT"
+port_free "$ADMIN"
+mkdir -p "$RESULTS_DIR"
+PLUGINS="$WORK/dnspolicy/geo/plugins"
+( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" \
+    --workers 1 --plugin-dir "$PLUGINS" --geoip "$WORK/dnspolicy/geo/regions.csv" ) \
+  >"$RESULTS_DIR/server.log" 2>&1 &
+SPID=$!
+trap 'stop_pid $SPID' EXIT
+wait_ready "$PORT" www.example.com "$SPID" 60 "$(date +%s.%N)" >/dev/null || die "server did not come up"
+Q="$WORK/bench/peer/queries/www-a.txt"
+
+if [ -z "${CAPACITY:-}" ]; then
+  log "measuring capacity (dnsperf, 10 s)"
+  CAPACITY=$(pin "$GEN_CPU" dnsperf -s 127.0.0.1 -p "$PORT" -d "$Q" -l 10 -t 2 -b 4096 -c 10 -T 1 -q 1000 \
+    | awk '/Queries per second:/ {printf "%d", $4}')
+fi
+RATE=$((CAPACITY * 8 / 10))
+sleep 2
+RSS0=$(rss_kb "$SPID")
+log "capacity $CAPACITY qps; soaking at $RATE qps for ${SOAK_SECS}s, reload every ${RELOAD_EVERY}s; RSS $RSS0 kB"
+( pin "$GEN_CPU" dnsperf -s 127.0.0.1 -p "$PORT" -d "$Q" -l "$SOAK_SECS" -t 2 -b 4096 -c 10 -T 1 \
+    -q 1000 -Q "$RATE" ) >"$RESULTS_DIR/dnsperf.txt" 2>&1 &
+GPID=$!
+reloads=0 failed=0
+end=$(( $(date +%s) + SOAK_SECS ))
+while kill -0 "$GPID" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
+  sleep "$RELOAD_EVERY"
+  kill -0 "$GPID" 2>/dev/null || break
+  # Each reload rebuilds the whole chain from the directory and swaps it.
+  touch "$PLUGINS"/*.dsl
+  if curl -sf -X POST "http://127.0.0.1:$ADMIN/reload" >/dev/null; then
+    reloads=$((reloads + 1))
+  else
+    failed=$((failed + 1))
+  fi
+done
+wait "$GPID" || true
+RSS1=$(rss_kb "$SPID")
+read -r sent done lost < <(awk '/Queries sent:/ {s=$3} /Queries completed:/ {c=$3} /Queries lost:/ {l=$3} END {print s+0, c+0, l+0}' "$RESULTS_DIR/dnsperf.txt")
+growth=$(awk -v a="$RSS0" -v b="$RSS1" 'BEGIN {printf "%.1f", 100 * (b - a) / a}')
+echo "soak: ${SOAK_SECS}s at $RATE qps (80 % of $CAPACITY), $reloads reloads ($failed refused)"
+echo "soak: RSS start $RSS0 kB, end $RSS1 kB, growth $growth %"
+echo "soak: queries sent $sent, completed $done, lost $lost"
+stop_pid "$SPID"; trap - EXIT
+if [ "$lost" != 0 ] || awk -v g="$growth" 'BEGIN {exit !(g >= 5)}'; then
+  exit 1
+fi

@@ -53,6 +53,11 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     /// Watch the plugin directory and reload on change.
     pub hot_reload: bool,
+    /// Read the common query straight from the datagram and write its
+    /// answer without hickory's `Message` (the default). `false` sends
+    /// every query through hickory: for debugging, and for the test that
+    /// holds the two paths to the same answers.
+    pub fast_path: bool,
 }
 
 impl Default for Config {
@@ -68,6 +73,7 @@ impl Default for Config {
             node: std::env::var("HOSTNAME").unwrap_or_else(|_| "dnspolicy".into()),
             upstream_timeout_ms: 1500,
             hot_reload: false,
+            fast_path: true,
         }
     }
 }

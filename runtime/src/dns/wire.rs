@@ -478,6 +478,69 @@ fn opt(out: &mut Vec<u8>, q: &WireQuery, finish: Finish) {
     }
 }
 
+/// Writes the answer to `q` with address records `data` of `rtype` (A or
+/// AAAA, matching the question's type) owned by the question name: the
+/// common static answer, written without a template (a policy of 100 000
+/// such answers needs no cache). `false` when the data are not all
+/// addresses of that type: the caller builds the answer another way.
+pub fn write_addresses(
+    out: &mut Vec<u8>,
+    packet: &[u8],
+    q: &WireQuery,
+    rtype: u16,
+    ttl: u32,
+    data: &[dnspolicy_compiler::Value],
+    finish: Finish,
+) -> bool {
+    use dnspolicy_compiler::Value;
+    let fits = |v: &Value| {
+        matches!(
+            (rtype, v),
+            (1, Value::Ip(IpAddr::V4(_))) | (28, Value::Ip(IpAddr::V6(_)))
+        )
+    };
+    if q.qtype != rtype || data.is_empty() || data.len() > 64 || !data.iter().all(fits) {
+        return false;
+    }
+    out.clear();
+    let t = Template {
+        authoritative: true,
+        truncated: false,
+        rcode: 0,
+        answers: Vec::new(),
+        authorities: Vec::new(),
+    };
+    header(out, q, &t, finish, false);
+    out.extend_from_slice(&packet[12..q.question_end]);
+    for v in data {
+        out.extend_from_slice(&[0xC0, 12]);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&q.qclass.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        match v {
+            Value::Ip(IpAddr::V4(a)) => {
+                out.extend_from_slice(&4u16.to_be_bytes());
+                out.extend_from_slice(&a.octets());
+            }
+            Value::Ip(IpAddr::V6(a)) => {
+                out.extend_from_slice(&16u16.to_be_bytes());
+                out.extend_from_slice(&a.octets());
+            }
+            _ => {}
+        }
+    }
+    opt(out, q, finish);
+    if out.len() > finish.limit {
+        out.clear();
+        header(out, q, &t, finish, true);
+        out.extend_from_slice(&packet[12..q.question_end]);
+        opt(out, q, finish);
+        return true;
+    }
+    out[6..8].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    true
+}
+
 /// Whether `rtype` is a type a template may answer for (not a meta type).
 pub fn templatable(rtype: u16) -> bool {
     !matches!(

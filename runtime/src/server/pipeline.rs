@@ -24,10 +24,24 @@ pub(super) enum Step {
     Upstream(Box<Job>),
 }
 
-/// What a template is the body for: a static verdict (by its address in
-/// the policy's table), the question's type and class, whether the name
-/// is in the local zone (negative answers carry its SOA then), and TCP.
+/// What a template is the body for: the verdict, the question's type and
+/// class, whether the name is in the local zone (negative answers carry its
+/// SOA then), and TCP. A compiled policy's verdict is known by its address
+/// in the policy's table; a verdict a Lua or WASM plugin made on this call
+/// by its value (hashed, then compared).
 type TemplateKey = (usize, u16, u16, bool, bool);
+
+/// The question-dependent part of a key.
+type Question = (u16, u16, bool, bool);
+
+/// Templates of verdicts made at run time, by hash of verdict and question.
+type ByValue = FxHashMap<u64, Vec<(Verdict, Question, Template)>>;
+
+/// Which template a query needs.
+enum Key<'v> {
+    Static(TemplateKey, &'v Verdict),
+    Value(u64, &'v Verdict, Question),
+}
 
 /// One worker's reusable state. Nothing in it is shared: a UDP worker
 /// thread owns one, a TCP connection another.
@@ -38,6 +52,7 @@ pub struct Worker {
     pub(super) listener: Arc<str>,
     qname: String,
     templates: FxHashMap<TemplateKey, Template>,
+    by_value: ByValue,
     generation: u64,
 }
 
@@ -53,6 +68,7 @@ impl Worker {
             listener,
             qname: String::with_capacity(256),
             templates: FxHashMap::default(),
+            by_value: FxHashMap::default(),
             generation: 0,
         }
     }
@@ -121,7 +137,12 @@ pub(super) fn process(
         return Step::Done(false);
     }
     let mut qname = std::mem::take(&mut w.qname);
-    let step = match wire::parse(packet, &mut qname) {
+    let parsed = if shared.fast_path {
+        wire::parse(packet, &mut qname)
+    } else {
+        None
+    };
+    let step = match parsed {
         Some(q) => {
             let facts = QueryFacts {
                 client: from.ip(),
@@ -277,8 +298,12 @@ fn decide(
 ) -> Step {
     let m = shared.metrics.shard(w.id);
     let chain = shared.chain.load();
-    if w.generation != chain.generation || w.templates.len() >= MAX_TEMPLATES {
+    if w.generation != chain.generation
+        || w.templates.len() >= MAX_TEMPLATES
+        || w.by_value.len() >= MAX_TEMPLATES
+    {
         w.templates.clear();
+        w.by_value.clear();
         w.generation = chain.generation;
     }
     let mut ctx = QueryCtx::new(facts, &shared.geo, &w.listener, &shared.node);
@@ -302,19 +327,44 @@ fn decide(
                     continue;
                 }
                 m.verdicts[verdict_index(verdict.action())].fetch_add(1, Relaxed);
-                if let (Some((q, packet)), Cow::Borrowed(v)) = (wire, &verdict) {
-                    if templatable(v) {
+                if let Some((q, packet)) = wire {
+                    // Addresses answering their own type: written as they are.
+                    if let Verdict::Answer { rtype, data, ttl } = &*verdict {
+                        let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                        let f = finish(shared, q, ecs, tcp);
+                        if q.qclass == 1
+                            && wire::write_addresses(out, packet, q, *rtype, *ttl, data, f)
+                        {
+                            m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
+                            m.rcode(0);
+                            return Step::Done(true);
+                        }
+                    }
+                    if templatable(&verdict) {
                         let in_zone = shared.zone.contains_name(facts.qname);
-                        let key = (
-                            std::ptr::from_ref::<Verdict>(v) as usize,
-                            q.qtype,
-                            q.qclass,
-                            in_zone,
-                            tcp,
-                        );
+                        let question = (q.qtype, q.qclass, in_zone, tcp);
+                        let key = match &verdict {
+                            Cow::Borrowed(v) => Key::Static(
+                                (
+                                    std::ptr::from_ref::<Verdict>(v) as usize,
+                                    q.qtype,
+                                    q.qclass,
+                                    in_zone,
+                                    tcp,
+                                ),
+                                v,
+                            ),
+                            Cow::Owned(v) => {
+                                use std::hash::{BuildHasher, Hash, Hasher};
+                                let mut h = rustc_hash::FxBuildHasher.build_hasher();
+                                v.hash(&mut h);
+                                question.hash(&mut h);
+                                Key::Value(h.finish(), v, question)
+                            }
+                        };
                         m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
                         let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
-                        return templated(w, shared, key, req, q, packet, v, ecs, tcp, out);
+                        return templated(w, shared, key, req, q, packet, ecs, tcp, out);
                     }
                 }
                 let Some(r) = req.get() else {
@@ -390,21 +440,32 @@ fn finish(
 fn templated(
     w: &mut Worker,
     shared: &Shared,
-    key: TemplateKey,
+    key: Key<'_>,
     req: &mut Req<'_>,
     q: &WireQuery,
     packet: &[u8],
-    v: &Verdict,
     ecs: Option<(std::net::IpAddr, u8, u8)>,
     tcp: bool,
     out: &mut Vec<u8>,
 ) -> Step {
     let m = shared.metrics.shard(w.id);
-    if let Some(t) = w.templates.get(&key) {
+    let hit = match &key {
+        Key::Static(k, _) => w.templates.get(k),
+        Key::Value(h, v, question) => w.by_value.get(h).and_then(|bucket| {
+            bucket
+                .iter()
+                .find(|(bv, bq, _)| bv == *v && bq == question)
+                .map(|(_, _, t)| t)
+        }),
+    };
+    if let Some(t) = hit {
         m.rcode(u16::from(t.rcode));
         wire::write_response(out, packet, q, t, finish(shared, q, ecs, tcp));
         return Step::Done(true);
     }
+    let v: &Verdict = match &key {
+        Key::Static(_, v) | Key::Value(_, v, _) => v,
+    };
     let pools = |p: &str| shared.upstreams.contains_key(p);
     let Some(r) = req.get() else {
         return Step::Done(false);
@@ -427,7 +488,17 @@ fn templated(
         Some(t) => {
             m.rcode(u16::from(t.rcode));
             wire::write_response(out, packet, q, &t, finish(shared, q, ecs, tcp));
-            w.templates.insert(key, t);
+            match key {
+                Key::Static(k, _) => {
+                    w.templates.insert(k, t);
+                }
+                Key::Value(h, v, question) => {
+                    w.by_value
+                        .entry(h)
+                        .or_default()
+                        .push((v.clone(), question, t));
+                }
+            }
             Step::Done(true)
         }
         None => finish_built(

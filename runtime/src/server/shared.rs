@@ -27,6 +27,8 @@ pub struct Shared {
     pub upstreams: BTreeMap<String, Vec<SocketAddr>>,
     /// Whether pool `default` exists (recursion offered, RA set).
     pub has_default: bool,
+    /// Whether the wire fast path is on (`Config::fast_path`).
+    pub fast_path: bool,
     /// Counters.
     pub metrics: Metrics,
     /// `server.node`.
@@ -81,6 +83,7 @@ impl Shared {
             geo: Arc::new(geo),
             upstreams: config.upstreams.clone(),
             has_default: config.upstreams.contains_key("default"),
+            fast_path: config.fast_path,
             metrics: Metrics::new(config.worker_count()),
             node: config.node.clone(),
             timeout: Duration::from_millis(config.upstream_timeout_ms),

@@ -62,6 +62,17 @@ async fn metrics_health_and_plugins() {
     );
     assert_eq!(geo["priority"], 5);
     assert_eq!(geo["rules"]["geo"], 3);
+    // Served as native code: the one rule is a constant verdict under its
+    // index key (no code at all).
+    assert_eq!(
+        geo["native"],
+        serde_json::json!({"compiled": 0, "constant": 1, "interpreted": 0, "functions": 0}),
+        "{body}"
+    );
+    assert!(
+        by_name("script").get("native").is_none(),
+        "Lua is not compiled"
+    );
     let broken = by_name("broken");
     assert_eq!(broken["state"], "failed");
     assert!(

@@ -8,4 +8,5 @@ mod forward;
 mod lua;
 mod reload;
 mod robustness;
+mod tcp;
 mod wasm;

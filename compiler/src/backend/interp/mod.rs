@@ -158,7 +158,14 @@ impl Policy {
             verdict: outcome.0,
             rule: outcome.1,
             missing_reads: it.missing,
-            fields_read: it.fields_read,
+            // Skipping a rule by the client's prefix is a decision that
+            // depended on the client: the index's reads count too.
+            fields_read: it.fields_read
+                | if indexed {
+                    self.index.fields_consulted()
+                } else {
+                    0
+                },
             trace: it.trace,
         }
     }

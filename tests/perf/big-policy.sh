@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The 100 000-rule policy (the kit's suffix-100k data): time from launch to
+# the first answer, RSS while serving, and peak RSS while a reload builds
+# the next chain beside the serving one. Loopback only; the server is
+# stopped by its PID.
+#
+#   tests/perf/big-policy.sh            # RULES=100k (or 10k)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+KIT="${KIT:-$ROOT/../shared/bench}"
+WORK="${WORK:-/tmp/dnspolicy-big}"
+RULES="${RULES:-100k}"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -r "$KIT" "$WORK/bench"
+chmod -R u+w "$WORK/bench"
+export RESULTS_DIR="$WORK/results"
+# shellcheck source=/dev/null
+source "$WORK/bench/lib/bench.sh"
+ensure_deps
+gen_data
+(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
+BIN="$ROOT/target/release/dnspolicy"
+python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+PORT="${PORT:-25330}" ADMIN="${ADMIN_PORT:-25331}"
+port_free "$PORT"
+port_free "$ADMIN"
+mkdir -p "$RESULTS_DIR"
+case "$RULES" in
+  100k) PROBE=h1.s099999.example WANT=198.19.134.159 ;;
+  10k) PROBE=h1.s000010.example WANT=198.18.0.10 ;;
+  *) die "RULES is 10k or 100k" ;;
+esac
+T0=$(date +%s.%N)
+( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --workers 1 \
+    --plugin-dir "$WORK/dnspolicy/suffix-$RULES/plugins" ) >"$RESULTS_DIR/server.log" 2>&1 &
+SPID=$!
+trap 'stop_pid $SPID' EXIT
+START_S=$(wait_ready "$PORT" "$PROBE" "$SPID" 120 "$T0") || die "server did not come up"
+GOT=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$PORT" "$PROBE" A)
+[ "$GOT" = "$WANT" ] || die "sanity: $PROBE -> '$GOT', want $WANT"
+sleep 1
+RSS=$(rss_kb "$SPID")
+# Peak from here on: reset the high-water mark, reload, read it back.
+echo 5 >"/proc/$SPID/clear_refs"
+R0=$(date +%s.%N)
+curl -sf -X POST "http://127.0.0.1:$ADMIN/reload" >"$RESULTS_DIR/reload.json"
+R1=$(date +%s.%N)
+PEAK=$(hwm_kb "$SPID")
+GOT2=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$PORT" "$PROBE" A)
+[ "$GOT2" = "$WANT" ] || die "after reload: $PROBE -> '$GOT2'"
+echo "big policy ($RULES suffix rules): first answer ${START_S}s after launch"
+echo "big policy: RSS serving $RSS kB; peak while reloading $PEAK kB ($(awk -v a="$RSS" -v b="$PEAK" 'BEGIN {printf "%.2f", b / a}')x); reload took $(awk -v a="$R0" -v b="$R1" 'BEGIN {printf "%.2f", b - a}') s"
+stop_pid "$SPID"
+trap - EXIT

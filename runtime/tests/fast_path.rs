@@ -171,7 +171,8 @@ fn both_paths_give_the_same_answers() {
         RecordType::CNAME,
         RecordType::ANY,
     ];
-    let ednses: [(Option<(u16, bool)>, Option<(&str, u8)>); 7] = [
+    type Opt = (Option<(u16, bool)>, Option<(&'static str, u8)>);
+    let ednses: [Opt; 7] = [
         (None, None),
         (Some((1232, false)), None),
         (Some((4096, true)), None),

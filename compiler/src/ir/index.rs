@@ -20,7 +20,7 @@ use crate::ir::context::Field;
 use crate::ir::types::Cidr;
 use crate::ir::value::Value;
 use crate::ir::{CmpOp, ConstSet, Expr, ExprKind, Rule, Stmt};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -40,18 +40,51 @@ struct Keys {
 /// name, and the rules (in evaluation order) it leads to.
 pub type IndexEntry<'a> = (u8, &'a str, &'a [u32]);
 
+/// The rules of one key: most keys lead to one rule, kept inline so a
+/// lookup in a 100 000-rule index touches no second allocation.
+#[derive(Debug, Clone)]
+enum Rules {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::Many(Vec::new())
+    }
+}
+
+impl Rules {
+    fn push(&mut self, i: u32) {
+        match self {
+            Rules::One(r) => *self = Rules::Many(vec![*r, i]),
+            Rules::Many(v) if v.is_empty() => *self = Rules::One(i),
+            Rules::Many(v) => v.push(i),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Rules::One(r) => std::slice::from_ref(r),
+            Rules::Many(v) => v,
+        }
+    }
+}
+
 /// Rules by the query names they can match.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
-    exact: HashMap<Arc<str>, Vec<u32>>,
-    suffix: HashMap<Arc<str>, Vec<u32>>,
-    wildcard: HashMap<Arc<str>, Vec<u32>>,
+    // FxHash: keys are names from the policy, not an attacker's choice,
+    // and every query hashes each suffix of its name.
+    exact: FxHashMap<Arc<str>, Rules>,
+    suffix: FxHashMap<Arc<str>, Rules>,
+    wildcard: FxHashMap<Arc<str>, Rules>,
     /// Rules by a prefix `client.ip` must lie in, and the prefix lengths
     /// present (per family): a lookup masks the address to each length.
-    ip: HashMap<Cidr, Vec<u32>>,
+    ip: FxHashMap<Cidr, Vec<u32>>,
     ip_lens: Vec<(bool, u8)>,
     /// Rules by a prefix that must cover `client.subnet`.
-    subnet: HashMap<Cidr, Vec<u32>>,
+    subnet: FxHashMap<Cidr, Vec<u32>>,
     subnet_lens: Vec<(bool, u8)>,
     /// Rules reached through a prefix key (backends without the prefix
     /// lookup run them always).
@@ -105,7 +138,7 @@ impl RuleIndex {
                 }
             }
         }
-        let lens = |m: &HashMap<Cidr, Vec<u32>>| {
+        let lens = |m: &FxHashMap<Cidr, Vec<u32>>| {
             let mut l: Vec<(bool, u8)> = m.keys().map(|c| (c.addr.is_ipv4(), c.len)).collect();
             l.sort_unstable();
             l.dedup();
@@ -229,18 +262,19 @@ impl RuleIndex {
         }
         if let Some(name) = name {
             if let Some(v) = self.exact.get(name) {
-                out.extend_from_slice(v);
+                out.extend_from_slice(v.as_slice());
             }
+            let wildcards = !self.wildcard.is_empty();
             // name itself, then each strict suffix, then the root.
             let mut rest = name;
             let mut strict = false;
             loop {
                 if let Some(v) = self.suffix.get(rest) {
-                    out.extend_from_slice(v);
+                    out.extend_from_slice(v.as_slice());
                 }
-                if strict {
+                if strict && wildcards {
                     if let Some(v) = self.wildcard.get(rest) {
-                        out.extend_from_slice(v);
+                        out.extend_from_slice(v.as_slice());
                     }
                 }
                 if rest.is_empty() {

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// This node's name (`server.node`).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
+    /// Start even if plugins fail to load (they are reported in /plugins
+    /// and /readyz is 503). Without it, a plugin that fails stops `serve`
+    /// (exit 2): a blocklist that does not load must not fail open.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -84,6 +89,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         c.node = n.clone();
     }
     c.hot_reload |= args.enable_hot_reload;
+    if args.allow_partial {
+        c.serve.on_plugin_error = dnspolicy_runtime::config::OnPluginError::Skip;
+    }
     Ok(c)
 }
 

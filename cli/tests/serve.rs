@@ -249,3 +249,40 @@ fn bad_setup_exits_2() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_plugin_that_fails_stops_serve_unless_partial_is_allowed() {
+    let dir = std::env::temp_dir().join(format!("dnspolicy-strict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("block.dsl"),
+        "if {query.nam} == \"x\" { then nxdomain }\n",
+    )
+    .expect("write");
+    let d = dir.to_str().expect("utf-8");
+    let o = Command::new(env!("CARGO_BIN_EXE_dnspolicy"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+            "--plugin-dir",
+            d,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a blocklist that does not load must not fail open"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("block.dsl") && err.contains("unknown context path"),
+        "{err}"
+    );
+    // --allow-partial starts without it.
+    let s = serve(&["--plugin-dir", d, "--allow-partial"]);
+    assert!(s.dns.starts_with("127.0.0.1:"), "{}", s.dns);
+}

@@ -84,6 +84,7 @@ fn plugins(noop: bool) -> Vec<(&'static str, Box<dyn Plugin>)> {
 fn bench(c: &mut Criterion) {
     let geo = Arc::new(Geo::open(&[root().join("examples/geo/regions.csv")]).expect("geo"));
     let facts = QueryFacts {
+        ecs_ignored: None,
         client: "198.51.100.7".parse().expect("ip"),
         ecs: None,
         qname: "www.example.com",

@@ -53,6 +53,12 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     /// Watch the plugin directory and reload on change.
     pub hot_reload: bool,
+    /// `[serve]`: start-up strictness.
+    pub serve: ServeSection,
+    /// `[reload]`: how a reload treats a file that fails.
+    pub reload: ReloadSection,
+    /// `[ecs]`: which client subnets steer answers.
+    pub ecs: EcsSection,
     /// Read the common query straight from the datagram and write its
     /// answer without hickory's `Message` (the default). `false` sends
     /// every query through hickory: for debugging, and for the test that
@@ -74,8 +80,61 @@ impl Default for Config {
             upstream_timeout_ms: 1500,
             hot_reload: false,
             fast_path: true,
+            serve: ServeSection::default(),
+            reload: ReloadSection::default(),
+            ecs: EcsSection::default(),
         }
     }
+}
+
+/// What `serve` does when a plugin fails to load at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPluginError {
+    /// Refuse to start (exit 2) and print why: a blocklist that does not
+    /// load must not fail open. The default.
+    #[default]
+    Fail,
+    /// Start without it (reported in `/plugins`, `/readyz` is 503).
+    Skip,
+}
+
+/// `[serve]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSection {
+    /// `on_plugin_error = "fail" | "skip"` (`--allow-partial` is `skip`).
+    pub on_plugin_error: OnPluginError,
+}
+
+/// `[reload]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSection {
+    /// `atomic = "plugin" | "set"`: per-plugin last good version (the
+    /// default), or all-or-nothing.
+    pub atomic: crate::plugin::chain::ReloadMode,
+}
+
+/// What ECS with a private or reserved address does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivateEcs {
+    /// It steers nothing: the source address stands for the client and the
+    /// option is echoed with scope 0 (RFC 7871 §11.1, §12). The default.
+    #[default]
+    Ignore,
+    /// Use it like any other subnet (a private network behind its own
+    /// resolver).
+    Use,
+}
+
+/// `[ecs]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EcsSection {
+    /// `private = "ignore" | "use"`.
+    pub private: PrivateEcs,
 }
 
 impl Config {

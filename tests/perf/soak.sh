@@ -58,8 +58,9 @@ end=$(( $(date +%s) + SOAK_SECS ))
 while kill -0 "$GPID" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
   sleep "$RELOAD_EVERY"
   kill -0 "$GPID" 2>/dev/null || break
-  # Each reload rebuilds the whole chain from the directory and swaps it.
-  touch "$PLUGINS"/*.dsl
+  # A new version each time (unchanged files would be reused as they are):
+  # the policy is compiled again, swapped in, and the old one retired.
+  for f in "$PLUGINS"/*.dsl; do echo "# soak reload $reloads" >>"$f"; done
   if curl -sf -X POST "http://127.0.0.1:$ADMIN/reload" >/dev/null; then
     reloads=$((reloads + 1))
   else

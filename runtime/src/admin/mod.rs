@@ -87,8 +87,22 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
             respond(StatusCode::OK, "text/plain; version=0.0.4", metrics(shared))
         }
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            // Liveness is /healthz; readiness says whether every plugin is
+            // serving the version on disk.
+            let problems = shared.chain.load().problems();
+            if problems.is_empty() {
+                respond(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready:\n{}\n", problems.join("\n")),
+                )
+            }
+        }
         (&Method::GET, "/plugins") => respond(StatusCode::OK, "application/json", plugins(shared)),
-        (_, "/metrics" | "/healthz" | "/plugins" | "/reload") => respond(
+        (_, "/metrics" | "/healthz" | "/readyz" | "/plugins" | "/reload") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n".into(),
@@ -96,7 +110,7 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics, /healthz, /plugins\n".into(),
+            "not found: try /metrics, /healthz, /readyz, /plugins\n".into(),
         ),
     }
 }
@@ -137,6 +151,19 @@ pub fn metrics(shared: &Shared) -> String {
         let _ = writeln!(
             out,
             "dnspolicy_plugin_load_failed{{plugin=\"{}\"}} 1",
+            label(&file)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_plugin_stale Plugins serving their last good version because the file's new version failed to load."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_plugin_stale gauge");
+    for f in &chain.stale {
+        let file = file_name(&f.path, "plugin");
+        let _ = writeln!(
+            out,
+            "dnspolicy_plugin_stale{{plugin=\"{}\"}} 1",
             label(&file)
         );
     }
@@ -237,6 +264,11 @@ pub fn plugins(shared: &Shared) -> String {
             "queries": p.stats.decided.load(Relaxed),
             "rules": rules,
         });
+        // Serving its last good version: the file on disk failed to load.
+        if let Some(st) = chain.stale.iter().find(|f| f.path == p.path) {
+            entry["state"] = "stale".into();
+            entry["error"] = st.error.clone().into();
+        }
         // A policy's rules as the JIT made them: native code, constant
         // verdicts (no code), or left to the interpreter.
         if let Some(s) = p.plugin.compiled() {

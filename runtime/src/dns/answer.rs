@@ -66,9 +66,11 @@ pub fn fqdn(n: &str) -> Option<Name> {
 
 /// The result of following a name through the local zone.
 pub enum Chase {
-    /// Done: the records (possibly after CNAMEs) were found, or the name
-    /// has no data of that type in the zone.
+    /// Done: the records (possibly after CNAMEs) were found.
     Done,
+    /// The last name of the chain exists in the zone without data of that
+    /// type: NODATA, whose negative answer carries the zone's SOA.
+    NoData,
     /// The chain left the zone at this name: ask upstream.
     Outside(Name),
     /// The chain ended in a name the zone says does not exist.
@@ -91,7 +93,7 @@ pub fn chase(zone: &Zone, mut name: Name, rtype: RecordType, answers: &mut Vec<R
                     None => return Chase::Done,
                 }
             }
-            Lookup::NoData => return Chase::Done,
+            Lookup::NoData => return Chase::NoData,
             Lookup::NxDomain => return Chase::NxDomain,
             Lookup::NotInZone => return Chase::Outside(name),
         }
@@ -223,6 +225,14 @@ pub fn build(
 fn follow(mut r: Message, zone: &Zone, target: Name, qtype: RecordType) -> Built {
     match chase(zone, target, qtype, &mut r.answers) {
         Chase::Done => Built::Reply(r),
+        // RFC 2308 §2.2: a NODATA answer after a CNAME carries the SOA of
+        // the target's zone, so caches can store the negative part.
+        Chase::NoData => {
+            if let Some(soa) = zone.soa() {
+                r.authorities.push(negative_soa(soa));
+            }
+            Built::Reply(r)
+        }
         // RFC 6604: the RCODE is that of the last name in the chain.
         Chase::NxDomain => {
             r.metadata.response_code = ResponseCode::NXDomain;

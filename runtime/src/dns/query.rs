@@ -16,8 +16,12 @@ use std::sync::Arc;
 pub struct QueryFacts<'a> {
     /// Source address.
     pub client: IpAddr,
-    /// Validated ECS, if the query had one.
+    /// Validated ECS the policy may use, if the query had one.
     pub ecs: Option<Ecs>,
+    /// Validated ECS the server does not use for client fields (a
+    /// private or reserved address, `ecs.private = "ignore"`): echoed with
+    /// scope 0, the source address stands for the client.
+    pub ecs_ignored: Option<Ecs>,
     /// Question name, canonical (lowercase, no trailing dot; root is "").
     pub qname: &'a str,
     /// Question type.
@@ -30,6 +34,45 @@ pub struct QueryFacts<'a> {
     pub dnssec_ok: bool,
     /// RD flag.
     pub recursion_desired: bool,
+}
+
+impl QueryFacts<'_> {
+    /// The ECS option to echo, given the scope the decision needed.
+    pub fn ecs_echo(&self, scope: u8) -> Option<(IpAddr, u8, u8)> {
+        match (self.ecs, self.ecs_ignored) {
+            (Some(e), _) => Some((e.addr, e.source, scope)),
+            (None, Some(e)) => Some((e.addr, e.source, 0)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Whether ECS carrying `ip` says nothing about where a client is, so it
+/// must not steer it (RFC 7871 §11.1, §12): private (RFC 1918), loopback,
+/// link-local, shared address space (CGNAT, RFC 6598), unspecified, IPv6
+/// unique-local and link-local, and their IPv4-mapped forms. The
+/// documentation ranges are not in the list: examples use them.
+pub fn ecs_is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || (o[0] == 100 && (o[1] & 0xC0) == 64)
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return ecs_is_private(IpAddr::V4(v4));
+            }
+            let s0 = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// Bits of the fields that depend on the client's address.
@@ -226,8 +269,9 @@ impl<'a> QueryCtx<'a> {
 
     /// The ECS SCOPE PREFIX-LENGTH that tells caches the truth about this
     /// answer: 0 if no plugin read anything about the client's address; if
-    /// only GeoIP fields were read, the GeoIP network's length (capped at
-    /// the source prefix); otherwise the full source prefix.
+    /// only GeoIP fields were read, the GeoIP network's length, which may be
+    /// longer than the source prefix when the decision needed more than the
+    /// client sent (RFC 7871 §7.2.1); otherwise the full source prefix.
     pub fn ecs_scope(&self) -> u8 {
         let Some(ecs) = self.facts.ecs else { return 0 };
         if self.fields_read & CLIENT_FIELDS == 0 {
@@ -239,7 +283,7 @@ impl<'a> QueryCtx<'a> {
                 // echoed in the option's own (IPv6) family.
                 let mapped = matches!(ecs.addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
                 let len = if mapped { len.saturating_add(96) } else { len };
-                return len.min(ecs.source);
+                return len;
             }
         }
         ecs.source

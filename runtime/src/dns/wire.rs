@@ -541,6 +541,60 @@ pub fn write_addresses(
     true
 }
 
+/// An error reply (`rcode`: FORMERR, NOTIMP) to a packet the fast path and
+/// hickory could not read whole: the header's ID, opcode and RD echoed;
+/// the question echoed when it can be read (one question, uncompressed);
+/// an OPT record (no options, DO echoed) when the packet's additional
+/// section starts with a readable one (RFC 6891 §7). `None` for a runt.
+pub fn error_echo(packet: &[u8], rcode: u8, payload: u16) -> Option<Vec<u8>> {
+    let h = packet.get(..12)?;
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&h[..2]);
+    let opcode = (h[2] >> 3) & 0x0F;
+    out.push(0x80 | (opcode << 3) | (h[2] & 0x01));
+    out.push(rcode & 0x0F);
+    out.extend_from_slice(&[0; 8]);
+    let count = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    if count(4) != 1 {
+        return Some(out);
+    }
+    // The question: plain labels only.
+    let mut at = 12;
+    loop {
+        let Some(&len) = packet.get(at) else {
+            return Some(out);
+        };
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 || at + usize::from(len) > packet.len() || at > 12 + 255 {
+            return Some(out);
+        }
+        at += usize::from(len);
+    }
+    if packet.len() < at + 4 {
+        return Some(out);
+    }
+    let q_end = at + 4;
+    out.extend_from_slice(&packet[12..q_end]);
+    out[5] = 1;
+    // The OPT record, if it comes right after the question.
+    if count(6) == 0 && count(8) == 0 && count(10) >= 1 {
+        if let Some(rr) = packet.get(q_end..q_end + 11) {
+            if rr[0] == 0 && u16::from_be_bytes([rr[1], rr[2]]) == 41 {
+                let dnssec_ok = rr[7] & 0x80 != 0;
+                out.push(0);
+                out.extend_from_slice(&41u16.to_be_bytes());
+                out.extend_from_slice(&payload.to_be_bytes());
+                out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                out[11] = 1;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether `rtype` is a type a template may answer for (not a meta type).
 pub fn templatable(rtype: u16) -> bool {
     !matches!(

@@ -1,11 +1,20 @@
 //! The chain: loaded plugins in the order they run, their counters and
-//! lifecycle states, and the files that failed to load.
+//! lifecycle states, the files that failed to load, and the plugins that
+//! kept their last good version because their new one failed.
+//!
+//! Plugins are shared between chains (`Arc<Loaded>`): a reload reuses every
+//! plugin whose file and metadata did not change, and keeps a plugin's last
+//! good version when its new one fails (per-plugin mode), so one broken
+//! file never blocks the others and an unchanged 100 000-rule policy is
+//! neither recompiled nor held twice.
 
-use super::load::{is_plugin_file, load_file};
+use super::load::{is_plugin_file, load_file, source_hash};
 use super::{Decision, Plugin};
 use crate::dns::query::QueryCtx;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Per-plugin counters.
 #[derive(Debug, Default)]
@@ -30,6 +39,45 @@ pub struct Loaded {
     pub stats: PluginStats,
     /// Where it is in its life (see [`crate::reload::lifecycle`]).
     pub state: crate::reload::lifecycle::State,
+    /// A hash of the file and its metadata as loaded (0: not from a file).
+    pub source: u64,
+}
+
+impl Loaded {
+    /// A plugin entering a chain, compiled and initialised.
+    pub fn new(
+        plugin: Box<dyn Plugin>,
+        priority: i64,
+        version: String,
+        path: PathBuf,
+        source: u64,
+    ) -> Loaded {
+        let rules = plugin
+            .rule_names()
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Loaded {
+            plugin,
+            priority,
+            version,
+            path,
+            stats: PluginStats {
+                decided: AtomicU64::new(0),
+                rules,
+            },
+            // A plugin enters the chain compiled and initialised: the table's
+            // Registered → Loaded step (its unit test keeps it allowed).
+            state: crate::reload::lifecycle::State::Registered
+                .on(crate::reload::lifecycle::Event::Load)
+                .unwrap_or(crate::reload::lifecycle::State::Loaded),
+            source,
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
 }
 
 impl Drop for Loaded {
@@ -54,12 +102,29 @@ pub struct Failed {
     pub error: String,
 }
 
+/// How a reload treats a file that fails to load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMode {
+    /// Each plugin on its own (the default): a plugin whose new version
+    /// fails keeps its last good one (reported stale) and a new file that
+    /// fails stays out, while the other changes go live in the same swap.
+    #[default]
+    Plugin,
+    /// All or nothing: any failure refuses the whole new set (fleets that
+    /// roll out sets as a unit).
+    Set,
+}
+
 /// The plugins in the order they run.
 pub struct Chain {
     /// Loaded plugins, highest priority first.
-    pub plugins: Vec<Loaded>,
-    /// Files that failed to load.
+    pub plugins: Vec<Arc<Loaded>>,
+    /// Files that failed to load (and have no last good version serving).
     pub failed: Vec<Failed>,
+    /// Plugins serving their last good version because the file's new
+    /// version failed to load: the file and why.
+    pub stale: Vec<Failed>,
     /// Union of the fields every plugin reads.
     pub fields: u32,
     /// Distinct for every chain made: what the server's per-worker caches
@@ -73,6 +138,7 @@ impl Default for Chain {
         Chain {
             plugins: Vec::new(),
             failed: Vec::new(),
+            stale: Vec::new(),
             fields: 0,
             generation: NEXT.fetch_add(1, Ordering::Relaxed),
         }
@@ -91,27 +157,13 @@ impl Chain {
     }
 
     fn push(&mut self, plugin: Box<dyn Plugin>, priority: i64, version: String, path: PathBuf) {
-        self.fields |= plugin.fields_used();
-        let rules = plugin
-            .rule_names()
-            .iter()
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        self.plugins.push(Loaded {
-            plugin,
-            priority,
-            version,
-            path,
-            stats: PluginStats {
-                decided: AtomicU64::new(0),
-                rules,
-            },
-            // A plugin enters the chain compiled and initialised: the table's
-            // Registered → Loaded step (its unit test keeps it allowed).
-            state: crate::reload::lifecycle::State::Registered
-                .on(crate::reload::lifecycle::Event::Load)
-                .unwrap_or(crate::reload::lifecycle::State::Loaded),
-        });
+        let loaded = Loaded::new(plugin, priority, version, path, 0);
+        self.push_loaded(Arc::new(loaded));
+    }
+
+    fn push_loaded(&mut self, loaded: Arc<Loaded>) {
+        self.fields |= loaded.plugin.fields_used();
+        self.plugins.push(loaded);
     }
 
     fn sort(&mut self) {
@@ -126,34 +178,82 @@ impl Chain {
     /// [`Chain::failed`] and skipped; the others load. An empty directory is
     /// a valid, empty chain.
     pub fn load_dir(dir: &Path) -> std::io::Result<Chain> {
+        Chain::reload_dir(dir, None, ReloadMode::Plugin)
+    }
+
+    /// The next chain for `dir`, made from `old` where possible: a plugin
+    /// whose file and metadata are unchanged is reused as it is; a changed
+    /// one is loaded again, and if that fails keeps its old version
+    /// (stale) in [`ReloadMode::Plugin`]. The caller refuses the result in
+    /// [`ReloadMode::Set`] when anything failed.
+    pub fn reload_dir(dir: &Path, old: Option<&Chain>, mode: ReloadMode) -> std::io::Result<Chain> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.is_file() && is_plugin_file(p))
             .collect();
         files.sort();
+        let previous: HashMap<&Path, &Arc<Loaded>> = old
+            .map(|c| c.plugins.iter().map(|l| (l.path.as_path(), l)).collect())
+            .unwrap_or_default();
         let mut c = Chain::default();
         for path in files {
+            let hash = source_hash(&path);
+            let before = previous.get(path.as_path());
+            if let (Some(l), Some(h)) = (before, hash) {
+                if l.source == h && h != 0 {
+                    c.push_loaded(Arc::clone(l));
+                    continue;
+                }
+            }
             match load_file(&path) {
                 Ok((plugin, meta)) => {
-                    c.push(
+                    let loaded = Loaded::new(
                         plugin,
                         meta.priority,
                         meta.version.unwrap_or_default(),
                         path,
+                        hash.unwrap_or(0),
                     );
+                    c.push_loaded(Arc::new(loaded));
                 }
                 Err(e) => {
                     tracing::error!(plugin = %path.display(), error = %e, "plugin failed to load");
-                    c.failed.push(Failed {
+                    let failed = Failed {
                         path,
                         error: e.to_string(),
-                    });
+                    };
+                    match (before, mode) {
+                        (Some(l), ReloadMode::Plugin) => {
+                            tracing::warn!(plugin = %failed.path.display(), "keeping the last good version");
+                            c.push_loaded(Arc::clone(l));
+                            c.stale.push(failed);
+                        }
+                        _ => c.failed.push(failed),
+                    }
                 }
             }
         }
         c.sort();
         Ok(c)
+    }
+
+    /// What is wrong with this chain, for `/readyz` and logs: failed and
+    /// stale plugins with their errors (empty when all is well).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .failed
+            .iter()
+            .map(|f| format!("failed: {}: {}", f.path.display(), first_line(&f.error)))
+            .collect();
+        out.extend(self.stale.iter().map(|f| {
+            format!(
+                "stale (last good version serving): {}: {}",
+                f.path.display(),
+                first_line(&f.error)
+            )
+        }));
+        out
     }
 
     /// Runs the chain from plugin `start` on (0 for a new query; later

@@ -85,6 +85,21 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
     Ok((plugin, meta))
 }
 
+/// A hash of a plugin file and its metadata file (absent metadata counts
+/// as empty), to tell an unchanged plugin on reload; `None` when the file
+/// cannot be read (loading it will say why).
+pub fn source_hash(path: &Path) -> Option<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let body = std::fs::read(path).ok()?;
+    let meta = std::fs::read(path.with_extension("yaml")).unwrap_or_default();
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(&body);
+    h.write_u8(0xff);
+    h.write(&meta);
+    // Never 0: 0 means "not from a file".
+    Some(h.finish() | 1)
+}
+
 /// Reads a module file, refusing one over `max` bytes before reading it.
 pub fn read_module(path: &Path, max: usize) -> Result<Vec<u8>, PluginError> {
     let io = |e| PluginError::Io(path.to_path_buf(), e);

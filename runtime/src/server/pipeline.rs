@@ -11,6 +11,8 @@
 
 use super::upstream_job::{Job, JobKind};
 use super::*;
+use crate::dns::ecs::Ecs;
+use crate::dns::query::ecs_is_private;
 use crate::dns::wire::{self, Finish, Template, WireQuery};
 use dnspolicy_compiler::{Value, Verdict};
 use rustc_hash::FxHashMap;
@@ -144,9 +146,11 @@ pub(super) fn process(
     };
     let step = match parsed {
         Some(q) => {
+            let (ecs, ecs_ignored) = split_ecs(shared, q.edns.and_then(|e| e.ecs));
             let facts = QueryFacts {
                 client: from.ip(),
-                ecs: q.edns.and_then(|e| e.ecs),
+                ecs,
+                ecs_ignored,
                 qname: &qname,
                 qtype: q.qtype,
                 qclass: class_name(q.qclass),
@@ -198,6 +202,16 @@ fn slow(
     out: &mut Vec<u8>,
 ) -> Step {
     let m = shared.metrics.shard(w.id);
+    // An opcode we do not implement is NOTIMP whatever else the message
+    // holds (RFC 1035 §4.1.1, RFC 6895 §2.2): checked before the counts.
+    let opcode = (packet[2] >> 3) & 0x0F;
+    if opcode != 0 {
+        m.rcode(u16::from(ResponseCode::NotImp.low()));
+        return put(
+            out,
+            wire::error_echo(packet, ResponseCode::NotImp.low(), wire::MAX_UDP),
+        );
+    }
     // Exactly one question: checked on the raw header first, so a packet
     // claiming 65 535 questions costs nothing to refuse.
     if packet[4..6] != [0, 1] {
@@ -208,9 +222,14 @@ fn slow(
     let req = match Message::from_vec(packet) {
         Ok(r) => r,
         Err(_) => {
+            // Whatever of the question and the OPT record can be read is
+            // echoed (RFC 6891 §7), without the option that broke it.
             m.malformed.fetch_add(1, Relaxed);
             m.rcode(u16::from(ResponseCode::FormErr.low()));
-            return put(out, answer::formerr_raw(packet));
+            return put(
+                out,
+                wire::error_echo(packet, ResponseCode::FormErr.low(), wire::MAX_UDP),
+            );
         }
     };
     if req.metadata.message_type != MessageType::Query {
@@ -246,9 +265,11 @@ fn slow(
     };
     let ascii = q.name.to_lowercase().to_ascii();
     let qname = ascii.strip_suffix('.').unwrap_or(&ascii).to_string();
+    let (ecs, ecs_ignored) = split_ecs(shared, ecs);
     let facts = QueryFacts {
         client: from.ip(),
         ecs,
+        ecs_ignored,
         qname: &qname,
         qtype: u16::from(q.query_type),
         qclass: class_name(u16::from(q.query_class)),
@@ -258,6 +279,15 @@ fn slow(
     };
     let mut req = Req::Parsed(req);
     decide(w, shared, &facts, &mut req, None, tcp, out)
+}
+
+/// ECS the policy may use, and ECS only echoed (a private address that
+/// says nothing about where the client is, unless `ecs.private = "use"`).
+fn split_ecs(shared: &Shared, ecs: Option<Ecs>) -> (Option<Ecs>, Option<Ecs>) {
+    match ecs {
+        Some(e) if shared.ecs_ignore_private && ecs_is_private(e.addr) => (None, Some(e)),
+        other => (other, None),
+    }
 }
 
 /// Whether a verdict does not apply here and the next plugin decides:
@@ -330,7 +360,7 @@ fn decide(
                 if let Some((q, packet)) = wire {
                     // Addresses answering their own type: written as they are.
                     if let Verdict::Answer { rtype, data, ttl } = &*verdict {
-                        let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                        let ecs = facts.ecs_echo(ctx.ecs_scope());
                         let f = finish(shared, q, ecs, tcp);
                         if q.qclass == 1
                             && wire::write_addresses(out, packet, q, *rtype, *ttl, data, f)
@@ -363,7 +393,7 @@ fn decide(
                             }
                         };
                         m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
-                        let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                        let ecs = facts.ecs_echo(ctx.ecs_scope());
                         return templated(w, shared, key, req, q, packet, ecs, tcp, out);
                     }
                 }
@@ -391,7 +421,7 @@ fn decide(
                 m.verdicts[verdict_index("default_refuse")].fetch_add(1, Relaxed);
                 if let Some((q, packet)) = wire {
                     m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
-                    let ecs = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+                    let ecs = facts.ecs_echo(ctx.ecs_scope());
                     m.rcode(u16::from(ResponseCode::Refused.low()));
                     let t = Template::rcode(ResponseCode::Refused.low());
                     wire::write_response(out, packet, q, &t, finish(shared, q, ecs, tcp));
@@ -405,7 +435,7 @@ fn decide(
         }
     };
     m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
-    let ecs_echo = facts.ecs.map(|e| (e.addr, e.source, ctx.ecs_scope()));
+    let ecs_echo = facts.ecs_echo(ctx.ecs_scope());
     drop(ctx);
     finish_built(
         shared,

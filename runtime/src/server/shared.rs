@@ -3,6 +3,7 @@
 //! the configuration.
 
 use super::*;
+use crate::config::OnPluginError;
 
 /// Starting the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,10 @@ pub enum ServeError {
     /// Configuration, zone, GeoIP or plugin directory problem.
     #[error("{0}")]
     Setup(String),
+    /// Plugins that failed to load at start (`serve.on_plugin_error =
+    /// "skip"` or `--allow-partial` starts without them instead).
+    #[error("{} plugin(s) failed to load (start anyway with --allow-partial):\n{}", .0.len(), .0.join("\n"))]
+    Plugins(Vec<String>),
 }
 
 /// What every worker shares.
@@ -29,6 +34,10 @@ pub struct Shared {
     pub has_default: bool,
     /// Whether the wire fast path is on (`Config::fast_path`).
     pub fast_path: bool,
+    /// Whether ECS with a private address is ignored (`ecs.private`).
+    pub ecs_ignore_private: bool,
+    /// How reloads treat a file that fails (`reload.atomic`).
+    pub reload_mode: crate::plugin::chain::ReloadMode,
     /// Counters.
     pub metrics: Metrics,
     /// `server.node`.
@@ -77,6 +86,11 @@ impl Shared {
             Geo::open(&config.geoip).map_err(|e| ServeError::Setup(e.to_string()))?
         };
         let chain = load_chain(config.plugin_dir.as_deref())?;
+        // Strict by default: a policy that does not load must not fail open.
+        if !chain.failed.is_empty() && config.serve.on_plugin_error == OnPluginError::Fail {
+            let why: Vec<String> = chain.failed.iter().map(|f| f.error.clone()).collect();
+            return Err(ServeError::Plugins(why));
+        }
         Ok(Shared {
             chain: ArcSwap::from_pointee(chain),
             zone,
@@ -84,6 +98,8 @@ impl Shared {
             upstreams: config.upstreams.clone(),
             has_default: config.upstreams.contains_key("default"),
             fast_path: config.fast_path,
+            reload_mode: config.reload.atomic,
+            ecs_ignore_private: config.ecs.private == crate::config::PrivateEcs::Ignore,
             metrics: Metrics::new(config.worker_count()),
             node: config.node.clone(),
             timeout: Duration::from_millis(config.upstream_timeout_ms),

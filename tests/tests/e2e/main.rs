@@ -4,6 +4,7 @@
 mod admin;
 mod answers;
 mod ecs_geo;
+mod failsafe;
 mod forward;
 mod lua;
 mod reload;

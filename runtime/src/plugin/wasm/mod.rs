@@ -341,6 +341,7 @@ impl WasmPlugin {
         let facts = crate::dns::query::QueryFacts {
             client: call.client,
             ecs: None,
+            ecs_ignored: None,
             qname: &qname,
             qtype: call.qtype,
             qclass: "IN",

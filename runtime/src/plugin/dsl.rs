@@ -35,10 +35,12 @@ impl DslPlugin {
         };
         let rules = policy.rules.iter().map(|r| r.name.clone()).collect();
         let fields = policy.fields_used();
-        let jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
+        let mut jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        // Serving reads the compiled form only.
+        jit.release_compiled_ir();
         Ok(DslPlugin {
             name: name.to_string(),
             jit,

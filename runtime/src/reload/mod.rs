@@ -136,6 +136,7 @@ impl Shared {
             }
         })?;
         drop(current);
+        trim_heap();
         let problems: Vec<String> = chain
             .failed
             .iter()
@@ -159,9 +160,11 @@ impl Shared {
     }
 }
 
-/// Returns freed heap pages to the system (glibc keeps them otherwise).
+/// Returns freed heap pages to the system (glibc keeps them otherwise):
+/// after a chain is built (compiling leaves a lot of freed memory) and
+/// after one is retired.
 #[allow(unsafe_code)]
-fn trim_heap() {
+pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator; it
     // has no preconditions.

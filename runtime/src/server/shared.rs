@@ -86,6 +86,8 @@ impl Shared {
             Geo::open(&config.geoip).map_err(|e| ServeError::Setup(e.to_string()))?
         };
         let chain = load_chain(config.plugin_dir.as_deref())?;
+        // Compiling leaves freed memory behind: give it back before serving.
+        crate::reload::trim_heap();
         // Strict by default: a policy that does not load must not fail open.
         if !chain.failed.is_empty() && config.serve.on_plugin_error == OnPluginError::Fail {
             let why: Vec<String> = chain.failed.iter().map(|f| f.error.clone()).collect();

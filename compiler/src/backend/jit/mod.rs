@@ -88,8 +88,8 @@ pub struct JitPolicy {
     ids: FxHashMap<Value, i64>,
     /// Ids of the string and name literals, looked up by text (no `Value`
     /// is built to find one).
-    str_ids: FxHashMap<Box<str>, i64>,
-    name_ids: FxHashMap<Box<str>, i64>,
+    str_ids: FxHashMap<std::sync::Arc<str>, i64>,
+    name_ids: FxHashMap<std::sync::Arc<str>, i64>,
     /// Per constant set of values: the ids of its non-scalar members.
     set_ids: Vec<rustc_hash::FxHashSet<i64>>,
     verdicts: Vec<Verdict>,
@@ -335,14 +335,17 @@ impl JitPolicy {
         for (v, &id) in &ids {
             match v {
                 Value::Str(s) => {
-                    str_ids.insert(Box::from(&**s), id);
+                    str_ids.insert(s.clone(), id);
                 }
                 Value::Name(s) => {
-                    name_ids.insert(Box::from(&**s), id);
+                    name_ids.insert(s.clone(), id);
                 }
                 _ => {}
             }
         }
+        // Text is found by its text from here on: one map for it is enough.
+        ids.retain(|v, _| !matches!(v, Value::Str(_) | Value::Name(_)));
+        ids.shrink_to_fit();
         Ok(JitPolicy {
             fields,
             policy,
@@ -358,6 +361,22 @@ impl JitPolicy {
             clif,
             stats,
         })
+    }
+
+    /// Frees the IR of every rule that runs as native code or is a constant
+    /// verdict: evaluation never reads it again (rules left to the
+    /// interpreter keep theirs). What is left of those rules is their
+    /// priority and place; their names go too (a server keeps its own copy
+    /// for metrics). A server holding a 100 000-rule policy keeps the
+    /// compiled form only.
+    pub fn release_compiled_ir(&mut self) {
+        for (r, code) in self.policy.rules.iter_mut().zip(&self.code) {
+            if !matches!(code, Code::Interp) {
+                r.guard = None;
+                r.body = Vec::new();
+                r.name = String::new();
+            }
+        }
     }
 
     /// The policy compiled.

@@ -18,6 +18,10 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
     let policy = check(src).policy.expect("valid");
     let reference = check(src).policy.expect("valid");
     let jit = JitPolicy::compile(policy, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    // What a server holds: the compiled form, the interpreted rules apart.
+    let mut released = JitPolicy::compile(check(src).policy.expect("valid"), false)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    released.release_compiled_ir();
     for c in contexts {
         let ctx =
             Context::from_json(&reference, c).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -31,6 +35,21 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
             c
         );
         prop_assert_eq!(got.rule, want.rule, "deciding rule of\n{}\non {}", src, c);
+        let kept = released.eval(&ctx);
+        prop_assert_eq!(
+            kept.verdict.as_ref().map(|v| v.to_json()),
+            want.verdict.as_ref().map(|v| v.to_json()),
+            "released IR: verdict of\n{}\non {}",
+            src,
+            c
+        );
+        prop_assert_eq!(
+            kept.rule,
+            want.rule,
+            "released IR: rule of\n{}\non {}",
+            src,
+            c
+        );
     }
     Ok(())
 }
@@ -64,6 +83,25 @@ fn regression_cases() {
     run(
         "input user.n : int\nthen ((-9223372036854775807 - 1) / {user.n}) + (7 % {user.n})",
         &[r#"{"user.n": 0}"#, r#"{"user.n": -1}"#, r#"{"user.n": 3}"#],
+    );
+    // A rule the JIT leaves to the interpreter (a list value built at run
+    // time)
+    // between compiled ones: its IR outlives the release of theirs.
+    let mixed = "rule a when {query.name} == \"a.example\" { then 1 }\n\
+                 rule b when {client.region} == \"XX\" { then [{client.country}, \"XX\"] }\n\
+                 rule c when {query.name} == \"c.example\" { then 3 }";
+    let stats = JitPolicy::compile(check(mixed).policy.expect("valid"), false)
+        .expect("compiles")
+        .stats();
+    assert_eq!((stats.interpreted, stats.constant), (1, 2), "{stats:?}");
+    run(
+        mixed,
+        &[
+            r#"{"query.name": "a.example"}"#,
+            r#"{"query.name": "b.example", "client.region": "XX", "client.country": "NL"}"#,
+            r#"{"query.name": "b.example", "client.region": "NL", "client.country": "NL"}"#,
+            r#"{"query.name": "c.example", "client.region": "NL"}"#,
+        ],
     );
     // Rules sharing one compiled shape keep their own constants.
     run(

@@ -113,6 +113,13 @@ impl Policy {
     /// rule it does not compile): its verdict, or `None` when it does not
     /// decide.
     pub fn eval_rule(&self, index: usize, ctx: &Context) -> Option<Verdict> {
+        self.eval_rule_of(index, self.rules.get(index)?, ctx)
+    }
+
+    /// Evaluates `rule`, rule `index` of this policy kept apart from
+    /// [`Policy::rules`] (a compiled policy keeps only the rules it
+    /// interprets).
+    pub fn eval_rule_of(&self, index: usize, rule: &Rule, ctx: &Context) -> Option<Verdict> {
         let mut it = Interp {
             policy: self,
             ctx,
@@ -121,7 +128,7 @@ impl Policy {
             fields_read: 0,
             trace: None,
         };
-        it.rule(index, self.rules.get(index)?)
+        it.rule(index, rule)
     }
 
     fn run(&self, ctx: &Context, traced: bool, indexed: bool) -> Evaluation {

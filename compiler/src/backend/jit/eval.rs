@@ -257,7 +257,10 @@ impl JitPolicy {
                 }
                 Code::Interp => {
                     out.fields_read |= self.fields;
-                    match self.policy.eval_rule(i, src.context()) {
+                    let verdict = self
+                        .interpreted_rule(i)
+                        .and_then(|rule| self.policy.eval_rule_of(i, rule, src.context()));
+                    match verdict {
                         Some(v) => {
                             out.verdict = Some(Cow::Owned(v));
                             out.rule = Some(i);

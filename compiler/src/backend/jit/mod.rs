@@ -93,6 +93,8 @@ pub struct JitPolicy {
     /// Per constant set of values: the ids of its non-scalar members.
     set_ids: Vec<rustc_hash::FxHashSet<i64>>,
     verdicts: Vec<Verdict>,
+    /// The interpreted rules by place, once the rest are released.
+    interp: Vec<(u32, crate::ir::Rule)>,
     clif: String,
     stats: JitStats,
     fields: u32,
@@ -358,24 +360,38 @@ impl JitPolicy {
             name_ids,
             set_ids,
             verdicts,
+            interp: Vec::new(),
             clif,
             stats,
         })
     }
 
-    /// Frees the IR of every rule that runs as native code or is a constant
-    /// verdict: evaluation never reads it again (rules left to the
-    /// interpreter keep theirs). What is left of those rules is their
-    /// priority and place; their names go too (a server keeps its own copy
-    /// for metrics). A server holding a 100 000-rule policy keeps the
-    /// compiled form only.
+    /// Frees every rule that runs as native code or is a constant verdict:
+    /// evaluation never reads it again. Rules left to the interpreter are
+    /// kept apart, by their place; [`JitPolicy::policy`] has no rules after
+    /// this (a server keeps its own copy of the names for metrics). A
+    /// server holding a 100 000-rule policy keeps the compiled form only.
     pub fn release_compiled_ir(&mut self) {
-        for (r, code) in self.policy.rules.iter_mut().zip(&self.code) {
-            if !matches!(code, Code::Interp) {
-                r.guard = None;
-                r.body = Vec::new();
-                r.name = String::new();
-            }
+        let rules = std::mem::take(&mut self.policy.rules);
+        self.interp = rules
+            .into_iter()
+            .zip(&self.code)
+            .enumerate()
+            .filter(|(_, (_, code))| matches!(code, Code::Interp))
+            .map(|(i, (r, _))| (i as u32, r))
+            .collect();
+    }
+
+    /// Rule `i`, when the interpreter runs it.
+    pub(crate) fn interpreted_rule(&self, i: usize) -> Option<&crate::ir::Rule> {
+        if self.policy.rules.is_empty() {
+            let at = self
+                .interp
+                .binary_search_by_key(&(i as u32), |(k, _)| *k)
+                .ok()?;
+            Some(&self.interp[at].1)
+        } else {
+            self.policy.rules.get(i)
         }
     }
 

@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// (exit 2): a blocklist that does not load must not fail open.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Sources that get answers, as ADDR or ADDR/LEN (repeatable; replaces
+    /// `[server] acl`). Default: loopback and the private ranges; others
+    /// get REFUSED.
+    #[arg(long, value_name = "CIDR")]
+    pub acl: Vec<String>,
+    /// This server's NSID (RFC 5001), returned to queries that ask for it.
+    #[arg(long, value_name = "ID")]
+    pub nsid: Option<String>,
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -65,10 +73,16 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         c.listen = args.listen.clone();
     }
     if let Some(a) = args.admin {
-        c.admin = Some(a);
+        c.admin.listen = Some(a);
     }
     if args.no_admin {
-        c.admin = None;
+        c.admin.listen = None;
+    }
+    if !args.acl.is_empty() {
+        c.server.acl = args.acl.clone();
+    }
+    if let Some(n) = &args.nsid {
+        c.server.nsid = Some(n.clone());
     }
     if let Some(d) = &args.plugin_dir {
         c.plugin_dir = Some(d.clone());

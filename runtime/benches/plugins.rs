@@ -93,6 +93,7 @@ fn bench(c: &mut Criterion) {
         transport: "udp",
         dnssec_ok: false,
         recursion_desired: true,
+        rate: 0,
     };
     for (group, noop) in [("plugin_call_noop", true), ("plugin_call_geo", false)] {
         let mut g = c.benchmark_group(group);

@@ -33,8 +33,9 @@ pub enum ConfigError {
 pub struct Config {
     /// DNS listen addresses (UDP and TCP).
     pub listen: Vec<SocketAddr>,
-    /// Admin HTTP address (`/metrics`, `/healthz`, `/plugins`).
-    pub admin: Option<SocketAddr>,
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/plugins`,
+    /// `POST /reload`): `admin = "ADDR"`, or an `[admin]` table.
+    pub admin: AdminSection,
     /// Plugin directory; `None` serves the embedded example policy.
     pub plugin_dir: Option<PathBuf>,
     /// Master-file zone; `None` serves the embedded example zone.
@@ -59,6 +60,11 @@ pub struct Config {
     pub reload: ReloadSection,
     /// `[ecs]`: which client subnets steer answers.
     pub ecs: EcsSection,
+    /// `[server]`: who may query (ACL) and the NSID.
+    pub server: ServerSection,
+    /// `[limits]`: query rate per source prefix, TCP connections per
+    /// source, the upstream drain on shutdown.
+    pub limits: LimitsSection,
     /// Read the common query straight from the datagram and write its
     /// answer without hickory's `Message` (the default). `false` sends
     /// every query through hickory: for debugging, and for the test that
@@ -70,7 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
+            admin: AdminSection::at(SocketAddr::from(([127, 0, 0, 1], 9153))),
             plugin_dir: None,
             zone: None,
             geoip: Vec::new(),
@@ -83,6 +89,8 @@ impl Default for Config {
             serve: ServeSection::default(),
             reload: ReloadSection::default(),
             ecs: EcsSection::default(),
+            server: ServerSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -135,6 +143,145 @@ pub enum PrivateEcs {
 pub struct EcsSection {
     /// `private = "ignore" | "use"`.
     pub private: PrivateEcs,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// `acl = ["CIDR", ...]`: the sources that get answers (others get
+    /// REFUSED); empty means [`crate::access::acl::DEFAULT_ACL`], loopback
+    /// and the private ranges.
+    pub acl: Vec<String>,
+    /// `nsid = "..."`: returned to queries that ask for it (RFC 5001), so
+    /// operators can tell anycast nodes apart.
+    pub nsid: Option<String>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// UDP queries per second one source prefix may send; 0 (the default)
+    /// turns the limit off, and `{client.rate}` reads 0.
+    pub qps_per_prefix: u32,
+    /// IPv4 prefix length queries are counted by (default 24).
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length queries are counted by (default 56).
+    pub ipv6_prefix: u8,
+    /// `action = "drop" | "slip"` over the limit.
+    pub action: crate::access::rate::OverLimit,
+    /// With `slip`, every N-th query over the limit is answered truncated.
+    pub slip: u32,
+    /// TCP connections one source address may hold open (0: no limit).
+    pub tcp_per_source: usize,
+    /// On shutdown, how long upstream exchanges in flight may finish.
+    pub drain_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            qps_per_prefix: 0,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            action: crate::access::rate::OverLimit::Drop,
+            slip: 2,
+            tcp_per_source: 64,
+            drain_ms: 2000,
+        }
+    }
+}
+
+/// The admin endpoint: where it listens and who may change things.
+#[derive(Clone, Debug)]
+pub struct AdminSection {
+    /// Its address; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token mutating calls (`POST /reload`)
+    /// must carry; `DNSPOLICY_ADMIN_TOKEN` is used when it is not set.
+    pub token_file: Option<PathBuf>,
+    /// The token itself (never from TOML: set by programs embedding the
+    /// server; wins over the file and the environment).
+    pub token: Option<String>,
+    /// Whether the read-only endpoints (`/metrics`, `/healthz`, `/readyz`,
+    /// `/plugins`) answer without the token (default `true`).
+    pub open_reads: bool,
+}
+
+impl AdminSection {
+    /// Listening on `addr`, no token, reads open.
+    pub fn at(addr: SocketAddr) -> AdminSection {
+        AdminSection {
+            listen: Some(addr),
+            token_file: None,
+            token: None,
+            open_reads: true,
+        }
+    }
+
+    /// Off.
+    pub fn off() -> AdminSection {
+        AdminSection {
+            listen: None,
+            ..AdminSection::at(SocketAddr::from(([127, 0, 0, 1], 9153)))
+        }
+    }
+
+    /// The bearer token: [`AdminSection::token`], else the token file's
+    /// first line, else `DNSPOLICY_ADMIN_TOKEN`; `None` when none is set.
+    pub fn resolve_token(&self) -> Result<Option<String>, ConfigError> {
+        let token = if let Some(t) = &self.token {
+            Some(t.clone())
+        } else if let Some(p) = &self.token_file {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io(p.clone(), e))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        } else {
+            std::env::var("DNSPOLICY_ADMIN_TOKEN").ok()
+        };
+        match token {
+            Some(t) if t.trim().is_empty() => Err(ConfigError::Invalid(
+                "the admin token is empty: put a secret in [admin] token_file or DNSPOLICY_ADMIN_TOKEN"
+                    .into(),
+            )),
+            Some(t) => Ok(Some(t.trim().to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            listen: Option<SocketAddr>,
+            token_file: Option<PathBuf>,
+            #[serde(default = "yes")]
+            open_reads: bool,
+        }
+        fn yes() -> bool {
+            true
+        }
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "an address (admin = \"127.0.0.1:9153\") or an [admin] table with listen, token_file, open_reads"
+        )]
+        enum Raw {
+            Addr(SocketAddr),
+            Table(Table),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Addr(a) => AdminSection::at(a),
+            Raw::Table(t) => AdminSection {
+                listen: t.listen,
+                token_file: t.token_file,
+                token: None,
+                open_reads: t.open_reads,
+            },
+        })
+    }
 }
 
 impl Config {
@@ -203,6 +350,27 @@ mod tests {
         let c = Config::from_file(&p).expect("examples/dnspolicy.toml is valid");
         assert_eq!(c.listen, vec![SocketAddr::from(([127, 0, 0, 1], 5353))]);
         assert_eq!(c.node, "edge-1");
+        assert_eq!(
+            c.admin.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9153)))
+        );
+    }
+
+    #[test]
+    fn admin_table_and_limits() {
+        let c: Config = toml::from_str(
+            "[admin]\nlisten = \"0.0.0.0:9153\"\ntoken_file = \"/etc/t\"\nopen_reads = false\n\
+             [server]\nacl = [\"127.0.0.1/32\"]\nnsid = \"edge-1\"\n\
+             [limits]\nqps_per_prefix = 100\naction = \"slip\"\n",
+        )
+        .expect("toml");
+        assert_eq!(c.admin.listen, Some(SocketAddr::from(([0, 0, 0, 0], 9153))));
+        assert!(!c.admin.open_reads);
+        assert_eq!(c.server.nsid.as_deref(), Some("edge-1"));
+        assert_eq!(c.limits.qps_per_prefix, 100);
+        assert_eq!(c.limits.ipv4_prefix, 24);
+        let e = toml::from_str::<Config>("admin = 5").expect_err("not an address");
+        assert!(e.to_string().contains("[admin] table"), "{e}");
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! ([`dns::upstream`]) → sends. [`reload`] rebuilds the chain off that path
 //! and swaps it atomically; [`admin`] serves metrics and state.
 //!
-//! What may depend on what: `server` → `plugin`, `dns`, `reload`, `admin`;
-//! `plugin` → `dns`, `geo`; `dns` → `geo`; `config` and `geo` on nothing
-//! here. Everything may use the compiler crate; it never uses this one.
+//! [`access`] (ACL, rate and connection limits) is asked first, before a
+//! packet is parsed.
+//!
+//! What may depend on what: `server` → `plugin`, `dns`, `reload`, `admin`,
+//! `access`; `plugin` → `dns`, `geo`; `dns` → `geo`; `config` → `access`
+//! (its option types); `access` and `geo` on nothing here. Everything may use the compiler crate; it never uses this one.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod dns;

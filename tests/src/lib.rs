@@ -32,7 +32,7 @@ impl Drop for TestServer {
 pub fn config() -> Config {
     Config {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        admin: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        admin: dnspolicy_runtime::config::AdminSection::at(SocketAddr::from(([127, 0, 0, 1], 0))),
         workers: 1,
         upstream_timeout_ms: 800,
         ..Config::default()
@@ -139,7 +139,31 @@ pub fn with_edns(mut m: Message) -> Message {
 
 /// Sends raw bytes over UDP; the reply bytes, or `None` after `wait`.
 pub async fn udp_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("client socket");
+    udp_raw_from(IpAddr::from([127, 0, 0, 1]), server, bytes, wait).await
+}
+
+/// [`udp`] from the source address `from` (any 127.0.0.0/8 address works
+/// on loopback); `None` when no answer came within `wait`.
+pub async fn udp_from(
+    from: IpAddr,
+    server: SocketAddr,
+    m: &Message,
+    wait: Duration,
+) -> Option<Message> {
+    let bytes = udp_raw_from(from, server, &m.to_vec().expect("encode"), wait).await?;
+    Some(Message::from_vec(&bytes).expect("a valid DNS message"))
+}
+
+/// [`udp_raw`] from the source address `from`.
+pub async fn udp_raw_from(
+    from: IpAddr,
+    server: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(SocketAddr::new(from, 0))
+        .await
+        .expect("client socket");
     sock.send_to(bytes, server).await.expect("send");
     let mut buf = vec![0u8; 65_535];
     let (n, _) = tokio::time::timeout(wait, sock.recv_from(&mut buf))
@@ -209,9 +233,20 @@ pub async fn http_get(admin: SocketAddr, path: &str) -> (String, String) {
 
 /// One admin request without a body: (status line, body).
 pub async fn http(admin: SocketAddr, method: &str, path: &str) -> (String, String) {
+    http_with(admin, method, path, "").await
+}
+
+/// One admin request without a body, with extra header lines (each ending
+/// in `\r\n`): (status line, body).
+pub async fn http_with(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (String, String) {
     let mut s = TcpStream::connect(admin).await.expect("connect admin");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.expect("write");
     let mut out = String::new();

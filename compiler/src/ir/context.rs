@@ -49,6 +49,8 @@ pub enum Field {
     TimeWeekday,
     /// `time.unix`
     TimeUnix,
+    /// `client.rate` (last: slots keep their numbers in compiled artifacts)
+    ClientRate,
 }
 
 /// A row of the context table.
@@ -85,6 +87,7 @@ pub const FIELDS: &[FieldInfo] = &[
     FieldInfo { path: "time.hour", field: Field::TimeHour, ty: Type::Int, doc: "hour of the evaluation time, 0-23 (UTC)" },
     FieldInfo { path: "time.weekday", field: Field::TimeWeekday, ty: Type::Int, doc: "day of the week of the evaluation time, 1 = Monday ... 7 = Sunday (UTC)" },
     FieldInfo { path: "time.unix", field: Field::TimeUnix, ty: Type::Int, doc: "evaluation time in seconds since 1970-01-01 UTC" },
+    FieldInfo { path: "client.rate", field: Field::ClientRate, ty: Type::Int, doc: "UDP queries this second from the source's prefix (/24, /56 by default), this one included; 0 when no rate limit is configured ([limits] qps_per_prefix)" },
 ];
 
 /// Number of context slots.

@@ -37,6 +37,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 async move {
+                    let mutating = req.method() != Method::GET && req.method() != Method::HEAD;
+                    if let Some(denied) = authorize(&shared, &req, mutating) {
+                        return Ok::<_, Infallible>(denied);
+                    }
                     if req.method() == Method::POST && req.uri().path() == "/reload" {
                         // Building a chain can take a second: not on this thread.
                         let r = tokio::task::spawn_blocking(move || shared.reload()).await;
@@ -52,6 +56,50 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                 .await;
         });
     }
+}
+
+/// `None` when the request may go on; otherwise the 401 to send. With a
+/// token set, calls that change state need `Authorization: Bearer TOKEN`;
+/// reads too unless `[admin] open_reads` (the default) leaves them open.
+/// Without a token the endpoint is on loopback (start-up refuses anything
+/// else), and every call is allowed.
+fn authorize<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    mutating: bool,
+) -> Option<Response<Full<Bytes>>> {
+    let token = shared.admin_token.as_deref()?;
+    if !mutating && shared.admin_open_reads {
+        return None;
+    }
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    tracing::warn!(
+        method = %req.method(),
+        path = req.uri().path(),
+        "admin call refused: missing or wrong bearer token"
+    );
+    let mut r = respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain",
+        "unauthorized: this call needs `Authorization: Bearer TOKEN` ([admin] token_file or DNSPOLICY_ADMIN_TOKEN)\n".into(),
+    );
+    if let Ok(v) = "Bearer realm=\"dnspolicy\"".parse() {
+        r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+    }
+    Some(r)
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -125,6 +173,7 @@ fn file_name(p: &std::path::Path, fallback: &str) -> String {
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
+    shared.access.render(&mut out);
     let chain = shared.chain.load();
     let _ = writeln!(
         out,
@@ -207,7 +256,7 @@ pub fn metrics(shared: &Shared) -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP dnspolicy_plugin_failures_total Plugin calls that failed (script error, instruction budget, memory cap)."
+        "# HELP dnspolicy_plugin_failures_total Plugin calls that failed (script error, instruction budget, memory cap, trap, capability not granted)."
     );
     let _ = writeln!(out, "# TYPE dnspolicy_plugin_failures_total counter");
     for p in &chain.plugins {

@@ -7,7 +7,8 @@ use crate::dns::zone::{cname_target, Lookup, Zone};
 use dnspolicy_compiler::{Value, Verdict};
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
+use hickory_proto::rr::rdata::tsig::{make_tsig_record, TsigError};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, TSIG, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use std::net::IpAddr;
 
@@ -29,6 +30,38 @@ pub fn error(req: &Message, rcode: ResponseCode) -> Message {
     let mut r = skeleton(req);
     r.metadata.response_code = rcode;
     r
+}
+
+/// The answer to a query signed with a key this server does not hold
+/// (RFC 8945 §5.2): NOTAUTH, and a TSIG record with error BADKEY, the
+/// request's key name, algorithm, time and original ID, and no MAC (the
+/// response cannot be signed).
+pub fn badkey(req: &Message, key: &Name, t: &TSIG) -> Message {
+    let mut r = error(req, ResponseCode::NotAuth);
+    let rdata = TSIG::new(
+        t.algorithm.clone(),
+        t.time,
+        t.fudge,
+        Vec::new(),
+        t.oid,
+        Some(TsigError::BadKey),
+        Vec::new(),
+    );
+    r.signature = Some(Box::new(make_tsig_record(key.clone(), rdata)));
+    r
+}
+
+/// The TSIG record of a request: its key name and data. hickory-proto
+/// moves it to `signature` only with its DNSSEC features; without them it
+/// stays the last additional record.
+pub fn tsig_of(req: &Message) -> Option<(Name, TSIG)> {
+    if let Some(s) = req.signature() {
+        return Some((s.name.clone(), s.data.clone()));
+    }
+    req.additionals.iter().find_map(|r| match &r.data {
+        RData::TSIG(t) => Some((r.name.clone(), t.clone())),
+        _ => None,
+    })
 }
 
 /// FORMERR for a packet that did not parse: built from the raw header
@@ -293,6 +326,7 @@ pub fn finish(
     ecs: Option<(IpAddr, u8, u8)>,
     tcp: bool,
     ra: bool,
+    nsid: Option<&[u8]>,
 ) -> Option<Vec<u8>> {
     r.metadata.recursion_available |= ra;
     if let Some(qe) = &req.edns {
@@ -304,6 +338,7 @@ pub fn finish(
                 .insert(EdnsOption::Subnet(ClientSubnet::new(addr, source, scope)));
         }
         r.set_edns(e);
+        set_nsid(&mut r, req, nsid);
     } else {
         r.edns = None;
     }
@@ -317,6 +352,24 @@ pub fn finish(
         return Some(bytes);
     }
     r.truncate().to_vec().ok()
+}
+
+/// Answers an NSID request (RFC 5001 §2.2): when the query carried the
+/// (empty) NSID option and this server has an identifier, the response's
+/// OPT record carries it; otherwise nothing changes.
+pub fn set_nsid(resp: &mut Message, req: &Message, nsid: Option<&[u8]>) {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, NSIDPayload};
+    let (Some(id), Some(qe)) = (nsid, &req.edns) else {
+        return;
+    };
+    if qe.option(EdnsCode::NSID).is_none() {
+        return;
+    }
+    let (Some(e), Ok(payload)) = (resp.edns.as_mut(), NSIDPayload::new(id.to_vec())) else {
+        return;
+    };
+    e.options_mut().remove(EdnsCode::NSID);
+    e.options_mut().insert(EdnsOption::NSID(payload));
 }
 
 /// Makes a relayed upstream answer tell caches the truth: its ECS scope

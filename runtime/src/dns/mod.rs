@@ -16,3 +16,4 @@ pub mod query;
 pub mod upstream;
 pub mod wire;
 pub mod zone;
+pub mod zone_text;

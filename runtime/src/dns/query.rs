@@ -34,6 +34,9 @@ pub struct QueryFacts<'a> {
     pub dnssec_ok: bool,
     /// RD flag.
     pub recursion_desired: bool,
+    /// UDP queries from the source's prefix this second (`{client.rate}`;
+    /// 0 when no rate limit is configured).
+    pub rate: u32,
 }
 
 impl QueryFacts<'_> {
@@ -226,6 +229,9 @@ impl<'a> QueryCtx<'a> {
         if has(Field::ServerNode) {
             ctx.set(Field::ServerNode, Value::Str(self.node.into()));
         }
+        if has(Field::ClientRate) {
+            ctx.set(Field::ClientRate, Value::Int(i64::from(f.rate)));
+        }
         if todo
             & ((1 << Field::TimeHour as u32)
                 | (1 << Field::TimeWeekday as u32)
@@ -313,6 +319,7 @@ impl SlotSource for Slots<'_, '_> {
             Field::ServerListener => SlotValue::Str(q.listener),
             Field::ServerNode => SlotValue::Str(q.node),
             Field::TimeUnix => SlotValue::Int(q.unix_now()),
+            Field::ClientRate => SlotValue::Int(i64::from(f.rate)),
             Field::TimeHour => SlotValue::Int(q.unix_now().rem_euclid(86_400) / 3600),
             Field::TimeWeekday => {
                 // 1970-01-01 was a Thursday (4 in ISO numbering).

@@ -151,6 +151,10 @@ fn parse_opt(packet: &[u8], at: usize) -> Option<WireEdns> {
         if o > end {
             return None;
         }
+        // NSID (RFC 5001) is answered by the slow path, which adds it.
+        if code == 3 {
+            return None;
+        }
         if code == 8 {
             // A second ECS or an invalid one is FORMERR: the slow path says so.
             if ecs.is_some() {

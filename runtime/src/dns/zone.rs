@@ -1,6 +1,7 @@
 //! The local zone: records in standard master-file format (RFC 1035), for
 //! rewrite targets and static names. Parsed with hickory-proto's zone parser.
 
+use crate::dns::zone_text;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 use std::collections::HashMap;
@@ -53,9 +54,38 @@ impl Zone {
             name: name.to_string(),
             reason,
         };
-        let (origin, sets) = Parser::new(text, None, None)
-            .parse()
-            .map_err(|e| err(e.to_string()))?;
+        // Without $ORIGIN, the SOA owner names the zone.
+        let hint = if zone_text::has_origin(text) {
+            None
+        } else {
+            Some(zone_text::origin_from_soa(text).map_err(err)?)
+        };
+        let (origin, sets) = Parser::new(text, None, hint.clone()).parse().map_err(|e| {
+            let msg = e.to_string();
+            match zone_text::error_line(text, hint.as_ref(), &msg) {
+                Some(l) => ZoneError {
+                    name: format!("{name}:{l}"),
+                    reason: format!("{msg} (in `{}`)", zone_text::line_text(text, l)),
+                },
+                None => err(msg),
+            }
+        })?;
+        let apex = LowerName::from(&origin);
+        // A record outside the zone would never be served: refuse it.
+        for key in sets.keys() {
+            if !apex.zone_of(&key.name) {
+                let owner = Name::from(key.name.clone());
+                let at = zone_text::owner_line(text, &owner);
+                return Err(ZoneError {
+                    name: at.map_or_else(|| name.to_string(), |(l, _)| format!("{name}:{l}")),
+                    reason: format!(
+                        "record {owner} {} is outside the zone {origin}{}",
+                        key.record_type,
+                        at.map_or_else(String::new, |(_, t)| format!(" (in `{t}`)"))
+                    ),
+                });
+            }
+        }
         let text = origin.to_lowercase().to_ascii();
         let mut z = Zone {
             origin: Some(LowerName::from(&origin)),
@@ -201,5 +231,44 @@ mod tests {
     fn errors() {
         assert!(Zone::parse("$ORIGIN x.\n@ A 1.2.3.4\n", "t").is_err());
         assert!(Zone::parse("$ORIGIN x.\n@ SOA a b c\n", "t").is_err());
+    }
+
+    fn error_of(text: &str) -> String {
+        Zone::parse(text, "z.zone")
+            .expect_err("must fail")
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_token() {
+        let bad_type = format!("{ZONE}www A 192.0.2.7\nwww AAA 2001:db8::1\nlast A 192.0.2.8\n");
+        let e = error_of(&bad_type);
+        assert!(e.starts_with("zone z.zone:10: "), "{e}");
+        assert!(
+            e.contains("AAA") && e.contains("(in `www AAA 2001:db8::1`)"),
+            "{e}"
+        );
+
+        let unclosed = format!("{ZONE}mail MX (10\n  mx1\nlast A 192.0.2.8\n");
+        let e = error_of(&unclosed);
+        assert!(e.starts_with("zone z.zone:9: "), "{e}");
+
+        let e = error_of(&format!("{ZONE}www.example.org. A 192.0.2.9\n"));
+        assert!(e.starts_with("zone z.zone:9: "), "{e}");
+        assert!(e.contains("outside the zone example.com."), "{e}");
+    }
+
+    #[test]
+    fn origin_from_the_soa_owner() {
+        let z = Zone::parse(
+            "$TTL 60\nexample.net. SOA ns1.example.net. h.example.net. 1 2 3 4 5\nwww.example.net. A 192.0.2.1\n",
+            "t",
+        )
+        .expect("origin from the SOA owner");
+        assert!(z.contains_name("www.example.net"));
+        let e = error_of("$TTL 60\n@ SOA ns1 h 1 2 3 4 5\nwww A 192.0.2.1\n");
+        assert!(e.contains("line 2") && e.contains("$ORIGIN"), "{e}");
+        let e = error_of("$TTL 60\nwww A 192.0.2.1\n");
+        assert!(e.contains("neither $ORIGIN nor an SOA"), "{e}");
     }
 }

@@ -33,6 +33,76 @@ pub struct Limits {
     pub fail_closed: bool,
     /// Largest WASM module file accepted (default 16 MiB).
     pub module_bytes: usize,
+    /// Host functions the plugin may call (`capabilities` in NAME.yaml).
+    pub grants: Grants,
+}
+
+/// A group of host functions a plugin must be granted to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// `forward(pool)`: send the query to an upstream pool.
+    Forward = 1,
+    /// `log(level, msg)`: write to the server log.
+    Log = 2,
+    /// `lookup_geo_*` / `geo_*`: GeoIP lookups.
+    Geo = 4,
+}
+
+impl Capability {
+    /// Every capability, by name.
+    pub const ALL: [Capability; 3] = [Capability::Forward, Capability::Log, Capability::Geo];
+
+    /// Its name in NAME.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Forward => "forward",
+            Capability::Log => "log",
+            Capability::Geo => "geo",
+        }
+    }
+}
+
+/// The capabilities granted to one plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grants(u8);
+
+impl Default for Grants {
+    /// Everything but `forward`: a plugin sends queries elsewhere only when
+    /// its metadata says so.
+    fn default() -> Self {
+        Grants(Capability::Log as u8 | Capability::Geo as u8)
+    }
+}
+
+impl Grants {
+    /// Exactly the capabilities named.
+    pub fn from_names(names: &[String]) -> Result<Grants, MetadataError> {
+        let mut g = 0;
+        for n in names {
+            let c = Capability::ALL
+                .iter()
+                .find(|c| c.name() == n)
+                .ok_or_else(|| {
+                    MetadataError::Limit(format!("unknown capability `{n}` (forward, log, geo)"))
+                })?;
+            g |= *c as u8;
+        }
+        Ok(Grants(g))
+    }
+
+    /// Whether `c` is granted.
+    pub fn has(self, c: Capability) -> bool {
+        self.0 & c as u8 != 0
+    }
+
+    /// The granted names, for `/plugins`.
+    pub fn names(self) -> Vec<&'static str> {
+        Capability::ALL
+            .iter()
+            .filter(|c| self.has(**c))
+            .map(|c| c.name())
+            .collect()
+    }
 }
 
 impl Default for Limits {
@@ -43,6 +113,7 @@ impl Default for Limits {
             deadline: std::time::Duration::from_millis(50),
             fail_closed: false,
             module_bytes: 16 << 20,
+            grants: Grants::default(),
         }
     }
 }
@@ -105,6 +176,15 @@ impl Limits {
         Ok(l)
     }
 
+    /// These limits with the capabilities of a metadata file's
+    /// `capabilities` list (`None`: the default).
+    pub fn granting(mut self, names: Option<&[String]>) -> Result<Limits, MetadataError> {
+        if let Some(names) = names {
+            self.grants = Grants::from_names(names)?;
+        }
+        Ok(self)
+    }
+
     /// What a failed call decides: pass on, or SERVFAIL when the plugin
     /// fails closed.
     pub fn on_failure(&self) -> Decision<'static> {
@@ -151,22 +231,34 @@ impl Failures {
 /// WASI stdout/stderr and host refusals together).
 pub const LOG_LINES_PER_SEC: u64 = 100;
 
-/// A plugin's log rate limit, shared by all its states and instances.
+/// What a plugin may do through the host, shared by all its states and
+/// instances: its log rate limit and its granted capabilities.
 #[derive(Debug)]
 pub struct LogGate {
     second: AtomicU64,
     lines: AtomicU64,
     /// Lines dropped by the limit so far.
     pub dropped: AtomicU64,
+    /// Capabilities granted.
+    pub grants: Grants,
+    /// Calls refused for want of a capability.
+    pub denied: AtomicU64,
 }
 
 impl LogGate {
-    /// A gate with nothing written yet.
+    /// A gate with nothing written yet and the default capabilities.
     pub fn new() -> Arc<LogGate> {
+        LogGate::granting(Grants::default())
+    }
+
+    /// A gate with nothing written yet and `grants`.
+    pub fn granting(grants: Grants) -> Arc<LogGate> {
         Arc::new(LogGate {
             second: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            grants,
+            denied: AtomicU64::new(0),
         })
     }
 
@@ -351,11 +443,25 @@ impl Call {
         self.ecs
     }
 
-    /// GeoIP of `ip`, or of the client when `None`.
-    pub fn geo_of(&mut self, ip: Option<IpAddr>) -> Arc<crate::geo::GeoInfo> {
+    /// Whether the plugin was granted `c`; a refusal is counted and says
+    /// how to grant it.
+    pub fn grant(&mut self, c: Capability) -> Result<(), Refused> {
+        if self.gate.grants.has(c) {
+            return Ok(());
+        }
+        self.gate.denied.fetch_add(1, Ordering::Relaxed);
+        Err(Refused::NotGranted {
+            capability: c.name(),
+            plugin: self.plugin.to_string(),
+        })
+    }
+
+    /// GeoIP of `ip`, or of the client when `None` (capability `geo`).
+    pub fn geo_of(&mut self, ip: Option<IpAddr>) -> Result<Arc<crate::geo::GeoInfo>, Refused> {
+        self.grant(Capability::Geo)?;
         // The answer now depends on the client's address: the ECS scope says so.
         self.read |= CLIENT_FIELDS;
-        self.geo.lookup(ip.unwrap_or(self.subject))
+        Ok(self.geo.lookup(ip.unwrap_or(self.subject)))
     }
 
     fn decide(&mut self, verdict: Verdict) {
@@ -454,16 +560,26 @@ impl Call {
         self.decide(Verdict::Truncate);
     }
 
-    /// Forward to the upstream pool `pool`.
-    pub fn forward(&mut self, pool: &str) {
+    /// Forward to the upstream pool `pool` (capability `forward`).
+    pub fn forward(&mut self, pool: &str) -> Result<(), Refused> {
+        self.grant(Capability::Forward)?;
         self.decide(Verdict::Forward {
             pool: pool.to_string(),
         });
+        Ok(())
     }
 
-    /// A log line from the plugin, at most [`MAX_LOG_LINES`] per call and
-    /// 512 characters each, so a plugin cannot flood the server log.
-    pub fn log(&mut self, kind: &str, level: &str, msg: &str) {
+    /// A log line the plugin asked for (capability `log`).
+    pub fn log(&mut self, kind: &str, level: &str, msg: &str) -> Result<(), Refused> {
+        self.grant(Capability::Log)?;
+        self.note(kind, level, msg);
+        Ok(())
+    }
+
+    /// A log line about the plugin (the plugin's own, or the host's note
+    /// on a refused call), at most [`MAX_LOG_LINES`] per call and 512
+    /// characters each, so a plugin cannot flood the server log.
+    pub fn note(&mut self, kind: &str, level: &str, msg: &str) {
         self.logged += 1;
         if self.logged > MAX_LOG_LINES || !self.gate.allow() {
             return;
@@ -524,6 +640,14 @@ pub enum Refused {
         rdata: String,
         /// Why it does not parse.
         reason: String,
+    },
+    /// A host function the plugin's metadata does not grant.
+    #[error("capability `{capability}` is not granted to plugin {plugin}: add it to `capabilities:` in its NAME.yaml")]
+    NotGranted {
+        /// The capability.
+        capability: &'static str,
+        /// The plugin.
+        plugin: String,
     },
     /// An rcode the call does not set.
     #[error("unknown rcode `{0}` (NXDOMAIN, NOERROR, REFUSED, SERVFAIL)")]

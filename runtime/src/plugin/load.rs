@@ -49,8 +49,9 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
         Some("lua") => {
             let src = std::fs::read_to_string(path)
                 .map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
-            let limits =
-                Limits::from_metadata(&meta.limits).map_err(|source| PluginError::Metadata {
+            let limits = Limits::from_metadata(&meta.limits)
+                .and_then(|l| l.granting(meta.capabilities.as_deref()))
+                .map_err(|source| PluginError::Metadata {
                     path: meta_path.clone(),
                     source,
                 })?;
@@ -63,8 +64,9 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
             )?)
         }
         _ => {
-            let limits =
-                Limits::from_metadata(&meta.limits).map_err(|source| PluginError::Metadata {
+            let limits = Limits::from_metadata(&meta.limits)
+                .and_then(|l| l.granting(meta.capabilities.as_deref()))
+                .map_err(|source| PluginError::Metadata {
                     path: meta_path.clone(),
                     source,
                 })?;

@@ -260,7 +260,7 @@ impl LuaPlugin {
         let p = LuaPlugin {
             name: name.to_string(),
             label: name.into(),
-            gate: crate::plugin::host::LogGate::new(),
+            gate: crate::plugin::host::LogGate::granting(limits.grants),
             src: src.into(),
             path: path.to_path_buf(),
             limits,
@@ -378,7 +378,12 @@ impl Plugin for LuaPlugin {
     }
 
     fn failures(&self) -> Vec<(&'static str, u64)> {
-        self.failures.report(false)
+        let mut r = self.failures.report(false);
+        r.push((
+            "capability",
+            self.gate.denied.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        r
     }
 }
 
@@ -408,16 +413,24 @@ impl UserData for LuaCall {
         m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.to_string()));
         m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.0.qtype)));
         m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).region.to_string())
+            Ok(c.0
+                .geo_of(parse_ip(ip)?)
+                .map_err(lua_err)?
+                .region
+                .to_string())
         });
         m.add_method_mut("lookup_geo_country", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).country.to_string())
+            Ok(c.0
+                .geo_of(parse_ip(ip)?)
+                .map_err(lua_err)?
+                .country
+                .to_string())
         });
         m.add_method_mut("lookup_geo_city", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).city.to_string())
+            Ok(c.0.geo_of(parse_ip(ip)?).map_err(lua_err)?.city.to_string())
         });
         m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).asn)
+            Ok(c.0.geo_of(parse_ip(ip)?).map_err(lua_err)?.asn)
         });
         m.add_method_mut(
             "set_answer",
@@ -447,12 +460,10 @@ impl UserData for LuaCall {
             Ok(())
         });
         m.add_method_mut("forward", |_, c, pool: String| {
-            c.0.forward(&pool);
-            Ok(())
+            c.0.forward(&pool).map_err(lua_err)
         });
         m.add_method_mut("log", |_, c, (level, msg): (String, String)| {
-            c.0.log("lua", &level, &msg);
-            Ok(())
+            c.0.log("lua", &level, &msg).map_err(lua_err)
         });
         // No injected variables reach the server yet: every lookup is nil.
         m.add_method("get_var", |_, _, _path: String| Ok(mlua::Value::Nil));

@@ -22,6 +22,10 @@ pub struct Metadata {
     /// Resource limits (used by the Lua and WASM hosts).
     #[serde(default)]
     pub limits: serde_json::Value,
+    /// Host functions a Lua or WASM plugin may call (`forward`, `log`,
+    /// `geo`); `None` grants the default (all but `forward`).
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
     /// Other plugins this one needs.
     #[serde(default)]
     pub requires: Vec<String>,

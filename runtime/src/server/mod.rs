@@ -108,7 +108,7 @@ impl Server {
                 return Err(ServeError::Bind(*want, e));
             }
         }
-        let admin = match config.admin {
+        let admin = match config.admin.listen {
             Some(a) => {
                 let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
                 l.set_nonblocking(true)
@@ -146,8 +146,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled. Queries being processed when it
-    /// is cancelled finish; upstream exchanges still waiting for an answer
-    /// and idle TCP connections are abandoned.
+    /// is cancelled finish; upstream exchanges in flight get up to
+    /// `[limits] drain_ms` to finish and be answered; idle TCP connections
+    /// are closed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let mut tasks = tokio::task::JoinSet::new();
         // Kept alive for as long as the server runs.
@@ -209,6 +210,7 @@ impl Server {
             }
         })
         .await;
+        self.shared.drain_upstreams().await;
         Ok(())
     }
 }

@@ -11,6 +11,7 @@
 
 use super::upstream_job::{Job, JobKind};
 use super::*;
+use crate::access::rate::Admit;
 use crate::dns::ecs::Ecs;
 use crate::dns::query::ecs_is_private;
 use crate::dns::wire::{self, Finish, Template, WireQuery};
@@ -120,7 +121,7 @@ pub(super) fn reply(
     tcp: bool,
 ) -> Option<Vec<u8>> {
     shared.metrics.rcode(u16::from(r.metadata.response_code));
-    answer::finish(r, req, ecs, tcp, shared.has_default)
+    answer::finish(r, req, ecs, tcp, shared.has_default, shared.nsid.as_deref())
 }
 
 /// One query, from the packet to the reply in `out`.
@@ -138,6 +139,36 @@ pub(super) fn process(
         m.malformed.fetch_add(1, Relaxed);
         return Step::Done(false);
     }
+    // Who may ask, then how much: before anything is parsed.
+    if !shared.acl.allows(from.ip()) {
+        shared.access.acl_refused.fetch_add(1, Relaxed);
+        m.rcode(u16::from(ResponseCode::Refused.low()));
+        return put(
+            out,
+            wire::error_echo(packet, ResponseCode::Refused.low(), wire::MAX_UDP),
+        );
+    }
+    let rate = match &shared.rate {
+        None => 0,
+        // TCP proves the source address: counted, never limited.
+        Some(r) if tcp => r.peek(from.ip()),
+        Some(r) => match r.admit(from.ip()) {
+            Admit::Pass(n) => n,
+            Admit::Drop => {
+                shared.access.rate_dropped.fetch_add(1, Relaxed);
+                return Step::Done(false);
+            }
+            Admit::Slip => {
+                // An empty truncated answer: a real client retries over TCP.
+                shared.access.rate_slipped.fetch_add(1, Relaxed);
+                let mut b = wire::error_echo(packet, 0, wire::MAX_UDP);
+                if let Some(b) = b.as_mut() {
+                    b[2] |= 0x02;
+                }
+                return put(out, b);
+            }
+        },
+    };
     let mut qname = std::mem::take(&mut w.qname);
     let parsed = if shared.fast_path {
         wire::parse(packet, &mut qname)
@@ -157,11 +188,12 @@ pub(super) fn process(
                 transport: if tcp { "tcp" } else { "udp" },
                 dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
                 recursion_desired: q.rd,
+                rate,
             };
             let mut req = Req::Lazy(packet);
             decide(w, shared, &facts, &mut req, Some((&q, packet)), tcp, out)
         }
-        None => slow(w, shared, packet, from, tcp, out),
+        None => slow(w, shared, packet, from, tcp, rate, out),
     };
     w.qname = qname;
     step
@@ -199,6 +231,7 @@ fn slow(
     packet: &[u8],
     from: SocketAddr,
     tcp: bool,
+    rate: u32,
     out: &mut Vec<u8>,
 ) -> Step {
     let m = shared.metrics.shard(w.id);
@@ -239,6 +272,14 @@ fn slow(
         let r = reply(shared, answer::error(&req, rcode), &req, None, tcp);
         return put(out, r);
     }
+    // This server holds no TSIG keys: a signed query is answered NOTAUTH
+    // with TSIG error BADKEY, unsigned (RFC 8945 §5.2).
+    if let Some((key, tsig)) = answer::tsig_of(&req) {
+        shared.access.tsig_badkey.fetch_add(1, Relaxed);
+        tracing::debug!(client = %from, %key, "TSIG key unknown");
+        let r = answer::badkey(&req, &key, &tsig);
+        return put(out, reply(shared, r, &req, None, tcp));
+    }
     // ECS lives in the OPT record: without one there is nothing to walk.
     let ecs_option = if req.edns.is_some() {
         crate::dns::ecs::query_ecs(packet)
@@ -276,6 +317,7 @@ fn slow(
         transport: if tcp { "tcp" } else { "udp" },
         dnssec_ok: req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
         recursion_desired: req.metadata.recursion_desired,
+        rate,
     };
     let mut req = Req::Parsed(req);
     decide(w, shared, &facts, &mut req, None, tcp, out)

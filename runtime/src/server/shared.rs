@@ -3,6 +3,10 @@
 //! the configuration.
 
 use super::*;
+use crate::access::acl::Acl;
+use crate::access::conns::ConnLimit;
+use crate::access::rate::RateLimiter;
+use crate::access::AccessCounters;
 use crate::config::OnPluginError;
 
 /// Starting the server failed.
@@ -52,6 +56,22 @@ pub struct Shared {
     pub tcp_slots: Arc<tokio::sync::Semaphore>,
     /// Reload counters and the last error.
     pub reloads: crate::reload::ReloadStats,
+    /// Sources that get answers (`[server] acl`, `--acl`).
+    pub acl: Acl,
+    /// The per-prefix query rate limit, when one is set.
+    pub rate: Option<RateLimiter>,
+    /// TCP connections per source.
+    pub conns: Arc<ConnLimit>,
+    /// What the ACL and the limits turned away.
+    pub access: AccessCounters,
+    /// The NSID returned to queries that ask for one (`[server] nsid`).
+    pub nsid: Option<Vec<u8>>,
+    /// The bearer token mutating admin calls need, if one is set.
+    pub admin_token: Option<String>,
+    /// Whether read-only admin calls need no token.
+    pub admin_open_reads: bool,
+    /// How long upstream exchanges may finish on shutdown.
+    pub drain: Duration,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -85,6 +105,35 @@ impl Shared {
         } else {
             Geo::open(&config.geoip).map_err(|e| ServeError::Setup(e.to_string()))?
         };
+        let acl = if config.server.acl.is_empty() {
+            Acl::default_acl()
+        } else {
+            Acl::parse(&config.server.acl).map_err(|e| ServeError::Setup(e.to_string()))?
+        };
+        let admin_token = config
+            .admin
+            .resolve_token()
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        if let Some(a) = config.admin.listen {
+            // A token-less admin port beyond loopback lets anyone on the
+            // network reload policies.
+            if !a.ip().is_loopback() && admin_token.is_none() {
+                return Err(ServeError::Setup(format!(
+                    "the admin endpoint would listen on {a}, which is not loopback, without a token: \
+                     set [admin] token_file or DNSPOLICY_ADMIN_TOKEN, or listen on 127.0.0.1"
+                )));
+            }
+        }
+        let l = &config.limits;
+        let rate = (l.qps_per_prefix > 0).then(|| {
+            RateLimiter::new(
+                l.qps_per_prefix,
+                l.ipv4_prefix,
+                l.ipv6_prefix,
+                l.action,
+                l.slip,
+            )
+        });
         let chain = load_chain(config.plugin_dir.as_deref())?;
         // Compiling leaves freed memory behind: give it back before serving.
         crate::reload::trim_heap();
@@ -109,7 +158,35 @@ impl Shared {
             upstream_slots: Arc::new(tokio::sync::Semaphore::new(MAX_UPSTREAM_IN_FLIGHT)),
             tcp_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
             reloads: crate::reload::ReloadStats::default(),
+            acl,
+            rate,
+            conns: ConnLimit::new(config.limits.tcp_per_source),
+            access: AccessCounters::default(),
+            nsid: config.server.nsid.as_ref().map(|n| n.as_bytes().to_vec()),
+            admin_token,
+            admin_open_reads: config.admin.open_reads,
+            drain: Duration::from_millis(config.limits.drain_ms),
         })
+    }
+}
+
+impl Shared {
+    /// Waits until no upstream exchange is in flight, or the drain deadline
+    /// passes (then says how many were abandoned).
+    pub async fn drain_upstreams(&self) {
+        let all = u32::try_from(MAX_UPSTREAM_IN_FLIGHT).unwrap_or(u32::MAX);
+        let busy = MAX_UPSTREAM_IN_FLIGHT - self.upstream_slots.available_permits();
+        if busy == 0 {
+            return;
+        }
+        tracing::info!(in_flight = busy, "waiting for upstream exchanges to finish");
+        match tokio::time::timeout(self.drain, self.upstream_slots.acquire_many(all)).await {
+            Ok(_) => tracing::info!("upstream exchanges finished"),
+            Err(_) => tracing::warn!(
+                abandoned = MAX_UPSTREAM_IN_FLIGHT - self.upstream_slots.available_permits(),
+                "upstream exchanges still in flight at the drain deadline"
+            ),
+        }
     }
 }
 

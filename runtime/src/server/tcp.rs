@@ -28,8 +28,15 @@ pub(super) async fn tcp_accept(
                 }
             },
         };
-        // Past the limit, new connections are closed at once.
+        // Past either limit, new connections are closed at once: one
+        // source may not hold every slot the server has.
+        let Some(per_source) = shared.conns.admit(from.ip()) else {
+            shared.access.tcp_source_limit.fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = shared.tcp_slots.clone().try_acquire_owned() else {
+            shared.access.tcp_server_limit.fetch_add(1, Relaxed);
             drop(stream);
             continue;
         };
@@ -37,6 +44,7 @@ pub(super) async fn tcp_accept(
         tokio::spawn(async move {
             let _ = tcp_conn(stream, from, shared, stop, name).await;
             drop(permit);
+            drop(per_source);
         });
     }
 }

@@ -49,6 +49,7 @@ impl Job {
                         m.upstream_ok.fetch_add(1, Relaxed);
                         m.rcode(u16::from(resp.metadata.response_code));
                         answer::merge_ecs_scope(&mut resp, ecs);
+                        answer::set_nsid(&mut resp, &self.req, shared.nsid.as_deref());
                         let bytes = resp.to_vec().ok()?;
                         let limit = if tcp {
                             usize::from(u16::MAX)

@@ -1,8 +1,10 @@
 //! End-to-end tests: a real server on 127.0.0.1 and real DNS clients
 //! (hickory-proto messages over UDP/TCP sockets, and `dig` where installed).
 
+mod access;
 mod admin;
 mod answers;
+mod behind_unbound;
 mod ecs_geo;
 mod failsafe;
 mod forward;

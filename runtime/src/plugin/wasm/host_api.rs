@@ -101,7 +101,7 @@ pub(super) fn with_call<R>(c: &mut Cx<'_>, f: impl FnOnce(&mut Call) -> R) -> wa
 /// A host-side refusal of an argument: `-1`, and a note in the log.
 pub(super) fn refused(c: &mut Cx<'_>, what: &str, e: impl std::fmt::Display) -> i32 {
     if let Some(call) = c.data_mut().call.as_mut() {
-        call.log("wasm", "debug", &format!("{what}: {e}"));
+        call.note("wasm", "debug", &format!("{what}: {e}"));
     }
     -1
 }
@@ -115,8 +115,10 @@ pub(super) fn geo_text(
     let Some(ip) = ip_arg(c, ip.0, ip.1)? else {
         return Ok(-1);
     };
-    let info = with_call(c, |call| call.geo_of(ip))?;
-    write(c, buf.0, buf.1, pick(&info).as_bytes())
+    match with_call(c, |call| call.geo_of(ip))? {
+        Ok(info) => write(c, buf.0, buf.1, pick(&info).as_bytes()),
+        Err(e) => Ok(refused(c, "geo", e)),
+    }
 }
 
 pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
@@ -173,7 +175,10 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         let Some(ip) = ip_arg(&mut c, ip, ip_len)? else {
             return Ok(-1i64);
         };
-        with_call(&mut c, |call| call.geo_of(ip).asn)
+        match with_call(&mut c, |call| call.geo_of(ip))? {
+            Ok(info) => Ok(info.asn),
+            Err(e) => Ok(i64::from(refused(&mut c, "geo_asn", e))),
+        }
     })?;
     linker.func_wrap(
         m,
@@ -243,10 +248,10 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         let Some(pool) = read_str(&mut c, ptr, len)? else {
             return Ok(refused(&mut c, "forward", "pool is not UTF-8"));
         };
-        with_call(&mut c, |call| {
-            call.forward(&pool);
-            0i32
-        })
+        match with_call(&mut c, |call| call.forward(&pool))? {
+            Ok(()) => Ok(0i32),
+            Err(e) => Ok(refused(&mut c, "forward", e)),
+        }
     })?;
     linker.func_wrap(m, "log", |mut c: Cx<'_>, level: i32, ptr: i32, len: i32| {
         let msg = read(&mut c, ptr, len.min(4096))?;
@@ -258,7 +263,11 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             _ => "info",
         };
         match c.data_mut().call.as_mut() {
-            Some(call) => call.log("wasm", level, &msg),
+            Some(call) => {
+                if let Err(e) = call.log("wasm", level, &msg) {
+                    call.note("wasm", "debug", &format!("log: {e}"));
+                }
+            }
             None => {
                 let gate = c.data().log.clone();
                 gate.line(1, msg.as_bytes());

@@ -179,6 +179,7 @@ impl WasmPlugin {
             })
             .collect();
         let label: Arc<str> = name.into();
+        let grants = limits.grants;
         let p = WasmPlugin {
             name: label.clone(),
             pre,
@@ -188,7 +189,7 @@ impl WasmPlugin {
             failures: Failures::default(),
             log: Arc::new(LogSink {
                 plugin: label,
-                gate: LogGate::new(),
+                gate: LogGate::granting(grants),
             }),
             rules,
             fields: fields.unwrap_or(0),
@@ -348,6 +349,7 @@ impl WasmPlugin {
             transport: "udp",
             dnssec_ok: false,
             recursion_desired: false,
+            rate: 0,
         };
         let mut claim = self.pool.claim(None);
         let inst = claim.get_or_try_init(|| self.instantiate())?;
@@ -533,7 +535,15 @@ impl Plugin for WasmPlugin {
     }
 
     fn failures(&self) -> Vec<(&'static str, u64)> {
-        self.failures.report(true)
+        let mut r = self.failures.report(true);
+        r.push((
+            "capability",
+            self.log
+                .gate
+                .denied
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        r
     }
 
     fn fields_used(&self) -> u32 {

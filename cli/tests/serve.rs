@@ -434,3 +434,62 @@ fn http_get_blocking(admin: &str, path: &str) -> String {
     s.read_to_string(&mut out).expect("read");
     out
 }
+
+/// SIGTERM while an upstream exchange is in flight: the answer still goes
+/// out (the drain), then the process exits 0.
+#[test]
+fn shutdown_waits_for_upstream_exchanges_in_flight() {
+    use std::net::UdpSocket;
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
+    let up = upstream.local_addr().expect("addr").to_string();
+    // Answers the first query after 700 ms, NOERROR with no records.
+    let slow = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        upstream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        if let Ok((n, from)) = upstream.recv_from(&mut buf) {
+            std::thread::sleep(Duration::from_millis(700));
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80;
+            r[3] = 0x80;
+            let _ = upstream.send_to(&r, from);
+        }
+    });
+    let mut s = serve(&["--upstream", &up]);
+    let dns: std::net::SocketAddr = s.dns.parse().expect("addr");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // elsewhere.test A, RD, ID 0x4242: outside the zone, so forwarded.
+    let mut q = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in ["elsewhere", "test"] {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    client.send_to(&q, dns).expect("send");
+    std::thread::sleep(Duration::from_millis(200));
+    let term = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let mut buf = [0u8; 1500];
+    let (n, _) = client
+        .recv_from(&mut buf)
+        .expect("the answer in flight at SIGTERM still arrives");
+    assert!(n >= 12 && buf[..2] == [0x42, 0x42], "ID echoed");
+    assert_eq!(buf[3] & 0x0F, 0, "the upstream's NOERROR, not a SERVFAIL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = slow.join();
+}

@@ -487,7 +487,10 @@ fn shutdown_waits_for_upstream_exchanges_in_flight() {
         if let Some(st) = s.child.try_wait().expect("wait") {
             break st;
         }
-        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");

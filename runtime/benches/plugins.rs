@@ -1,7 +1,10 @@
 //! Per-call cost of each plugin kind, in process (no sockets): a no-op
 //! plugin (the host's own overhead) and the geo redirect example written as
 //! a compiled DSL policy, a Lua script and a WAT module, on the same
-//! query and region table.
+//! query and region table; and the geo redirect of each plugin kit (Rust
+//! SDK, freestanding C, C and C++ with wasi-libc), built from source here
+//! when its toolchain is installed (`scripts/test` installs them), with
+//! module sizes printed.
 //!
 //!   cargo bench -p dnspolicy-runtime --bench plugins
 
@@ -81,6 +84,92 @@ fn plugins(noop: bool) -> Vec<(&'static str, Box<dyn Plugin>)> {
     ]
 }
 
+/// The kits' geo modules, built from source: (name, module bytes). A
+/// missing toolchain leaves its entry out, with a note.
+fn kit_modules() -> Vec<(&'static str, Vec<u8>)> {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("dnspolicy-bench-kits-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let wasm_dir = root().join("examples/plugins/wasm");
+    let clang = |compiler: &str, src: &str, out: &str, extra: &[&str]| {
+        Command::new(compiler)
+            .args([
+                "--target=wasm32-wasi",
+                "--sysroot=/usr",
+                "-O2",
+                "-mexec-model=reactor",
+            ])
+            .args(extra)
+            .arg("-I")
+            .arg(&wasm_dir)
+            .arg("-o")
+            .arg(dir.join(out))
+            .arg(wasm_dir.join(src))
+            .status()
+    };
+    let builds: Vec<(
+        &'static str,
+        &str,
+        std::io::Result<std::process::ExitStatus>,
+    )> = vec![
+        (
+            "wasm-rust",
+            "rust_geo.wasm",
+            Command::new("bash")
+                .arg(wasm_dir.join("rust-geo/build.sh"))
+                .env("OUT", dir.join("rust_geo.wasm"))
+                .status(),
+        ),
+        (
+            "wasm-c",
+            "c.wasm",
+            Command::new("clang")
+                .args([
+                    "--target=wasm32",
+                    "-nostdlib",
+                    "-O2",
+                    "-Wl,--no-entry",
+                    "-o",
+                ])
+                .arg(dir.join("c.wasm"))
+                .arg(wasm_dir.join("geo_redirect.c"))
+                .status(),
+        ),
+        (
+            "wasm-c-wasi",
+            "c_wasi.wasm",
+            clang("clang", "c-wasi/geo_redirect.c", "c_wasi.wasm", &[]),
+        ),
+        (
+            "wasm-cpp-wasi",
+            "cpp.wasm",
+            clang(
+                "clang++",
+                "cpp-wasi/geo_redirect.cpp",
+                "cpp.wasm",
+                &["-std=c++17", "-fno-exceptions"],
+            ),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, file, status) in builds {
+        match status {
+            Ok(s) if s.success() => {
+                let bytes = std::fs::read(dir.join(file)).expect("module");
+                eprintln!("{name}: {} bytes", bytes.len());
+                out.push((name, bytes));
+            }
+            _ => eprintln!("{name}: not built (toolchain missing?), left out"),
+        }
+    }
+    let wat = read("examples/plugins/wasm/geo_redirect.wat");
+    eprintln!(
+        "wasm (WAT): {} bytes as a binary",
+        wat::parse_str(&wat).map_or(0, |b| b.len())
+    );
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let geo = Arc::new(Geo::open(&[root().join("examples/geo/regions.csv")]).expect("geo"));
     let facts = QueryFacts {
@@ -95,9 +184,29 @@ fn bench(c: &mut Criterion) {
         recursion_desired: true,
         rate: 0,
     };
+    let null = serde_json::Value::Null;
+    let kits: Vec<(&'static str, Box<dyn Plugin>)> = kit_modules()
+        .into_iter()
+        .map(|(name, bytes)| {
+            let p = WasmPlugin::load(
+                name,
+                &bytes,
+                Path::new("kit.wasm"),
+                Limits::default(),
+                &null,
+            )
+            .expect(name);
+            (name, Box::new(p) as Box<dyn Plugin>)
+        })
+        .collect();
+    let mut kits = Some(kits);
     for (group, noop) in [("plugin_call_noop", true), ("plugin_call_geo", false)] {
         let mut g = c.benchmark_group(group);
-        for (kind, p) in plugins(noop) {
+        let mut all = plugins(noop);
+        if !noop {
+            all.extend(kits.take().unwrap_or_default());
+        }
+        for (kind, p) in all {
             g.bench_function(kind, |b| {
                 b.iter(|| {
                     let mut ctx = QueryCtx::new(&facts, &geo, "127.0.0.1:53", "node");

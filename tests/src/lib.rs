@@ -261,6 +261,20 @@ pub async fn http_with(
     )
 }
 
+/// Whether `path` exists (a toolchain's library, not a command), with the
+/// CI rule of [`have_tool`]: missing under `CI=true` fails the test.
+pub fn have_file(path: &str, package: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "`{path}` is missing (Debian package {package}); CI must install it"
+    );
+    eprintln!("skipped: `{path}` is missing (Debian package {package})");
+    false
+}
+
 /// Whether the command-line tool `name` is on `PATH`. Outside CI a missing
 /// tool skips the test that needs it, with a note naming the Debian
 /// `package`; under `CI=true` it fails the test instead, because CI (and the

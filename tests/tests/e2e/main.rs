@@ -13,3 +13,4 @@ mod reload;
 mod robustness;
 mod tcp;
 mod wasm;
+mod wasm_kits;

@@ -41,6 +41,53 @@ pub(super) fn same_type(ty: &FuncType, f: &AbiFunc) -> bool {
             .all(|(a, b)| a.matches(&val(*b)))
 }
 
+/// WASI `errno` for a call the host does not offer.
+pub(super) const ERRNO_NOSYS: i32 = 52;
+
+/// Whether an import is a WASI function off the allow-list that a real
+/// toolchain may pull in (wasi-libc's `pread`, `readlink`, sockets...): it
+/// is linked to a stub returning ENOSYS ([`stub_unlisted_wasi`]) instead
+/// of refusing a module that may never call it.
+pub(super) fn unlisted_wasi(module: &str, name: &str, ty: &ExternType) -> bool {
+    module == abi::WASI_MODULE
+        && abi::import(module, name).is_none()
+        && matches!(ty, ExternType::Func(f)
+            if f.results().len() == 1 && f.results().all(|r| r.matches(&ValType::I32)))
+}
+
+/// Links every unlisted WASI import of `module` ([`unlisted_wasi`]) to a
+/// function that returns ENOSYS (52) and says so in the log; returns
+/// their names.
+pub(super) fn stub_unlisted_wasi(
+    linker: &mut Linker<Host>,
+    module: &Module,
+) -> Result<Vec<String>, WasmError> {
+    let mut names = Vec::new();
+    for imp in module.imports() {
+        let (m, n) = (imp.module(), imp.name());
+        let ty = imp.ty();
+        if !unlisted_wasi(m, n, &ty) {
+            continue;
+        }
+        let ExternType::Func(f) = ty else { continue };
+        let name = n.to_string();
+        let note = format!("WASI `{name}` is outside the allow-list: it returns ENOSYS (52)");
+        linker
+            .func_new(m, n, f, move |mut c, _args, results| {
+                if let Some(call) = c.data_mut().call.as_mut() {
+                    call.note("wasm", "warn", &note);
+                }
+                if let Some(r) = results.first_mut() {
+                    *r = Val::I32(ERRNO_NOSYS);
+                }
+                Ok(())
+            })
+            .map_err(|e| WasmError::Abi(format!("{e:#}")))?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// The engine every plugin shares, with its epoch ticker.
 pub(super) fn engine() -> Result<&'static Engine, WasmError> {
     static ENGINE: OnceLock<Result<Engine, WasmError>> = OnceLock::new();
@@ -129,6 +176,9 @@ pub(super) fn wat_error(e: &wat::Error) -> String {
 pub fn check_abi(module: &Module) -> Result<(), WasmError> {
     for imp in module.imports() {
         let (m, n) = (imp.module(), imp.name());
+        if unlisted_wasi(m, n, &imp.ty()) {
+            continue;
+        }
         let Some(abi) = abi::import(m, n) else {
             return Err(WasmError::Abi(format!(
                 "import `{m}.{n}` is not part of the plugin ABI (module `{IMPORT_MODULE}`) or the WASI allow-list"

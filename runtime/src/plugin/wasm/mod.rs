@@ -5,8 +5,9 @@
 //! `dnspolicy_abi_version() -> i32` (1), `alloc`, `init`, `process` and
 //! `destroy`; it imports host functions from the module `"dnspolicy"`
 //! (mirroring the Lua `ctx` API) and, so that ordinary WASI toolchains'
-//! output loads, the harmless part of `wasi_snapshot_preview1`. Anything
-//! else is refused at load with the import's name.
+//! output loads, the harmless part of `wasi_snapshot_preview1`; any other
+//! WASI function (returning an errno) is linked to a stub that returns
+//! ENOSYS, and anything else is refused at load with the import's name.
 //!
 //! Modules are compiled once (cached by content) and instantiated per
 //! concurrent caller from an [`InstancePre`]: a pool of instances, each used
@@ -143,7 +144,15 @@ impl WasmPlugin {
         let module = compile(bytes).map_err(refuse)?;
         check_abi(&module).map_err(refuse)?;
         let pre = linker()
-            .and_then(|l| {
+            .and_then(|mut l| {
+                let stubs = stub_unlisted_wasi(&mut l, &module)?;
+                if !stubs.is_empty() {
+                    tracing::warn!(
+                        plugin = name,
+                        imports = %stubs.join(", "),
+                        "WASI imports outside the allow-list: calls return ENOSYS"
+                    );
+                }
                 l.instantiate_pre(&module)
                     .map_err(|e| WasmError::Abi(format!("{e:#}")))
             })

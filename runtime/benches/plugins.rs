@@ -2,7 +2,7 @@
 //! plugin (the host's own overhead) and the geo redirect example written as
 //! a compiled DSL policy, a Lua script and a WAT module, on the same
 //! query and region table; and the geo redirect of each plugin kit (Rust
-//! SDK, freestanding C, C and C++ with wasi-libc), built from source here
+//! SDK, freestanding C, C and C++ with wasi-libc, Zig, AssemblyScript), built from source here
 //! when its toolchain is installed (`scripts/test` installs them), with
 //! module sizes printed.
 //!

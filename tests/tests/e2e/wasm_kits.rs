@@ -1,7 +1,7 @@
 //! Plugin authors' kits: the geo redirect built from source by real
 //! toolchains — Rust (the SDK in `sdk/rust/dnspolicy-plugin`, Debian's
-//! rustc), C and C++ with wasi-libc — and served end to end like the Lua
-//! example; and a module calling WASI functions off the allow-list, which
+//! rustc), C and C++ with wasi-libc, Zig (PyPI `ziglang`), AssemblyScript
+//! (npm) — and served end to end like the Lua example; and a module calling WASI functions off the allow-list, which
 //! loads and gets ENOSYS at run time.
 
 use dnspolicy_e2e::*;
@@ -215,4 +215,44 @@ async fn wasi_calls_off_the_allow_list_get_enosys_at_run_time() {
     // Still answering: nothing crashed, no call failed.
     let r = udp(s.dns, &query("img.example.com.", RecordType::A)).await;
     assert_eq!(answers(&r), ["CNAME cdn-global.example.com.", "192.0.2.20"]);
+}
+
+/// Where `scripts/test` installs PyPI's `ziglang` (`pip install --target`).
+fn ziglang_path() -> PathBuf {
+    repo("target/tools/ziglang")
+}
+
+#[tokio::test]
+async fn zig_geo_redirect() {
+    let zig = ziglang_path();
+    if !have_file(
+        zig.join("ziglang").to_str().expect("utf-8"),
+        "PyPI ziglang (scripts/test installs it)",
+    ) {
+        return;
+    }
+    let dir = temp_dir("kit-zig");
+    run(
+        Command::new("bash")
+            .arg(repo("examples/plugins/wasm/zig-geo/build.sh"))
+            .env("OUT", dir.join("geo_zig.wasm"))
+            .env("ZIGLANG_PATH", &zig),
+        "zig-geo/build.sh",
+    );
+    serves_the_geo_redirect(dir).await;
+}
+
+#[tokio::test]
+async fn assemblyscript_geo_redirect() {
+    if !have_tool("npm", "npm") {
+        return;
+    }
+    let dir = temp_dir("kit-as");
+    run(
+        Command::new("bash")
+            .arg(repo("examples/plugins/wasm/as-geo/build.sh"))
+            .env("OUT", dir.join("geo_as.wasm")),
+        "as-geo/build.sh",
+    );
+    serves_the_geo_redirect(dir).await;
 }

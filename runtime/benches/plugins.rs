@@ -141,6 +141,23 @@ fn kit_modules() -> Vec<(&'static str, Vec<u8>)> {
             clang("clang", "c-wasi/geo_redirect.c", "c_wasi.wasm", &[]),
         ),
         (
+            "wasm-zig",
+            "zig.wasm",
+            Command::new("bash")
+                .arg(wasm_dir.join("zig-geo/build.sh"))
+                .env("OUT", dir.join("zig.wasm"))
+                .env("ZIGLANG_PATH", root().join("target/tools/ziglang"))
+                .status(),
+        ),
+        (
+            "wasm-as",
+            "as.wasm",
+            Command::new("bash")
+                .arg(wasm_dir.join("as-geo/build.sh"))
+                .env("OUT", dir.join("as.wasm"))
+                .status(),
+        ),
+        (
             "wasm-cpp-wasi",
             "cpp.wasm",
             clang(

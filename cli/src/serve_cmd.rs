@@ -62,6 +62,16 @@ pub struct ServeArgs {
     /// This server's NSID (RFC 5001), returned to queries that ask for it.
     #[arg(long, value_name = "ID")]
     pub nsid: Option<String>,
+    /// dnstap query log: `file:PATH` or `unix:PATH` (a Frame Streams
+    /// reader such as fstrm_capture); read with `dnstap-ldns -r`.
+    #[arg(long, value_name = "file:PATH|unix:PATH")]
+    pub dnstap: Option<String>,
+    /// Sampled decision log (JSON lines): `stdout` or a file.
+    #[arg(long, value_name = "stdout|FILE")]
+    pub decision_log: Option<String>,
+    /// Share of queries the decision log records, in (0, 1] (default 0.01).
+    #[arg(long, value_name = "RATE")]
+    pub decision_sample: Option<f64>,
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -83,6 +93,15 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(n) = &args.nsid {
         c.server.nsid = Some(n.clone());
+    }
+    if let Some(d) = &args.dnstap {
+        c.dnstap = Some(d.clone());
+    }
+    if let Some(d) = &args.decision_log {
+        c.decisions.target = Some(d.clone());
+    }
+    if let Some(r) = args.decision_sample {
+        c.decisions.sample = r;
     }
     if let Some(d) = &args.plugin_dir {
         c.plugin_dir = Some(d.clone());

@@ -65,6 +65,10 @@ pub struct Config {
     /// `[limits]`: query rate per source prefix, TCP connections per
     /// source, the upstream drain on shutdown.
     pub limits: LimitsSection,
+    /// dnstap query log: `file:PATH` or `unix:PATH` (`--dnstap`).
+    pub dnstap: Option<String>,
+    /// `[decisions]`: the sampled decision log.
+    pub decisions: DecisionsSection,
     /// Read the common query straight from the datagram and write its
     /// answer without hickory's `Message` (the default). `false` sends
     /// every query through hickory: for debugging, and for the test that
@@ -91,6 +95,8 @@ impl Default for Config {
             ecs: EcsSection::default(),
             server: ServerSection::default(),
             limits: LimitsSection::default(),
+            dnstap: None,
+            decisions: DecisionsSection::default(),
         }
     }
 }
@@ -156,6 +162,25 @@ pub struct ServerSection {
     /// `nsid = "..."`: returned to queries that ask for it (RFC 5001), so
     /// operators can tell anycast nodes apart.
     pub nsid: Option<String>,
+}
+
+/// `[decisions]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionsSection {
+    /// `stdout` or a file (appended to); `None` (the default) logs nothing.
+    pub target: Option<String>,
+    /// The share of queries logged, in (0, 1] (default 0.01).
+    pub sample: f64,
+}
+
+impl Default for DecisionsSection {
+    fn default() -> Self {
+        DecisionsSection {
+            target: None,
+            sample: 0.01,
+        }
+    }
 }
 
 /// `[limits]`.

@@ -15,7 +15,7 @@
 //!
 //! What may depend on what: `server` → `plugin`, `dns`, `reload`, `admin`,
 //! `access`; `plugin` → `dns`, `geo`; `dns` → `geo`; `config` → `access`
-//! (its option types); `access` and `geo` on nothing here. Everything may use the compiler crate; it never uses this one.
+//! (its option types); `dns` → `observe` (dnstap of forwarded queries); `access` and `geo` on nothing here; `observe` only on the compiler's context table. Everything may use the compiler crate; it never uses this one.
 #![warn(missing_docs)]
 
 pub mod access;
@@ -23,6 +23,7 @@ pub mod admin;
 pub mod config;
 pub mod dns;
 pub mod geo;
+pub mod observe;
 pub mod plugin;
 pub mod reload;
 pub mod server;

@@ -20,6 +20,18 @@ pub struct TestServer {
     /// Admin HTTP address.
     pub admin: SocketAddr,
     stop: CancellationToken,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Stops the server and waits until it has finished (logs closed,
+    /// upstream exchanges drained).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(r) = self.running.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+        }
+    }
 }
 
 impl Drop for TestServer {
@@ -76,10 +88,15 @@ pub async fn start(config: Config) -> TestServer {
     let admin = server.admin_addr().expect("admin address");
     let stop = CancellationToken::new();
     let s = stop.clone();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _ = server.run(s).await;
     });
-    TestServer { dns, admin, stop }
+    TestServer {
+        dns,
+        admin,
+        stop,
+        running: Some(running),
+    }
 }
 
 /// A fresh directory under the system temp dir, unique to this call (tests

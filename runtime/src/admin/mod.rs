@@ -174,6 +174,20 @@ pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
     shared.access.render(&mut out);
+    if let Some(t) = &shared.dnstap {
+        let _ = writeln!(out, "# HELP dnspolicy_dnstap_messages_total dnstap messages, by result (dropped: the queue was full).");
+        let _ = writeln!(out, "# TYPE dnspolicy_dnstap_messages_total counter");
+        let _ = writeln!(
+            out,
+            "dnspolicy_dnstap_messages_total{{result=\"queued\"}} {}",
+            t.queued.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "dnspolicy_dnstap_messages_total{{result=\"dropped\"}} {}",
+            t.dropped.load(Relaxed)
+        );
+    }
     let chain = shared.chain.load();
     let _ = writeln!(
         out,

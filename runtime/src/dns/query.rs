@@ -258,6 +258,11 @@ impl<'a> QueryCtx<'a> {
             .unwrap_or_else(|| EMPTY.get_or_init(Context::default))
     }
 
+    /// The fields plugins read so far (bits of `Field`).
+    pub fn fields_read(&self) -> u32 {
+        self.fields_read
+    }
+
     /// Records fields a plugin read (for the ECS scope).
     pub fn note_fields_read(&mut self, mask: u32) {
         self.fields_read |= mask;

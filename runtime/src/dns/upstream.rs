@@ -2,6 +2,7 @@
 //! UDP with a timeout; an answer with TC set is fetched again over TCP from
 //! the same server.
 
+use crate::observe::dnstap::{Dnstap, Kind};
 use hickory_proto::op::{Message, MessageType};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +29,19 @@ pub async fn exchange(
     query: &Message,
     timeout: Duration,
 ) -> Result<Message, UpstreamError> {
+    exchange_logged(servers, query, timeout, None).await
+}
+
+/// [`exchange`], logging FORWARDER_QUERY and FORWARDER_RESPONSE to `tap`
+/// (the query side is this server, its address unspecified: each exchange
+/// has a fresh socket).
+pub async fn exchange_logged(
+    servers: &[SocketAddr],
+    query: &Message,
+    timeout: Duration,
+    tap: Option<&Dnstap>,
+) -> Result<Message, UpstreamError> {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let client_id = query.metadata.id;
     for server in servers {
         let mut q = query.clone();
@@ -39,6 +53,9 @@ pub async fn exchange(
         let Ok(bytes) = q.to_vec() else {
             return Err(UpstreamError::Exhausted);
         };
+        if let Some(t) = tap {
+            t.log(Kind::ForwarderQuery, false, unspecified, *server, &bytes);
+        }
         let Some(resp) = try_udp(*server, &bytes, &q, timeout).await else {
             tracing::debug!(%server, "upstream did not answer over UDP; next server");
             continue;
@@ -48,6 +65,11 @@ pub async fn exchange(
         } else {
             resp
         };
+        if let Some(t) = tap {
+            if let Ok(wire) = resp.to_vec() {
+                t.log(Kind::ForwarderResponse, false, unspecified, *server, &wire);
+            }
+        }
         resp.metadata.id = client_id;
         return Ok(resp);
     }

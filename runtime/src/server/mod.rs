@@ -211,6 +211,18 @@ impl Server {
         })
         .await;
         self.shared.drain_upstreams().await;
+        if self.shared.dnstap.is_some() || self.shared.decisions.is_some() {
+            let shared = self.shared.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(t) = &shared.dnstap {
+                    t.close(Duration::from_secs(2));
+                }
+                if let Some(d) = &shared.decisions {
+                    d.close(Duration::from_secs(2));
+                }
+            })
+            .await;
+        }
         Ok(())
     }
 }

@@ -72,6 +72,10 @@ pub struct Shared {
     pub admin_open_reads: bool,
     /// How long upstream exchanges may finish on shutdown.
     pub drain: Duration,
+    /// The dnstap log, when one is configured.
+    pub dnstap: Option<crate::observe::dnstap::Dnstap>,
+    /// The sampled decision log, when one is configured.
+    pub decisions: Option<crate::observe::decisions::DecisionLog>,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -134,6 +138,23 @@ impl Shared {
                 l.slip,
             )
         });
+        let dnstap = match &config.dnstap {
+            Some(t) => {
+                let target = crate::observe::dnstap::Target::parse(t).map_err(ServeError::Setup)?;
+                Some(
+                    crate::observe::dnstap::Dnstap::start(target, &config.node)
+                        .map_err(|e| ServeError::Setup(format!("dnstap {t}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let decisions = match &config.decisions.target {
+            Some(t) => Some(
+                crate::observe::decisions::DecisionLog::start(t, config.decisions.sample)
+                    .map_err(|e| ServeError::Setup(format!("decision log {t}: {e}")))?,
+            ),
+            None => None,
+        };
         let chain = load_chain(config.plugin_dir.as_deref())?;
         // Compiling leaves freed memory behind: give it back before serving.
         crate::reload::trim_heap();
@@ -166,6 +187,8 @@ impl Shared {
             admin_token,
             admin_open_reads: config.admin.open_reads,
             drain: Duration::from_millis(config.limits.drain_ms),
+            dnstap,
+            decisions,
         })
     }
 }

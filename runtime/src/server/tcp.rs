@@ -3,6 +3,7 @@
 
 use super::pipeline::{process, Step, Worker};
 use super::*;
+use crate::observe::dnstap::Kind;
 
 pub(super) async fn tcp_accept(
     listener: TcpListener,
@@ -65,6 +66,9 @@ pub(super) async fn tcp_conn(
     listener: Arc<str>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(MAX_TCP_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(wr, rx));
@@ -88,9 +92,15 @@ pub(super) async fn tcp_conn(
         }
         let start = Instant::now();
         shared.metrics.queries_tcp.fetch_add(1, Relaxed);
+        if let Some(t) = &shared.dnstap {
+            t.log(Kind::ClientQuery, true, from, local, &buf);
+        }
         match process(&mut worker, &shared, &buf, from, true, &mut out) {
             Step::Done(true) => {
                 shared.metrics.observe(start.elapsed());
+                if let Some(t) = &shared.dnstap {
+                    t.log(Kind::ClientResponse, true, from, local, &out);
+                }
                 if tx.send(framed(&out)).await.is_err() {
                     break Ok(());
                 }
@@ -108,6 +118,9 @@ pub(super) async fn tcp_conn(
                     };
                     if let Some(bytes) = out {
                         shared.metrics.observe(start.elapsed());
+                        if let Some(t) = &shared.dnstap {
+                            t.log(Kind::ClientResponse, true, from, local, &bytes);
+                        }
                         let _ = tx.send(framed(&bytes)).await;
                     }
                     drop(permit);

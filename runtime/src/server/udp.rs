@@ -8,6 +8,7 @@
 use super::batch::Batch;
 use super::pipeline::{process, Step, Worker};
 use super::*;
+use crate::observe::dnstap::Kind;
 
 /// How often a blocked worker looks at the shutdown token.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -21,7 +22,10 @@ pub(super) fn udp_worker(
 ) {
     use std::os::fd::AsRawFd;
 
-    let listener = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = sock
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let listener = local.to_string();
     // Blocking reads with a timeout: the kernel wakes the thread when a
     // datagram comes, and the timeout lets it notice shutdown.
     if let Err(e) = sock
@@ -70,8 +74,14 @@ pub(super) fn udp_worker(
             let (packet, from, out) = batch.datagram(k);
             let Some(from) = from else { continue };
             metrics.queries_udp.fetch_add(1, Relaxed);
+            if let Some(t) = &shared.dnstap {
+                t.log(Kind::ClientQuery, false, from, local, packet);
+            }
             match process(&mut worker, &shared, packet, from, false, out) {
                 Step::Done(true) => {
+                    if let Some(t) = &shared.dnstap {
+                        t.log(Kind::ClientResponse, false, from, local, out);
+                    }
                     answered += 1;
                     batch.queue(k, from);
                 }
@@ -88,6 +98,9 @@ pub(super) fn udp_worker(
                                 drop(permit);
                                 shared.metrics.shard(Some(id)).observe(start.elapsed());
                                 if let Some(bytes) = out {
+                                    if let Some(t) = &shared.dnstap {
+                                        t.log(Kind::ClientResponse, false, from, local, &bytes);
+                                    }
                                     let _ = sock.send_to(&bytes, from);
                                 }
                             });
@@ -95,6 +108,9 @@ pub(super) fn udp_worker(
                         Err(_) => {
                             metrics.upstream_failed.fetch_add(1, Relaxed);
                             if let Some(bytes) = job.servfail(&shared, false) {
+                                if let Some(t) = &shared.dnstap {
+                                    t.log(Kind::ClientResponse, false, from, local, &bytes);
+                                }
                                 let (_, _, out) = batch.datagram(k);
                                 out.extend_from_slice(&bytes);
                                 answered += 1;

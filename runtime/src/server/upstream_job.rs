@@ -44,7 +44,14 @@ impl Job {
                         tcp,
                     );
                 };
-                match upstream::exchange(servers, &self.req, shared.timeout).await {
+                match upstream::exchange_logged(
+                    servers,
+                    &self.req,
+                    shared.timeout,
+                    shared.dnstap.as_ref(),
+                )
+                .await
+                {
                     Ok(mut resp) => {
                         m.upstream_ok.fetch_add(1, Relaxed);
                         m.rcode(u16::from(resp.metadata.response_code));
@@ -85,7 +92,14 @@ impl Job {
                     q.metadata.recursion_desired = true;
                     let qtype = self.req.queries.first().map(|q| q.query_type)?;
                     q.add_query(hickory_proto::op::Query::query(target, qtype));
-                    match upstream::exchange(servers, &q, shared.timeout).await {
+                    match upstream::exchange_logged(
+                        servers,
+                        &q,
+                        shared.timeout,
+                        shared.dnstap.as_ref(),
+                    )
+                    .await
+                    {
                         Ok(resp) => {
                             m.upstream_ok.fetch_add(1, Relaxed);
                             // Data from elsewhere: not authoritative, and the

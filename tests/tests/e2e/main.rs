@@ -5,6 +5,7 @@ mod access;
 mod admin;
 mod answers;
 mod behind_unbound;
+mod dnstap;
 mod ecs_geo;
 mod failsafe;
 mod forward;

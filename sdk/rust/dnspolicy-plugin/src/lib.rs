@@ -374,7 +374,7 @@ pub mod heap {
                 return 0;
             }
             TOP = top + need;
-            let base = core::ptr::addr_of_mut!(HEAP) as *mut u8;
+            let base = core::ptr::addr_of_mut!(HEAP.0) as *mut u8;
             base.add(top) as usize as i32
         }
     }

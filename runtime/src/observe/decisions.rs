@@ -1,0 +1,217 @@
+//! The decision log: for a sample of queries, one JSON line saying which
+//! plugin and rule decided, the verdict, the policy version, the context
+//! fields the decision read, the ECS scope sent back and the time the
+//! decision took — the trace `eval --explain` prints, as data, from live
+//! traffic.
+//!
+//! Sampling is a per-worker count (every N-th query, N = 1 / rate), so
+//! unsampled queries cost one increment. Lines go through a bounded queue
+//! to a writer thread (stdout or a file); a full queue drops lines and
+//! counts them.
+
+use dnspolicy_compiler::ir::context::FIELDS;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Lines the queue holds before new ones are dropped.
+pub const QUEUE: usize = 4096;
+
+/// One decision, as logged.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// Source address.
+    pub client: std::net::IpAddr,
+    /// Question name (canonical).
+    pub qname: &'a str,
+    /// Question type.
+    pub qtype: u16,
+    /// `udp` or `tcp`.
+    pub transport: &'a str,
+    /// The deciding plugin's file, if one decided.
+    pub plugin: Option<&'a str>,
+    /// Its version (metadata).
+    pub version: &'a str,
+    /// The deciding rule, if the plugin names it.
+    pub rule: Option<&'a str>,
+    /// The verdict's kind (`answer`, `rewrite`, ..., `default_refuse`).
+    pub verdict: &'a str,
+    /// Bits of the context fields the chain read.
+    pub fields: u32,
+    /// The ECS scope the answer carries (`None` without ECS).
+    pub ecs_scope: Option<u8>,
+    /// Microseconds from the start of the decision to its end.
+    pub micros: u64,
+    /// The chain's generation (changes with every reload).
+    pub generation: u64,
+}
+
+impl Entry<'_> {
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        let fields: Vec<&str> = FIELDS
+            .iter()
+            .filter(|f| self.fields & (1 << f.field as u32) != 0)
+            .map(|f| f.path)
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        serde_json::json!({
+            "time": now.as_secs_f64(),
+            "client": self.client.to_string(),
+            "qname": self.qname,
+            "qtype": hickory_proto::rr::RecordType::from(self.qtype).to_string(),
+            "transport": self.transport,
+            "plugin": self.plugin,
+            "version": self.version,
+            "rule": self.rule,
+            "verdict": self.verdict,
+            "fields_read": fields,
+            "ecs_scope": self.ecs_scope,
+            "decide_us": self.micros,
+            "chain": self.generation,
+        })
+        .to_string()
+    }
+}
+
+/// The log's sending side, shared by every worker.
+#[derive(Debug)]
+pub struct DecisionLog {
+    every: u64,
+    tx: SyncSender<Option<String>>,
+    /// Lines queued.
+    pub written: AtomicU64,
+    /// Lines dropped because the queue was full.
+    pub dropped: AtomicU64,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl DecisionLog {
+    /// Logs one query in `1 / sample` (`sample` in (0, 1]) to `target`:
+    /// `stdout` or a file path (appended to).
+    pub fn start(target: &str, sample: f64) -> std::io::Result<DecisionLog> {
+        if !(sample > 0.0 && sample <= 1.0) {
+            return Err(std::io::Error::other(format!(
+                "decision log sample {sample}: expected a rate in (0, 1], e.g. 0.01"
+            )));
+        }
+        let mut out: Box<dyn Write + Send> = if target == "stdout" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)?,
+            )
+        };
+        let (tx, rx) = sync_channel::<Option<String>>(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("dnspolicy-decisions".into())
+            .spawn(move || {
+                let mut buf = std::io::BufWriter::new(&mut out);
+                loop {
+                    let line = match rx.try_recv() {
+                        Ok(l) => l,
+                        Err(_) => {
+                            let _ = buf.flush();
+                            // A closed channel ends the log like `None`.
+                            rx.recv().unwrap_or_default()
+                        }
+                    };
+                    let Some(line) = line else { break };
+                    let _ = buf.write_all(line.as_bytes());
+                    let _ = buf.write_all(b"\n");
+                }
+                let _ = buf.flush();
+            })?;
+        Ok(DecisionLog {
+            every: (1.0 / sample).round().max(1.0) as u64,
+            tx,
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Whether this query is sampled; `counter` is the worker's own.
+    #[inline]
+    pub fn sampled(&self, counter: &mut u64) -> bool {
+        *counter = counter.wrapping_add(1);
+        counter.is_multiple_of(self.every)
+    }
+
+    /// Queues one entry; never waits.
+    pub fn record(&self, e: &Entry<'_>) {
+        match self.tx.try_send(Some(e.to_json())) {
+            Ok(()) => {
+                self.written.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Writes what is queued and stops the writer (at most `wait`).
+    pub fn close(&self, wait: Duration) {
+        let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            match self.tx.try_send(None) {
+                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
+                _ => break,
+            }
+        }
+        while !h.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_json_names_fields_and_rule() {
+        let e = Entry {
+            client: "192.0.2.7".parse().expect("ip"),
+            qname: "www.example.com",
+            qtype: 1,
+            transport: "udp",
+            plugin: Some("geo.dsl"),
+            version: "1.2.0",
+            rule: Some("geo_redirect"),
+            verdict: "rewrite",
+            fields: (1 << dnspolicy_compiler::Field::ClientRegion as u32)
+                | (1 << dnspolicy_compiler::Field::QueryName as u32),
+            ecs_scope: Some(24),
+            micros: 3,
+            generation: 1,
+        };
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
+        assert_eq!(v["rule"], "geo_redirect");
+        assert_eq!(v["qtype"], "A");
+        assert_eq!(
+            v["fields_read"],
+            serde_json::json!(["client.region", "query.name"])
+        );
+        assert_eq!(v["ecs_scope"], 24);
+        let log = DecisionLog::start("stdout", 0.25).expect("log");
+        let mut n = 0;
+        let sampled = (0..8).filter(|_| log.sampled(&mut n)).count();
+        assert_eq!(sampled, 2, "one in four");
+        assert!(DecisionLog::start("stdout", 0.0).is_err());
+        log.close(Duration::from_secs(1));
+    }
+}

@@ -1,10 +1,12 @@
-//! The admin HTTP endpoint: Prometheus `/metrics`, `/healthz`, and
+//! The admin HTTP endpoint: Prometheus `/metrics`, `/healthz`, `/readyz`,
 //! `/plugins` (JSON: name, kind, version, state, priority, per-rule counts),
-//! and `POST /reload`; [`mod@metrics`] holds the query-path counters.
+//! the status page (`/`, `/ui`, `/status.json`: [`status`]) and
+//! `POST /reload`; [`mod@metrics`] holds the query-path counters.
 //!
 //! Reads the server's shared state; the query path never waits on it.
 
 pub mod metrics;
+pub mod status;
 
 use crate::admin::metrics::label;
 use crate::server::Shared;
@@ -150,7 +152,19 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
             }
         }
         (&Method::GET, "/plugins") => respond(StatusCode::OK, "application/json", plugins(shared)),
-        (_, "/metrics" | "/healthz" | "/readyz" | "/plugins" | "/reload") => respond(
+        (&Method::GET, "/" | "/ui") => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status::PAGE.to_string(),
+        ),
+        (&Method::GET, "/status.json") => {
+            respond(StatusCode::OK, "application/json", status::json(shared))
+        }
+        (
+            _,
+            "/metrics" | "/healthz" | "/readyz" | "/plugins" | "/reload" | "/" | "/ui"
+            | "/status.json",
+        ) => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n".into(),
@@ -158,7 +172,7 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics, /healthz, /readyz, /plugins\n".into(),
+            "not found: try /ui, /metrics, /healthz, /readyz, /plugins, /status.json\n".into(),
         ),
     }
 }

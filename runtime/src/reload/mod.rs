@@ -47,8 +47,44 @@ pub struct ReloadStats {
     pub last_duration_us: AtomicU64,
     /// Why the last reload failed (cleared by a successful one).
     pub last_error: Mutex<Option<String>>,
+    /// The last reloads, oldest first ([`RELOAD_HISTORY`] at most).
+    history: Mutex<std::collections::VecDeque<ReloadEvent>>,
     /// Serialises reloads.
     lock: Mutex<()>,
+}
+
+/// Reloads the status page lists.
+pub const RELOAD_HISTORY: usize = 20;
+
+/// One reload, for the status page.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReloadEvent {
+    /// Unix time (seconds).
+    pub time: f64,
+    /// Whether every plugin loaded.
+    pub ok: bool,
+    /// Plugins serving after it (when it went live).
+    pub plugins: Option<usize>,
+    /// How long it took.
+    pub took_ms: u64,
+    /// What failed.
+    pub error: Option<String>,
+}
+
+impl ReloadStats {
+    /// The last reloads, oldest first.
+    pub fn history(&self) -> Vec<ReloadEvent> {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().cloned().collect()
+    }
+
+    fn remember(&self, e: ReloadEvent) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == RELOAD_HISTORY {
+            h.pop_front();
+        }
+        h.push_back(e);
+    }
 }
 
 /// A reload that did not go live: the old chain keeps serving.
@@ -99,6 +135,15 @@ impl Shared {
         self.reloads
             .last_duration_us
             .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.reloads.remember(ReloadEvent {
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            ok: result.is_ok(),
+            plugins: result.as_ref().ok().copied(),
+            took_ms: took.as_millis() as u64,
+            error: result.as_ref().err().map(ToString::to_string),
+        });
         match &result {
             Ok(n) => {
                 self.reloads.ok.fetch_add(1, Ordering::Relaxed);

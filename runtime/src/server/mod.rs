@@ -195,6 +195,10 @@ impl Server {
             ));
         }
         if let Some(a) = self.admin {
+            tasks.spawn(crate::admin::status::sample(
+                self.shared.clone(),
+                shutdown.clone(),
+            ));
             let listener =
                 TcpListener::from_std(a).map_err(|e| ServeError::Setup(e.to_string()))?;
             tasks.spawn(crate::admin::serve(

@@ -76,6 +76,8 @@ pub struct Shared {
     pub dnstap: Option<crate::observe::dnstap::Dnstap>,
     /// The sampled decision log, when one is configured.
     pub decisions: Option<crate::observe::decisions::DecisionLog>,
+    /// The status page's last minutes of traffic.
+    pub status: crate::admin::status::History,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -189,6 +191,7 @@ impl Shared {
             drain: Duration::from_millis(config.limits.drain_ms),
             dnstap,
             decisions,
+            status: crate::admin::status::History::default(),
         })
     }
 }

@@ -12,6 +12,7 @@ mod forward;
 mod lua;
 mod reload;
 mod robustness;
+mod status_page;
 mod tcp;
 mod wasm;
 mod wasm_kits;

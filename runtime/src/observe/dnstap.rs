@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
 /// Messages the queue holds before new ones are dropped.
 pub const QUEUE: usize = 16 * 1024;
+/// How long the writer sleeps when the queue is empty (the queue holds
+/// tens of milliseconds of a busy server's messages).
+const IDLE: Duration = Duration::from_millis(2);
 
 /// dnstap `Message.Type` values this server writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +67,9 @@ struct Event {
     response: SocketAddr,
     time: SystemTime,
     wire: Vec<u8>,
+    /// `wire[..at]` is the query and `wire[at..]` its response, written as
+    /// two messages: one copy and one queue slot for both.
+    response_at: Option<usize>,
 }
 
 /// The sending side, shared by every worker (`SyncSender` is `Sync`: no
@@ -90,7 +96,10 @@ impl Dnstap {
     pub fn start(target: Target, identity: &str) -> std::io::Result<Dnstap> {
         let (tx, rx) = sync_channel(QUEUE);
         let sink = match &target {
-            Target::File(p) => Some(Sink::File(BufWriter::new(std::fs::File::create(p)?))),
+            Target::File(p) => Some(Sink::File(BufWriter::with_capacity(
+                WRITE_BUF,
+                std::fs::File::create(p)?,
+            ))),
             Target::Unix(_) => None,
         };
         let identity = identity.as_bytes().to_vec();
@@ -114,13 +123,44 @@ impl Dnstap {
             response,
             time: SystemTime::now(),
             wire: wire.to_vec(),
+            response_at: None,
         };
+        self.send(e);
+    }
+
+    /// Logs a client's query and the response sent to it; never waits.
+    pub fn log_exchange(
+        &self,
+        tcp: bool,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: &[u8],
+        response: &[u8],
+    ) {
+        let mut wire = Vec::with_capacity(query.len() + response.len());
+        wire.extend_from_slice(query);
+        wire.extend_from_slice(response);
+        self.send(Event {
+            kind: Kind::ClientQuery,
+            tcp,
+            query: client,
+            response: server,
+            time: SystemTime::now(),
+            wire,
+            response_at: Some(query.len()),
+        });
+    }
+
+    /// Queues an event; the counters count dnstap messages (two for an
+    /// exchange).
+    fn send(&self, e: Event) {
+        let messages = if e.response_at.is_some() { 2 } else { 1 };
         match self.tx.try_send(e) {
             Ok(()) => {
-                self.queued.fetch_add(1, Relaxed);
+                self.queued.fetch_add(messages, Relaxed);
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Relaxed);
+                self.dropped.fetch_add(messages, Relaxed);
             }
         }
     }
@@ -140,6 +180,7 @@ impl Dnstap {
             response: SocketAddr::from(([0, 0, 0, 0], 0)),
             time: UNIX_EPOCH,
             wire: Vec::new(),
+            response_at: None,
         };
         while std::time::Instant::now() < deadline {
             match self.tx.try_send(end) {
@@ -172,6 +213,9 @@ impl Sink {
         }
     }
 }
+
+/// Bytes written per system call at most.
+const WRITE_BUF: usize = 256 * 1024;
 
 const CONTROL_ACCEPT: u32 = 1;
 const CONTROL_START: u32 = 2;
@@ -216,7 +260,7 @@ fn connect(path: &PathBuf) -> std::io::Result<Sink> {
         return Err(std::io::Error::other("the reader did not ACCEPT"));
     }
     s.write_all(&control(CONTROL_START, true))?;
-    Ok(Sink::Unix(BufWriter::new(s)))
+    Ok(Sink::Unix(BufWriter::with_capacity(WRITE_BUF, s)))
 }
 
 fn write_loop(rx: Receiver<Event>, target: Target, mut sink: Option<Sink>, identity: &[u8]) {
@@ -225,17 +269,19 @@ fn write_loop(rx: Receiver<Event>, target: Target, mut sink: Option<Sink>, ident
     let mut backoff = Duration::from_millis(100);
     let mut next_try = std::time::Instant::now();
     loop {
-        // Flush before waiting, so a reader sees everything written.
+        // Drain what is queued; when empty, flush (a reader sees everything
+        // written) and sleep rather than block in `recv`: a blocked receiver
+        // makes every `try_send` on the query path wake it with a system
+        // call, which costs the workers more than the logging itself.
         let e = match rx.try_recv() {
             Ok(e) => e,
-            Err(_) => {
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
                 if let Some(s) = sink.as_mut() {
                     let _ = s.out().flush();
                 }
-                match rx.recv() {
-                    Ok(e) => e,
-                    Err(_) => break,
-                }
+                std::thread::sleep(IDLE);
+                continue;
             }
         };
         if e.wire.is_empty() {
@@ -269,13 +315,26 @@ fn write_loop(rx: Receiver<Event>, target: Target, mut sink: Option<Sink>, ident
             }
             started = true;
         }
-        frame.clear();
-        encode(&e, identity, &mut frame);
-        let ok = s
-            .out()
-            .write_all(&(frame.len() as u32).to_be_bytes())
-            .is_ok()
-            && s.out().write_all(&frame).is_ok();
+        let mut ok = true;
+        let parts: [(Kind, &[u8]); 2] = match e.response_at {
+            Some(at) if at <= e.wire.len() => [
+                (Kind::ClientQuery, &e.wire[..at]),
+                (Kind::ClientResponse, &e.wire[at..]),
+            ],
+            _ => [(e.kind, &e.wire[..]), (e.kind, &[])],
+        };
+        for (kind, wire) in parts {
+            if wire.is_empty() {
+                continue;
+            }
+            frame.clear();
+            encode(kind, &e, wire, identity, &mut frame);
+            ok = ok
+                && s.out()
+                    .write_all(&(frame.len() as u32).to_be_bytes())
+                    .is_ok()
+                && s.out().write_all(&frame).is_ok();
+        }
         if !ok {
             tracing::warn!("dnstap: the reader went away; reconnecting");
             sink = None;
@@ -315,41 +374,60 @@ fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
     varint(out, v);
 }
 
-fn addr_bytes(ip: IpAddr) -> Vec<u8> {
+/// An address's bytes (4 or 16) without allocating.
+fn addr_bytes(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
     match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
     }
 }
 
 /// One `Dnstap` protobuf message (dnstap.proto): identity, version, type
 /// MESSAGE, and the `Message`.
-fn encode(e: &Event, identity: &[u8], out: &mut Vec<u8>) {
-    let mut m = Vec::with_capacity(64 + e.wire.len());
-    varint_field(&mut m, 1, e.kind as u64);
+fn encode(kind: Kind, e: &Event, wire: &[u8], identity: &[u8], out: &mut Vec<u8>) {
+    // The inner message is reused across calls: the writer allocates
+    // nothing per message once it has grown.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|m| {
+        let mut m = m.borrow_mut();
+        m.clear();
+        encode_message(kind, e, wire, &mut m);
+        bytes_field(out, 1, identity);
+        bytes_field(
+            out,
+            2,
+            concat!("dnspolicy ", env!("CARGO_PKG_VERSION")).as_bytes(),
+        );
+        bytes_field(out, 14, &m);
+        // type = MESSAGE
+        varint_field(out, 15, 1);
+    });
+}
+
+/// The `Message` inside a `Dnstap`.
+fn encode_message(kind: Kind, e: &Event, wire: &[u8], m: &mut Vec<u8>) {
+    varint_field(m, 1, kind as u64);
     let family = if e.query.is_ipv4() { 1 } else { 2 };
-    varint_field(&mut m, 2, family);
-    varint_field(&mut m, 3, if e.tcp { 2 } else { 1 });
-    bytes_field(&mut m, 4, &addr_bytes(e.query.ip()));
-    bytes_field(&mut m, 5, &addr_bytes(e.response.ip()));
-    varint_field(&mut m, 6, u64::from(e.query.port()));
-    varint_field(&mut m, 7, u64::from(e.response.port()));
+    varint_field(m, 2, family);
+    varint_field(m, 3, if e.tcp { 2 } else { 1 });
+    let (q, r) = (addr_bytes(e.query.ip()), addr_bytes(e.response.ip()));
+    bytes_field(m, 4, &q.0[..q.1]);
+    bytes_field(m, 5, &r.0[..r.1]);
+    varint_field(m, 6, u64::from(e.query.port()));
+    varint_field(m, 7, u64::from(e.response.port()));
     let t = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let is_query = matches!(e.kind, Kind::ClientQuery | Kind::ForwarderQuery);
+    let is_query = matches!(kind, Kind::ClientQuery | Kind::ForwarderQuery);
     let (sec, nsec, msg) = if is_query { (8, 9, 10) } else { (12, 13, 14) };
-    varint_field(&mut m, sec, t.as_secs());
-    key(&mut m, nsec, 5);
+    varint_field(m, sec, t.as_secs());
+    key(m, nsec, 5);
     m.extend_from_slice(&t.subsec_nanos().to_le_bytes());
-    bytes_field(&mut m, msg, &e.wire);
-    bytes_field(out, 1, identity);
-    bytes_field(
-        out,
-        2,
-        concat!("dnspolicy ", env!("CARGO_PKG_VERSION")).as_bytes(),
-    );
-    bytes_field(out, 14, &m);
-    // type = MESSAGE
-    varint_field(out, 15, 1);
+    bytes_field(m, msg, wire);
 }
 
 #[cfg(test)]
@@ -367,9 +445,10 @@ mod tests {
             response: "10.0.0.210:53".parse().expect("addr"),
             time: UNIX_EPOCH + Duration::new(1_609_664_398, 355_231_260),
             wire: vec![0xAB; 3],
+            response_at: None,
         };
         let mut out = Vec::new();
-        encode(&e, b"dnstappb", &mut out);
+        encode(e.kind, &e, &e.wire, b"dnstappb", &mut out);
         assert_eq!(
             &out[..10],
             &[10, 8, b'd', b'n', b's', b't', b'a', b'p', b'p', b'b']
@@ -393,5 +472,33 @@ mod tests {
             Ok(Target::File("/tmp/x".into()))
         );
         assert!(Target::parse("tcp:1.2.3.4").is_err());
+    }
+
+    /// A reader that never answers READY holds the writer: the queue fills,
+    /// further messages are dropped and counted, and logging never waits.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let dir = std::env::temp_dir().join(format!("dnstap-full-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let sock = dir.join("silent.sock");
+        let _ = std::fs::remove_file(&sock);
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let tap = Dnstap::start(Target::Unix(sock), "t").expect("start");
+        let a: SocketAddr = "127.0.0.1:5353".parse().expect("addr");
+        let started = std::time::Instant::now();
+        for _ in 0..20_000 {
+            tap.log(Kind::ClientQuery, false, a, a, &[1, 2, 3]);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "logging never waits"
+        );
+        let (queued, dropped) = (tap.queued.load(Relaxed), tap.dropped.load(Relaxed));
+        assert_eq!(queued + dropped, 20_000);
+        assert!(
+            dropped >= 20_000 - QUEUE as u64 - 1,
+            "{queued} queued, {dropped} dropped"
+        );
+        tap.close(Duration::from_millis(100));
     }
 }

@@ -92,15 +92,16 @@ pub(super) async fn tcp_conn(
         }
         let start = Instant::now();
         shared.metrics.queries_tcp.fetch_add(1, Relaxed);
+        let step = process(&mut worker, &shared, &buf, from, true, &mut out);
         if let Some(t) = &shared.dnstap {
-            t.log(Kind::ClientQuery, true, from, local, &buf);
+            match &step {
+                Step::Done(true) => t.log_exchange(true, from, local, &buf, &out),
+                _ => t.log(Kind::ClientQuery, true, from, local, &buf),
+            }
         }
-        match process(&mut worker, &shared, &buf, from, true, &mut out) {
+        match step {
             Step::Done(true) => {
                 shared.metrics.observe(start.elapsed());
-                if let Some(t) = &shared.dnstap {
-                    t.log(Kind::ClientResponse, true, from, local, &out);
-                }
                 if tx.send(framed(&out)).await.is_err() {
                     break Ok(());
                 }

@@ -74,14 +74,15 @@ pub(super) fn udp_worker(
             let (packet, from, out) = batch.datagram(k);
             let Some(from) = from else { continue };
             metrics.queries_udp.fetch_add(1, Relaxed);
+            let step = process(&mut worker, &shared, packet, from, false, out);
             if let Some(t) = &shared.dnstap {
-                t.log(Kind::ClientQuery, false, from, local, packet);
+                match &step {
+                    Step::Done(true) => t.log_exchange(false, from, local, packet, out),
+                    _ => t.log(Kind::ClientQuery, false, from, local, packet),
+                }
             }
-            match process(&mut worker, &shared, packet, from, false, out) {
+            match step {
                 Step::Done(true) => {
-                    if let Some(t) = &shared.dnstap {
-                        t.log(Kind::ClientResponse, false, from, local, out);
-                    }
                     answered += 1;
                     batch.queue(k, from);
                 }

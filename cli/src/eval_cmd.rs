@@ -86,7 +86,7 @@ fn run_inner(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 /// rules). A value that does not convert is missing, with a warning; keys
 /// the policy does not know are ignored, so one variables file serves
 /// several policies.
-fn build_context(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Context> {
+pub(crate) fn build_context(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Context> {
     let mut ctx = Context::default();
     if let Some(q) = &args.query {
         let n = canonical_name(q).context("--query")?;

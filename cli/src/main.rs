@@ -8,6 +8,7 @@ mod eval_cmd;
 mod lsp;
 mod output;
 mod serve_cmd;
+mod test_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ enum Command {
     /// (127.0.0.1:5353, admin on 127.0.0.1:9153): www.example.com is steered
     /// by region to cdn-bj or cdn-global.example.com.
     Serve(Box<serve_cmd::ServeArgs>),
+    /// Run policy unit tests (`*.test.toml`): every case on the
+    /// interpreter, the JIT and the WASM module; a backend that disagrees
+    /// fails. Exit 0 when all pass, 1 on a failure, 2 on usage or I/O errors.
+    Test(TestArgs),
     /// Run the language server on stdin/stdout (diagnostics as you type,
     /// hover on context paths, completion of paths and keywords).
     Lsp,
@@ -70,6 +75,21 @@ pub enum ColorChoice {
     Always,
     /// Never colour.
     Never,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  \
+    dnspolicy test examples/                    # every *.test.toml under examples/\n  \
+    dnspolicy test examples/geo.test.toml --format junit > report.xml\n\n\
+    A test file names its policy (default: NAME.dsl beside NAME.test.toml) and\n\
+    its cases; see grammar/REFERENCE.md, \"Policy tests\".")]
+struct TestArgs {
+    /// Test files, or directories searched for *.test.toml.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output: human, json, or junit (XML).
+    #[arg(long, value_enum, default_value_t = test_cmd::TestFormat::Human)]
+    format: test_cmd::TestFormat,
 }
 
 #[derive(clap::Args, Debug)]
@@ -197,6 +217,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval_cmd::run(&a),
         Command::Compile(a) => compile_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),
+        Command::Test(a) => test_cmd::run(&a.paths, a.format),
         Command::Lsp => lsp::run(),
     }
 }

@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 const POLICY: &str = "if {query.name} == \"a.test\" { then answer A 192.0.2.1 }\n\
                       if {query.name} == \"nx.test\" { then nxdomain }\n";
 
+/// A reader process, killed when dropped.
+struct Reader(std::process::Child);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits until `path` ends with a Frame Streams STOP frame (the writer
 /// finished after the server stopped).
 fn wait_for_stop(path: &Path) {
@@ -109,7 +119,7 @@ async fn queries_and_responses_to_a_frame_streams_reader() {
     let dir = temp_dir("dnstap-unix");
     let sock = dir.join("dnstap.sock");
     let out = dir.join("captured.fstrm");
-    let mut capture = Command::new("fstrm_capture")
+    let capture = Command::new("fstrm_capture")
         .args(["-t", "protobuf:dnstap.Dnstap", "-u"])
         .arg(&sock)
         .arg("-w")
@@ -118,6 +128,8 @@ async fn queries_and_responses_to_a_frame_streams_reader() {
         .stderr(Stdio::null())
         .spawn()
         .expect("fstrm_capture starts");
+    // Stopped by its PID however the test ends.
+    let mut capture = Reader(capture);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !sock.exists() {
         assert!(Instant::now() < deadline, "fstrm_capture did not listen");
@@ -131,8 +143,11 @@ async fn queries_and_responses_to_a_frame_streams_reader() {
     // Stopped: our side sent everything and STOP. fstrm_capture writes its
     // file when it exits (SIGTERM).
     s.stop().await;
-    let _ = Command::new("kill").arg(capture.id().to_string()).status();
-    let _ = capture.wait();
+    // SIGTERM: fstrm_capture writes its file out and exits.
+    let _ = Command::new("kill")
+        .arg(capture.0.id().to_string())
+        .status();
+    let _ = capture.0.wait();
     assert_logged(&read_back(&out));
 }
 

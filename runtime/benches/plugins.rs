@@ -91,20 +91,12 @@ fn kit_modules() -> Vec<(&'static str, Vec<u8>)> {
     let dir = std::env::temp_dir().join(format!("dnspolicy-bench-kits-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let wasm_dir = root().join("examples/plugins/wasm");
-    let clang = |compiler: &str, src: &str, out: &str, extra: &[&str]| {
-        Command::new(compiler)
-            .args([
-                "--target=wasm32-wasi",
-                "--sysroot=/usr",
-                "-O2",
-                "-mexec-model=reactor",
-            ])
-            .args(extra)
-            .arg("-I")
-            .arg(&wasm_dir)
-            .arg("-o")
-            .arg(dir.join(out))
-            .arg(wasm_dir.join(src))
+    // Each kit's own build.sh (the documented build line), writing $OUT.
+    let kit = |name: &str, out: &str| {
+        Command::new("bash")
+            .arg(wasm_dir.join(name).join("build.sh"))
+            .env("OUT", dir.join(out))
+            .env("ZIGLANG_PATH", root().join("target/tools/ziglang"))
             .status()
     };
     let builds: Vec<(
@@ -115,10 +107,7 @@ fn kit_modules() -> Vec<(&'static str, Vec<u8>)> {
         (
             "wasm-rust",
             "rust_geo.wasm",
-            Command::new("bash")
-                .arg(wasm_dir.join("rust-geo/build.sh"))
-                .env("OUT", dir.join("rust_geo.wasm"))
-                .status(),
+            kit("rust-geo", "rust_geo.wasm"),
         ),
         (
             "wasm-c",
@@ -135,38 +124,10 @@ fn kit_modules() -> Vec<(&'static str, Vec<u8>)> {
                 .arg(wasm_dir.join("geo_redirect.c"))
                 .status(),
         ),
-        (
-            "wasm-c-wasi",
-            "c_wasi.wasm",
-            clang("clang", "c-wasi/geo_redirect.c", "c_wasi.wasm", &[]),
-        ),
-        (
-            "wasm-zig",
-            "zig.wasm",
-            Command::new("bash")
-                .arg(wasm_dir.join("zig-geo/build.sh"))
-                .env("OUT", dir.join("zig.wasm"))
-                .env("ZIGLANG_PATH", root().join("target/tools/ziglang"))
-                .status(),
-        ),
-        (
-            "wasm-as",
-            "as.wasm",
-            Command::new("bash")
-                .arg(wasm_dir.join("as-geo/build.sh"))
-                .env("OUT", dir.join("as.wasm"))
-                .status(),
-        ),
-        (
-            "wasm-cpp-wasi",
-            "cpp.wasm",
-            clang(
-                "clang++",
-                "cpp-wasi/geo_redirect.cpp",
-                "cpp.wasm",
-                &["-std=c++17", "-fno-exceptions"],
-            ),
-        ),
+        ("wasm-c-wasi", "c_wasi.wasm", kit("c-wasi", "c_wasi.wasm")),
+        ("wasm-zig", "zig.wasm", kit("zig-geo", "zig.wasm")),
+        ("wasm-as", "as.wasm", kit("as-geo", "as.wasm")),
+        ("wasm-cpp-wasi", "cpp.wasm", kit("cpp-wasi", "cpp.wasm")),
     ];
     let mut out = Vec::new();
     for (name, file, status) in builds {

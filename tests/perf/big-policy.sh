@@ -7,21 +7,11 @@
 #   tests/perf/big-policy.sh            # RULES=100k (or 10k)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-KIT="${KIT:-$ROOT/../shared/bench}"
 WORK="${WORK:-/tmp/dnspolicy-big}"
 RULES="${RULES:-100k}"
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cp -r "$KIT" "$WORK/bench"
-chmod -R u+w "$WORK/bench"
-export RESULTS_DIR="$WORK/results"
-# shellcheck source=/dev/null
-source "$WORK/bench/lib/bench.sh"
-ensure_deps
-gen_data
-(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
-BIN="$ROOT/target/release/dnspolicy"
-python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+BUILD_TOOLS=0
+# shellcheck source=kit.sh
+source "$ROOT/tests/perf/kit.sh"
 PORT="${PORT:-25330}" ADMIN="${ADMIN_PORT:-25331}"
 port_free "$PORT"
 port_free "$ADMIN"
@@ -31,7 +21,6 @@ case "$RULES" in
   10k) PROBE=h1.s000010.example WANT=198.18.0.10 ;;
   *) die "RULES is 10k or 100k" ;;
 esac
-median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 launch() {
   ( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --workers 1 \
       --plugin-dir "$WORK/dnspolicy/suffix-$RULES/plugins" ) >"$RESULTS_DIR/server.log" 2>&1 &

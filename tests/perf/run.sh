@@ -18,7 +18,6 @@
 # dnsdist per scenario and setting (and this build / the baseline).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-KIT="${KIT:-$ROOT/../shared/bench}"
 WORK="${WORK:-/tmp/dnspolicy-perf}"
 export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
 export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
@@ -27,19 +26,8 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo wasm-geo suffix-10k suffix-100k tcp)
 TCP_MATRIX="${TCP_MATRIX:-dnsperf-tcp-c10q100:dnsperf:-m tcp -c 10 -T 1 -q 100}"
 
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cp -r "$KIT" "$WORK/bench"
-chmod -R u+w "$WORK/bench"
-export RESULTS_DIR="$WORK/results"
-# shellcheck source=/dev/null
-source "$WORK/bench/lib/bench.sh"
-ensure_deps
-build_tools
-gen_data
-(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
-BIN="$ROOT/target/release/dnspolicy"
-python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+# shellcheck source=kit.sh
+source "$ROOT/tests/perf/kit.sh"
 DP_PORT="${DP_PORT:-25310}"
 mkdir -p "$RESULTS_DIR/logs"
 

@@ -11,23 +11,12 @@
 # by its PID; the load is bounded by SOAK_SECS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-KIT="${KIT:-$ROOT/../shared/bench}"
 WORK="${WORK:-/tmp/dnspolicy-soak}"
 SOAK_SECS="${SOAK_SECS:-600}"
 RELOAD_EVERY="${RELOAD_EVERY:-30}"
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cp -r "$KIT" "$WORK/bench"
-chmod -R u+w "$WORK/bench"
-export RESULTS_DIR="$WORK/results" LOAD_SECS=10 REPS=1
-# shellcheck source=/dev/null
-source "$WORK/bench/lib/bench.sh"
-ensure_deps
-build_tools
-gen_data
-(cd "$ROOT" && cargo build --release -q -p dnspolicy-cli)
-BIN="$ROOT/target/release/dnspolicy"
-python3 "$ROOT/tests/perf/gen_inputs.py" "$WORK/bench/peer/data" "$WORK/dnspolicy"
+export LOAD_SECS=10 REPS=1
+# shellcheck source=kit.sh
+source "$ROOT/tests/perf/kit.sh"
 PORT="${PORT:-25320}" ADMIN="${ADMIN_PORT:-25321}"
 port_free "$PORT"
 port_free "$ADMIN"

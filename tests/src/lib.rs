@@ -278,6 +278,34 @@ pub async fn http_with(
     )
 }
 
+/// An address from text (test literals).
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+/// The value of one series in a `/metrics` scrape (`name{labels}` as
+/// written); panics with the scrape when it is not there.
+pub fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{metrics}"))
+}
+
+/// `dig @127.0.0.1 -p PORT ARGS... +tries=1 +time=3`: its stdout. The
+/// caller checks `have_tool("dig", …)` first. `dig` blocks its thread: run
+/// it from a multi-threaded test or `spawn_blocking`.
+pub fn dig(dns: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", dns.ip()))
+        .args(["-p", &dns.port().to_string()])
+        .args(args)
+        .args(["+tries=1", "+time=3"])
+        .output()
+        .expect("dig runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether `path` exists (a toolchain's library, not a command), with the
 /// CI rule of [`have_tool`]: missing under `CI=true` fails the test.
 pub fn have_file(path: &str, package: &str) -> bool {

@@ -313,6 +313,21 @@ pub fn rcode_name(code: usize) -> String {
     }
 }
 
+/// Appends one counter with its HELP and TYPE lines: each series is its
+/// label set as written inside the braces (`action="drop"`), or `""` for
+/// none, and its value.
+pub fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (labels, value) in series {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
 /// Escapes a label value for the Prometheus text format.
 pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")

@@ -8,7 +8,7 @@
 pub mod metrics;
 pub mod status;
 
-use crate::admin::metrics::label;
+use crate::admin::metrics::{counter, label};
 use crate::server::Shared;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -183,25 +183,69 @@ fn file_name(p: &std::path::Path, fallback: &str) -> String {
         .map_or_else(|| fallback.to_string(), str::to_string)
 }
 
+/// The series of the access checks and the logs.
+fn observed(shared: &Shared, out: &mut String) {
+    let a = &shared.access;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+    counter(
+        out,
+        "dnspolicy_acl_refused_total",
+        "Queries from sources outside the DNS ACL, answered REFUSED.",
+        &[("", n(&a.acl_refused))],
+    );
+    counter(
+        out,
+        "dnspolicy_rate_limited_total",
+        "Queries over the per-prefix rate limit, by action.",
+        &[
+            ("action=\"drop\"", n(&a.rate_dropped)),
+            ("action=\"slip\"", n(&a.rate_slipped)),
+        ],
+    );
+    counter(
+        out,
+        "dnspolicy_tcp_refused_total",
+        "TCP connections closed on accept, by limit.",
+        &[
+            ("limit=\"per_source\"", n(&a.tcp_source_limit)),
+            ("limit=\"server\"", n(&a.tcp_server_limit)),
+        ],
+    );
+    counter(
+        out,
+        "dnspolicy_tsig_badkey_total",
+        "Queries signed with an unknown TSIG key (NOTAUTH, BADKEY).",
+        &[("", n(&a.tsig_badkey))],
+    );
+    if let Some(t) = &shared.dnstap {
+        counter(
+            out,
+            "dnspolicy_dnstap_messages_total",
+            "dnstap messages, by result (dropped: the queue was full).",
+            &[
+                ("result=\"queued\"", n(&t.queued)),
+                ("result=\"dropped\"", n(&t.dropped)),
+            ],
+        );
+    }
+    if let Some(d) = &shared.decisions {
+        counter(
+            out,
+            "dnspolicy_decision_log_lines_total",
+            "Decision log lines, by result (dropped: the queue was full).",
+            &[
+                ("result=\"written\"", n(&d.written)),
+                ("result=\"dropped\"", n(&d.dropped)),
+            ],
+        );
+    }
+}
+
 /// The Prometheus exposition.
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
-    shared.access.render(&mut out);
-    if let Some(t) = &shared.dnstap {
-        let _ = writeln!(out, "# HELP dnspolicy_dnstap_messages_total dnstap messages, by result (dropped: the queue was full).");
-        let _ = writeln!(out, "# TYPE dnspolicy_dnstap_messages_total counter");
-        let _ = writeln!(
-            out,
-            "dnspolicy_dnstap_messages_total{{result=\"queued\"}} {}",
-            t.queued.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "dnspolicy_dnstap_messages_total{{result=\"dropped\"}} {}",
-            t.dropped.load(Relaxed)
-        );
-    }
+    observed(shared, &mut out);
     let chain = shared.chain.load();
     let _ = writeln!(
         out,

@@ -162,22 +162,7 @@ impl DecisionLog {
 
     /// Writes what is queued and stops the writer (at most `wait`).
     pub fn close(&self, wait: Duration) {
-        let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) else {
-            return;
-        };
-        let deadline = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < deadline {
-            match self.tx.try_send(None) {
-                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
-                _ => break,
-            }
-        }
-        while !h.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if h.is_finished() {
-            let _ = h.join();
-        }
+        super::end_writer(&self.tx, None, &self.writer, wait);
     }
 }
 

@@ -168,12 +168,8 @@ impl Dnstap {
     /// Ends the log: what is queued is written, then the STOP frame, and
     /// the writer thread is joined (at most `wait`).
     pub fn close(&self, wait: Duration) {
-        let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) else {
-            return;
-        };
-        let deadline = std::time::Instant::now() + wait;
-        // The end marker (no DNS message is empty), queued behind the rest.
-        let mut end = Event {
+        // The end marker (no DNS message is empty).
+        let end = Event {
             kind: Kind::ClientQuery,
             tcp: false,
             query: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -182,21 +178,7 @@ impl Dnstap {
             wire: Vec::new(),
             response_at: None,
         };
-        while std::time::Instant::now() < deadline {
-            match self.tx.try_send(end) {
-                Err(TrySendError::Full(e)) => {
-                    end = e;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                _ => break,
-            }
-        }
-        while !h.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if h.is_finished() {
-            let _ = h.join();
-        }
+        super::end_writer(&self.tx, end, &self.writer, wait);
     }
 }
 

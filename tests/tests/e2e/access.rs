@@ -9,22 +9,10 @@ use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::rdata::tsig::{make_tsig_record, TsigAlgorithm, TsigError, TSIG};
 use hickory_proto::rr::{Name, RData, RecordType};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
-}
-
 const ANSWER: &str = "if {query.name} == \"a.test\" { then answer A 192.0.2.1 }\n";
-
-fn metric(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{metrics}"))
-}
 
 #[tokio::test]
 async fn sources_outside_the_acl_get_refused_and_are_counted() {
@@ -281,21 +269,15 @@ async fn tsig_with_an_unknown_key_is_notauth_badkey() {
     assert_eq!(sig.time, 1_795_000_000);
     // dig sees the same.
     if have_tool("dig", "bind9-dnsutils") {
-        let out = std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &s.dns.port().to_string(),
+        let text = dig(
+            s.dns,
+            &[
                 "-y",
                 "hmac-sha256:nokey:c2VjcmV0c2VjcmV0c2VjcmV0",
                 "a.test",
                 "A",
-                "+tries=1",
-                "+time=3",
-            ])
-            .output()
-            .expect("dig");
-        let text = String::from_utf8_lossy(&out.stdout);
+            ],
+        );
         assert!(text.contains("status: NOTAUTH"), "{text}");
         assert!(text.contains("BADKEY"), "{text}");
     }
@@ -340,20 +322,7 @@ async fn nsid_is_returned_when_asked_and_configured() {
     .await;
     assert_eq!(nsid_of(&r).as_deref(), Some(&b"edge-7"[..]));
     if have_tool("dig", "bind9-dnsutils") {
-        let out = std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &s.dns.port().to_string(),
-                "+nsid",
-                "a.test",
-                "A",
-                "+tries=1",
-                "+time=3",
-            ])
-            .output()
-            .expect("dig");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = dig(s.dns, &["+nsid", "a.test", "A"]);
         assert!(text.contains("NSID") && text.contains("edge-7"), "{text}");
     }
     // Unconfigured: never sent.

@@ -126,19 +126,7 @@ async fn truncate_then_tcp_retry() {
     assert_eq!(answers(&r), vec!["192.0.2.99"]);
     // dig retries over TCP by itself.
     if have_tool("dig", "bind9-dnsutils") {
-        let out = std::process::Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &s.dns.port().to_string(),
-                "big.test",
-                "A",
-                "+tries=1",
-                "+time=2",
-            ])
-            .output()
-            .expect("dig runs");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = dig(s.dns, &["big.test", "A"]);
         assert!(text.contains("Truncated, retrying in TCP mode"), "{text}");
         assert!(text.contains("192.0.2.99"), "{text}");
     }

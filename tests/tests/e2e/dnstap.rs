@@ -175,6 +175,11 @@ async fn sampled_decisions_are_logged_as_json_lines() {
         udp(s.dns, &bj).await;
         udp(s.dns, &query("other.test.", RecordType::A)).await;
     }
+    let (_, m) = http_get(s.admin, "/metrics").await;
+    assert_eq!(
+        metric(&m, "dnspolicy_decision_log_lines_total{result=\"written\"}"),
+        8
+    );
     s.stop().await;
     let file2 = file.clone();
     let lines: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {

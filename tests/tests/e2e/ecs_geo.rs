@@ -4,11 +4,6 @@
 use dnspolicy_e2e::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::net::IpAddr;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
-}
 
 #[tokio::test]
 async fn embedded_default_steers_by_region() {
@@ -200,19 +195,7 @@ async fn dig_quick_start() {
         return;
     }
     let s = start(config()).await;
-    let out = std::process::Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &s.dns.port().to_string(),
-            "www.example.com",
-            "+subnet=198.51.100.7/24",
-            "+tries=1",
-            "+time=2",
-        ])
-        .output()
-        .expect("dig runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = dig(s.dns, &["www.example.com", "+subnet=198.51.100.7/24"]);
     assert!(text.contains("status: NOERROR"), "{text}");
     assert!(text.contains("cdn-bj.example.com."), "{text}");
     assert!(text.contains("192.0.2.10"), "{text}");

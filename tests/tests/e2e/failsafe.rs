@@ -8,12 +8,7 @@ use dnspolicy_runtime::config::OnPluginError;
 use dnspolicy_runtime::Shared;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
-}
 
 const GOOD: &str = "if {query.name} == \"a.test\" { then answer A 192.0.2.1 }\n";
 const BROKEN: &str = "if {query.nam} == \"a.test\" { then answer A 192.0.2.1 }\n";

@@ -24,24 +24,16 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-/// clang for wasm32-wasi against Debian's wasi-libc.
-fn clang_wasi(compiler: &str, src: &str, out: &Path, extra: &[&str]) {
-    run(
-        Command::new(compiler)
-            .args([
-                "--target=wasm32-wasi",
-                "--sysroot=/usr",
-                "-O2",
-                "-mexec-model=reactor",
-            ])
-            .args(extra)
-            .arg("-I")
-            .arg(repo("examples/plugins/wasm"))
-            .arg("-o")
-            .arg(out)
-            .arg(repo(src)),
-        &format!("{compiler} {src}"),
-    );
+/// Builds a kit's example with its own `build.sh` (the one documented
+/// build line, shared with the bench), writing `out`.
+fn build_kit(kit: &str, out: &Path, env: &[(&str, &Path)]) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo(&format!("examples/plugins/wasm/{kit}/build.sh")))
+        .env("OUT", out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd, &format!("{kit}/build.sh"));
 }
 
 async fn serves_the_geo_redirect(dir: PathBuf) -> TestServer {
@@ -75,13 +67,10 @@ async fn rust_sdk_geo_redirect_built_with_debian_rustc() {
         return;
     }
     let dir = temp_dir("kit-rust");
-    let out = dir.join("rust_geo.wasm");
-    run(
-        Command::new("bash")
-            .arg(repo("examples/plugins/wasm/rust-geo/build.sh"))
-            .env("OUT", &out)
-            .env("RUSTC", "/usr/bin/rustc"),
-        "rust-geo/build.sh",
+    build_kit(
+        "rust-geo",
+        &dir.join("rust_geo.wasm"),
+        &[("RUSTC", Path::new("/usr/bin/rustc"))],
     );
     serves_the_geo_redirect(dir).await;
 }
@@ -93,12 +82,7 @@ async fn c_wasi_libc_geo_redirect_logs_through_printf() {
     }
     let tap = log_tap();
     let dir = temp_dir("kit-c-wasi");
-    clang_wasi(
-        "clang",
-        "examples/plugins/wasm/c-wasi/geo_redirect.c",
-        &dir.join("geo_c_wasi.wasm"),
-        &[],
-    );
+    build_kit("c-wasi", &dir.join("geo_c_wasi.wasm"), &[]);
     let _s = serves_the_geo_redirect(dir).await;
     assert!(
         tap.wait_for("c-wasi geo_redirect ready", Duration::from_secs(5)),
@@ -121,12 +105,7 @@ async fn cpp_wasi_geo_redirect_without_exceptions() {
         return;
     }
     let dir = temp_dir("kit-cpp-wasi");
-    clang_wasi(
-        "clang++",
-        "examples/plugins/wasm/cpp-wasi/geo_redirect.cpp",
-        &dir.join("geo_cpp.wasm"),
-        &["-std=c++17", "-fno-exceptions"],
-    );
+    build_kit("cpp-wasi", &dir.join("geo_cpp.wasm"), &[]);
     serves_the_geo_redirect(dir).await;
 }
 
@@ -232,12 +211,10 @@ async fn zig_geo_redirect() {
         return;
     }
     let dir = temp_dir("kit-zig");
-    run(
-        Command::new("bash")
-            .arg(repo("examples/plugins/wasm/zig-geo/build.sh"))
-            .env("OUT", dir.join("geo_zig.wasm"))
-            .env("ZIGLANG_PATH", &zig),
-        "zig-geo/build.sh",
+    build_kit(
+        "zig-geo",
+        &dir.join("geo_zig.wasm"),
+        &[("ZIGLANG_PATH", &zig)],
     );
     serves_the_geo_redirect(dir).await;
 }
@@ -248,11 +225,6 @@ async fn assemblyscript_geo_redirect() {
         return;
     }
     let dir = temp_dir("kit-as");
-    run(
-        Command::new("bash")
-            .arg(repo("examples/plugins/wasm/as-geo/build.sh"))
-            .env("OUT", dir.join("geo_as.wasm")),
-        "as-geo/build.sh",
-    );
+    build_kit("as-geo", &dir.join("geo_as.wasm"), &[]);
     serves_the_geo_redirect(dir).await;
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The cost of the query logs: the static policy under the kit's blast
+# (c10 q1000), once without logs and once with dnstap to a file plus the
+# decision log at 1 %, alternated REPS times (3) in one run; prints each
+# run, the medians and their ratio (issue 21's goal: >= 0.9), and the
+# dnstap messages dropped. Server pinned to SERVER_CPU, blast to GEN_CPU;
+# on a 2-core machine the log writers share the server's core.
+#
+#   tests/perf/observe-overhead.sh
+#
+# Env: REPS, LOAD_SECS (5), WORK (/tmp/dnspolicy-observe). Loopback only;
+# every server started is stopped by its PID.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+WORK="${WORK:-/tmp/dnspolicy-observe}"
+REPS="${REPS:-3}"
+export LOAD_SECS="${LOAD_SECS:-5}"
+# shellcheck source=kit.sh
+source "$ROOT/tests/perf/kit.sh"
+PORT="${PORT:-25330}" ADMIN="${ADMIN_PORT:-25331}"
+port_free "$PORT"
+port_free "$ADMIN"
+mkdir -p "$RESULTS_DIR"
+Q="$WORK/bench/peer/queries/www-a.txt"
+
+one() {  # $1 label, rest: extra serve flags; prints "QPS DROPPED"
+  local label=$1; shift
+  rm -f "$WORK/tap.fstrm" "$WORK/decisions.jsonl"
+  ( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" \
+      --workers 1 --plugin-dir "$WORK/dnspolicy/static/plugins" "$@" ) \
+    >"$RESULTS_DIR/server-$label.log" 2>&1 &
+  local spid=$!
+  wait_ready "$PORT" www.example.com "$spid" 60 "$(date +%s.%N)" >/dev/null || die "server did not come up"
+  local qps dropped
+  qps=$(pin "$GEN_CPU" "$WORK/bench/limit/blast" -s 127.0.0.1 -p "$PORT" -d "$Q" -l "$LOAD_SECS" \
+      -t 2000 -c 10 -q 1000 -b 32 | awk '/Queries per second:/ {printf "%d", $4}')
+  dropped=$(curl -sf "http://127.0.0.1:$ADMIN/metrics" \
+      | awk '/dnspolicy_dnstap_messages_total\{result="dropped"\}/ {print $2}')
+  stop_pid "$spid"
+  echo "$qps ${dropped:-0}"
+}
+
+base=() logs=()
+for i in $(seq "$REPS"); do
+  read -r b _ < <(one base)
+  read -r l d < <(one logs --dnstap "file:$WORK/tap.fstrm" \
+      --decision-log "$WORK/decisions.jsonl" --decision-sample 0.01)
+  echo "run $i: no logs $b qps, dnstap + decision log 1 % $l qps ($d dnstap messages dropped)"
+  base+=("$b") logs+=("$l")
+done
+mb=$(printf '%s\n' "${base[@]}" | median)
+ml=$(printf '%s\n' "${logs[@]}" | median)
+awk -v b="$mb" -v l="$ml" 'BEGIN {printf "medians: no logs %d qps, with logs %d qps, ratio %.2f\n", b, l, l / b}'

@@ -292,6 +292,11 @@ pub fn type_code(t: &Type) -> Option<i32> {
     })
 }
 
+/// The `set_value` type code of a pool key (an int in binary form): the
+/// sticky key of the `pool` verdict this call decides next (`then pool NAME
+/// sticky KEY` hands `hash(KEY)` over this way, then its static verdict).
+pub const POOL_KEY_CODE: i32 = 7;
+
 /// Bytes of an address in binary form: family (4 or 6), 16 address bytes
 /// (an IPv4 address in the first 4).
 pub const IP_BYTES: usize = 17;

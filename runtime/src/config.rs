@@ -74,6 +74,10 @@ pub struct Config {
     /// every query through hickory: for debugging, and for the test that
     /// holds the two paths to the same answers.
     pub fast_path: bool,
+    /// `[gslb]`: settings for answer pools.
+    pub gslb: crate::gslb::config::GslbSection,
+    /// `[pools.NAME]`: answer pools for `then pool NAME`.
+    pub pools: BTreeMap<String, crate::gslb::config::PoolConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +101,8 @@ impl Default for Config {
             limits: LimitsSection::default(),
             dnstap: None,
             decisions: DecisionsSection::default(),
+            gslb: crate::gslb::config::GslbSection::default(),
+            pools: BTreeMap::new(),
         }
     }
 }
@@ -314,7 +320,23 @@ impl Config {
     pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.to_path_buf(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Toml(path.to_path_buf(), e.to_string()))
+        let mut c: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Toml(path.to_path_buf(), e.to_string()))?;
+        // A relative path means the working directory, as it always has;
+        // one that is not there but is beside the config file means that
+        // (so `serve --config examples/gslb/dnspolicy.toml` works from
+        // anywhere).
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() && !p.exists() && dir.join(&*p).exists() {
+                *p = dir.join(&*p);
+            }
+        };
+        c.plugin_dir.iter_mut().for_each(rebase);
+        c.zone.iter_mut().for_each(rebase);
+        c.geoip.iter_mut().for_each(rebase);
+        c.admin.token_file.iter_mut().for_each(rebase);
+        Ok(c)
     }
 
     /// Adds an upstream given as `ADDR` (pool `default`) or `POOL=ADDR`;

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod config;
 pub mod dns;
 pub mod geo;
+pub mod gslb;
 pub mod observe;
 pub mod plugin;
 pub mod reload;

@@ -21,7 +21,7 @@ mod operators;
 use crate::diagnostics::{closest, edit_distance, Diagnostic};
 use crate::ir::context::{Field, FIELDS, ROOTS};
 use crate::ir::types::{canonical_name, qtype_from_str, Cidr, CidrError, Type, QTYPES};
-use crate::ir::value::Value;
+use crate::ir::value::{Pick, Value};
 use crate::ir::{
     self, Action, ArithOp, CmpOp, ConstSet, Expr, ExprKind, Func, NameSet, Policy, Stmt,
 };
@@ -550,6 +550,13 @@ impl<'a> Checker<'a> {
                 }
                 Action::Forward(self.coerce(pool, &Type::String, None))
             }
+            ActionKind::Pool {
+                name,
+                pick,
+                key,
+                count,
+                ttl,
+            } => self.pool_action(name, pick.as_ref(), key.as_ref(), count.as_ref(), ttl.as_ref()),
             ActionKind::Nxdomain => Action::Nxdomain,
             ActionKind::Nodata => Action::Nodata,
             ActionKind::Refuse => Action::Refuse,
@@ -557,6 +564,103 @@ impl<'a> Checker<'a> {
             ActionKind::Drop => Action::Drop,
             ActionKind::Truncate => Action::Truncate,
             ActionKind::Pass => Action::Pass,
+        }
+    }
+
+    /// `then pool NAME [PICK [KEY]] [count N] [ttl N]`: the pick word is
+    /// known, a key goes with `sticky` only (and `sticky` needs one), count
+    /// and TTL are constants (the verdict stays static for the backends).
+    fn pool_action(
+        &mut self,
+        name: &ast::Ident,
+        pick: Option<&ast::Ident>,
+        key: Option<&'a ast::Expr>,
+        count: Option<&'a ast::Expr>,
+        ttl: Option<&'a ast::Expr>,
+    ) -> Action {
+        let words = || Pick::ALL.iter().map(|p| p.as_str());
+        let chosen = match pick {
+            None => Pick::All,
+            Some(p) => match Pick::from_name(&p.name) {
+                Some(k) => k,
+                None => {
+                    let mut d = Diagnostic::error("E0045", format!("unknown pick `{}`", p.name), p.span)
+                        .with_label("not a way to pick pool members");
+                    d = match closest(&p.name, words()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!("picks are: {}", words().collect::<Vec<_>>().join(", "))),
+                    };
+                    self.error(d);
+                    Pick::All
+                }
+            },
+        };
+        let key = match (chosen, key) {
+            (Pick::Sticky, Some(k)) => {
+                let e = self.expr_value(k);
+                Some(Expr {
+                    span: e.span,
+                    kind: ExprKind::Call(Func::Hash, vec![e]),
+                    ty: Type::Int,
+                })
+            }
+            (Pick::Sticky, None) => {
+                let at = pick.map_or(name.span, |p| p.span);
+                self.error(
+                    Diagnostic::error("E0045", "`sticky` needs a key", at)
+                        .with_label("what should stay on the same members?")
+                        .with_help("e.g. `then pool web sticky {client.subnet}`"),
+                );
+                None
+            }
+            (other, Some(k)) => {
+                self.error(
+                    Diagnostic::error("E0045", format!("`{}` takes no key", other.as_str()), k.span)
+                        .with_label("only `sticky` has a key")
+                        .with_help("to answer with several members, write `count N`"),
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        let count = match count {
+            None if chosen == Pick::All => 0,
+            None => 1,
+            Some(c) => match self.coerce(c, &Type::Int, None).kind {
+                ExprKind::Lit(Value::Int(n)) if (1..=64).contains(&n) => n as u32,
+                ExprKind::Lit(Value::Int(n)) => {
+                    self.error(
+                        Diagnostic::error("E0045", format!("count {n} is out of range"), c.span)
+                            .with_label("a pool answers with 1 to 64 members"),
+                    );
+                    1
+                }
+                _ => {
+                    self.error(
+                        Diagnostic::error("E0045", "`count` must be a constant", c.span)
+                            .with_label("a literal or a const"),
+                    );
+                    1
+                }
+            },
+        };
+        let t = self.ttl(ttl);
+        let ttl = match t.kind {
+            ExprKind::Lit(Value::Int(v)) => u32::try_from(v).unwrap_or(0),
+            _ => {
+                self.error(
+                    Diagnostic::error("E0045", "a pool's `ttl` must be a constant", t.span)
+                        .with_label("a literal or a const"),
+                );
+                0
+            }
+        };
+        Action::Pool {
+            pool: name.name.as_str().into(),
+            pick: chosen,
+            key,
+            count,
+            ttl,
         }
     }
 

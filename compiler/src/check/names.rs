@@ -23,6 +23,9 @@ impl<'a> Checker<'a> {
             };
         }
         let root = path.split('.').next().unwrap_or("");
+        if root == "pool" {
+            return self.pool_path(path, span);
+        }
         let declared = self.input_ids.contains_key(path);
         let near_root = ROOTS
             .iter()
@@ -78,6 +81,45 @@ impl<'a> Checker<'a> {
         Expr {
             kind: ExprKind::Input(id),
             ty,
+            span,
+        }
+    }
+
+    /// `{pool.NAME.healthy}`: the number of healthy members of answer pool
+    /// NAME, an int the server supplies like an injected variable (so every
+    /// backend reads it the way it reads `input`s). Other `pool.` paths are
+    /// E0020.
+    fn pool_path(&mut self, path: &str, span: Span) -> Expr {
+        let name = path
+            .strip_prefix("pool.")
+            .and_then(|r| r.strip_suffix(".healthy"))
+            .filter(|n| !n.is_empty() && !n.contains('.'));
+        if name.is_none() {
+            self.error(
+                Diagnostic::error("E0020", format!("unknown context path `{path}`"), span)
+                    .with_label("no such path")
+                    .with_help("`pool.` paths are `pool.NAME.healthy`: how many members of answer pool NAME are healthy"),
+            );
+            return lit(Value::Bool(false), Type::Unknown, span);
+        }
+        let id = match self.input_ids.get(path) {
+            Some(&id) => id,
+            None => {
+                let id = self.inputs.len() as u32;
+                self.inputs.push(InputState {
+                    path: path.to_string(),
+                    ty: Some(Type::Int),
+                    fixed_at: Some(span),
+                    declared: true,
+                    first_use: span,
+                });
+                self.input_ids.insert(path.to_string(), id);
+                id
+            }
+        };
+        Expr {
+            kind: ExprKind::Input(id),
+            ty: Type::Int,
             span,
         }
     }

@@ -19,7 +19,7 @@ pub mod value;
 
 use crate::ir::context::Field;
 use crate::ir::types::{name_has_suffix, Cidr, Type};
-use crate::ir::value::{Value, Verdict};
+use crate::ir::value::{Pick, Value, Verdict};
 use crate::syntax::span::Span;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -121,6 +121,20 @@ pub enum Action {
     },
     /// Forward to a pool (a string expression).
     Forward(Expr),
+    /// Members of an answer pool, picked by the server among the healthy
+    /// ones (`then pool NAME [PICK [KEY]] [count N] [ttl N]`).
+    Pool {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// How members are picked.
+        pick: Pick,
+        /// For `sticky`: `hash(KEY)`, an int expression.
+        key: Option<Expr>,
+        /// Members to answer with; 0 = every one picked.
+        count: u32,
+        /// TTL in seconds.
+        ttl: u32,
+    },
     /// NXDOMAIN.
     Nxdomain,
     /// NODATA.
@@ -366,6 +380,7 @@ pub fn for_each_expr(stmts: &[Stmt], f: &mut dyn FnMut(&Expr)) {
                     f(target);
                     f(ttl);
                 }
+                Action::Pool { key: Some(k), .. } => f(k),
                 _ => {}
             },
         }
@@ -396,6 +411,7 @@ pub fn for_each_expr_mut(stmts: &mut [Stmt], f: &mut dyn FnMut(&mut Expr)) {
                     f(target);
                     f(ttl);
                 }
+                Action::Pool { key: Some(k), .. } => f(k),
                 _ => {}
             },
         }
@@ -494,6 +510,32 @@ pub struct NotStatic {
 }
 
 impl Action {
+    /// For `then pool`: the verdict without its key, and the key's
+    /// expression if it has one. Backends hand the table verdict and the
+    /// key computed at run time to the host separately.
+    pub fn keyed_pool(&self) -> Option<(Verdict, Option<&Expr>)> {
+        let Action::Pool {
+            pool,
+            pick,
+            key,
+            count,
+            ttl,
+        } = self
+        else {
+            return None;
+        };
+        Some((
+            Verdict::Pool {
+                pool: pool.clone(),
+                pick: *pick,
+                count: *count,
+                ttl: *ttl,
+                key: None,
+            },
+            key.as_ref(),
+        ))
+    }
+
     /// The verdict of a `then` whose operands are all literals, decided at
     /// compile time as the interpreter would decide it; `Ok(None)`: it can
     /// never decide (a TTL or an address out of range).
@@ -556,6 +598,13 @@ impl Action {
             Action::Forward(p) => Verdict::Forward {
                 pool: lit(p)?.to_string(),
             },
+            Action::Pool { key: Some(k), .. } => {
+                return Err(NotStatic {
+                    span: k.span,
+                    what: "a sticky key (see `Action::keyed_pool`)",
+                })
+            }
+            Action::Pool { key: None, .. } => return Ok(self.keyed_pool().map(|(v, _)| v)),
             Action::Nxdomain => Verdict::Nxdomain,
             Action::Nodata => Verdict::Nodata,
             Action::Refuse => Verdict::Refuse,

@@ -106,6 +106,51 @@ impl fmt::Display for Value {
     }
 }
 
+/// How `then pool NAME PICK` picks members among the healthy ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pick {
+    /// Every healthy member (up to `count`), in configuration order.
+    All,
+    /// `count` distinct members drawn at random, in proportion to weight.
+    Weighted,
+    /// `count` members by weighted rendezvous hashing of a key: the same
+    /// key gets the same members, and adding a member moves only the keys
+    /// it wins (about 1/N of them).
+    Sticky,
+    /// The healthy members of the best (lowest) priority.
+    Failover,
+    /// The members closest to the client (GeoIP coordinates, else region,
+    /// else country).
+    Nearest,
+}
+
+impl Pick {
+    /// Every pick, as written in policies.
+    pub const ALL: [Pick; 5] = [
+        Pick::All,
+        Pick::Weighted,
+        Pick::Sticky,
+        Pick::Failover,
+        Pick::Nearest,
+    ];
+
+    /// The word in policies and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pick::All => "all",
+            Pick::Weighted => "weighted",
+            Pick::Sticky => "sticky",
+            Pick::Failover => "failover",
+            Pick::Nearest => "nearest",
+        }
+    }
+
+    /// The pick written `word`.
+    pub fn from_name(word: &str) -> Option<Pick> {
+        Pick::ALL.into_iter().find(|p| p.as_str() == word)
+    }
+}
+
 /// What a policy decided for one query. `None` from an evaluation means no
 /// rule decided (the query goes on to the next plugin or the default).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +178,20 @@ pub enum Verdict {
         /// The pool's name.
         pool: String,
     },
+    /// Answer with members of an answer pool (GSLB), picked by the server
+    /// from the members that are healthy at that moment.
+    Pool {
+        /// The answer pool's name (`[pools.NAME]` in the server config).
+        pool: Arc<str>,
+        /// How members are picked.
+        pick: Pick,
+        /// How many members to answer with; 0 = every one picked.
+        count: u32,
+        /// TTL in seconds (the server may cap it, `[gslb] max_ttl`).
+        ttl: u32,
+        /// The sticky key: `hash(KEY)` of `pick sticky KEY`, else `None`.
+        key: Option<i64>,
+    },
     /// NXDOMAIN.
     Nxdomain,
     /// NOERROR with no answer.
@@ -157,6 +216,7 @@ impl Verdict {
             Verdict::Answer { .. } => "answer",
             Verdict::Rewrite { .. } => "rewrite",
             Verdict::Forward { .. } => "forward",
+            Verdict::Pool { .. } => "pool",
             Verdict::Nxdomain => "nxdomain",
             Verdict::Nodata => "nodata",
             Verdict::Refuse => "refuse",
@@ -182,6 +242,25 @@ impl Verdict {
                 json!({"action": "rewrite", "target": target, "ttl": ttl})
             }
             Verdict::Forward { pool } => json!({"action": "forward", "pool": pool}),
+            Verdict::Pool {
+                pool,
+                pick,
+                count,
+                ttl,
+                key,
+            } => {
+                let mut j = json!({
+                    "action": "pool",
+                    "pool": &**pool,
+                    "pick": pick.as_str(),
+                    "count": count,
+                    "ttl": ttl,
+                });
+                if let Some(k) = key {
+                    j["key"] = json!(k);
+                }
+                j
+            }
             other => json!({"action": other.action()}),
         }
     }
@@ -230,6 +309,16 @@ impl Verdict {
             },
             "forward" => Verdict::Forward {
                 pool: text("pool")?.to_string(),
+            },
+            "pool" => Verdict::Pool {
+                pool: text("pool")?.into(),
+                pick: Pick::from_name(text("pick").unwrap_or("all"))?,
+                count: u32::try_from(obj.get("count").map_or(Some(0), Json::as_u64)?).ok()?,
+                ttl: ttl()?,
+                key: match obj.get("key") {
+                    None | Some(Json::Null) => None,
+                    Some(k) => Some(k.as_i64()?),
+                },
             },
             "nxdomain" => Verdict::Nxdomain,
             "nodata" => Verdict::Nodata,

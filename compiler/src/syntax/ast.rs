@@ -181,6 +181,19 @@ pub enum ActionKind {
     },
     /// `forward POOL`
     Forward(Expr),
+    /// `pool NAME [PICK [KEY]] [count N] [ttl N]`
+    Pool {
+        /// The answer pool's name.
+        name: Ident,
+        /// `all`, `weighted`, `sticky`, `failover` or `nearest`.
+        pick: Option<Ident>,
+        /// The key after `sticky`.
+        key: Option<Expr>,
+        /// `count N`.
+        count: Option<Expr>,
+        /// `ttl N`.
+        ttl: Option<Expr>,
+    },
     /// `nxdomain`
     Nxdomain,
     /// `nodata`
@@ -393,6 +406,21 @@ fn zero_stmt(s: &mut Stmt) {
                 ActionKind::Answer { rtype, data, ttl } => {
                     rtype.span = Span::default();
                     data.iter_mut().for_each(zero_expr);
+                    ttl.iter_mut().for_each(zero_expr);
+                }
+                ActionKind::Pool {
+                    name,
+                    pick,
+                    key,
+                    count,
+                    ttl,
+                } => {
+                    name.span = Span::default();
+                    if let Some(p) = pick {
+                        p.span = Span::default();
+                    }
+                    key.iter_mut().for_each(zero_expr);
+                    count.iter_mut().for_each(zero_expr);
                     ttl.iter_mut().for_each(zero_expr);
                 }
                 ActionKind::Rewrite { target, ttl } => {

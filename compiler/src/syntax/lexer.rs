@@ -96,6 +96,12 @@ pub enum Tok<'input> {
     /// `forward`
     #[token("forward")]
     Forward,
+    /// `pool`
+    #[token("pool")]
+    Pool,
+    /// `count`
+    #[token("count")]
+    Count,
     /// `nxdomain`
     #[token("nxdomain")]
     Nxdomain,
@@ -363,6 +369,8 @@ impl Tok<'_> {
             Tok::Rewrite => "rewrite",
             Tok::Ttl => "ttl",
             Tok::Forward => "forward",
+            Tok::Pool => "pool",
+            Tok::Count => "count",
             Tok::Nxdomain => "nxdomain",
             Tok::Nodata => "nodata",
             Tok::Refuse => "refuse",
@@ -422,6 +430,8 @@ pub const KEYWORDS: &[&str] = &[
     "rewrite",
     "ttl",
     "forward",
+    "pool",
+    "count",
     "nxdomain",
     "nodata",
     "refuse",

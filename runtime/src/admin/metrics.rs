@@ -14,6 +14,7 @@ pub const VERDICTS: &[&str] = &[
     "answer",
     "rewrite",
     "forward",
+    "pool",
     "nxdomain",
     "nodata",
     "refuse",

@@ -238,6 +238,9 @@ pub fn build(
             follow(r, zone, t, qtype)
         }
         Verdict::Forward { pool } => Built::Forward(pool.clone()),
+        // The server picks a pool's members before building (`gslb`); one
+        // that reaches here had no pool to pick from.
+        Verdict::Pool { .. } => Built::Reply(error(req, ResponseCode::ServFail)),
         Verdict::Value(Value::Str(s)) if pools(s) => Built::Forward(s.to_string()),
         Verdict::Value(_) => Built::Skip,
         Verdict::Nxdomain => Built::Reply(negative(req, zone, ResponseCode::NXDomain)),

@@ -108,6 +108,7 @@ pub struct QueryCtx<'a> {
     missing: u32,
     worker: Option<usize>,
     now: Option<i64>,
+    pools: Option<&'a crate::gslb::Pools>,
 }
 
 impl<'a> QueryCtx<'a> {
@@ -130,7 +131,24 @@ impl<'a> QueryCtx<'a> {
             missing: 0,
             worker: None,
             now: None,
+            pools: None,
         }
+    }
+
+    /// The same, with the server's answer pools: policies read
+    /// `{pool.NAME.healthy}` from them.
+    pub fn with_pools(mut self, pools: &'a crate::gslb::Pools) -> Self {
+        self.pools = (!pools.is_empty()).then_some(pools);
+        self
+    }
+
+    /// Where the client is, for `pick nearest`: GeoIP of the ECS address or
+    /// the source (looked up once per query). The answer now depends on
+    /// GeoIP, so the ECS scope becomes GeoIP's network.
+    pub fn client_place(&mut self) -> (Option<(f64, f64)>, Arc<str>, Arc<str>) {
+        self.note_fields_read((1 << Field::ClientRegion as u32) | (1 << Field::ClientCountry as u32));
+        let g = self.geo_info();
+        (g.degrees(), g.region.clone(), g.country.clone())
     }
 
     /// The same, on UDP worker `worker`: plugins keep per-worker state in
@@ -181,13 +199,22 @@ impl<'a> QueryCtx<'a> {
     /// Makes sure every field in `mask` is set in the policy context.
     pub fn fill(&mut self, mask: u32) {
         let todo = mask & !self.filled;
-        if todo == 0 {
+        if todo == 0 && (self.ctx.is_some() || self.pools.is_none()) {
             return;
         }
         let f = self.facts;
         let has = |field: Field| todo & (1 << field as u32) != 0;
         // Made on first use: compiled policies never need one.
-        let mut ctx = self.ctx.take().unwrap_or_default();
+        let mut ctx = match self.ctx.take() {
+            Some(c) => c,
+            None => {
+                let mut c = Context::default();
+                for p in self.pools.map_or(&[][..], |p| &p.pools) {
+                    c.set_var(&format!("pool.{}.healthy", p.name), Value::Int(p.healthy() as i64));
+                }
+                c
+            }
+        };
         if has(Field::ClientIp) {
             ctx.set(Field::ClientIp, Value::Ip(f.client));
         }
@@ -331,6 +358,11 @@ impl SlotSource for Slots<'_, '_> {
                 SlotValue::Int((q.unix_now().div_euclid(86_400) + 3).rem_euclid(7) + 1)
             }
         })
+    }
+
+    fn var(&mut self, path: &str) -> Option<SlotValue<'_>> {
+        let name = path.strip_prefix("pool.")?.strip_suffix(".healthy")?;
+        Some(SlotValue::Int(self.0.pools?.healthy(name)?))
     }
 
     fn context(&mut self) -> &Context {

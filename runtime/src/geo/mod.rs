@@ -28,6 +28,17 @@ pub struct GeoInfo {
     /// Prefix length of the network this answer covers (the most specific
     /// of the sources that answered); `None` when no source knew the address.
     pub prefix_len: Option<u8>,
+    /// Latitude and longitude in micro-degrees (a MaxMind City database's
+    /// `location`), for `pick nearest`; integers keep the type `Eq`.
+    pub location: Option<(i32, i32)>,
+}
+
+impl GeoInfo {
+    /// [`GeoInfo::location`] in degrees.
+    pub fn degrees(&self) -> Option<(f64, f64)> {
+        self.location
+            .map(|(la, lo)| (f64::from(la) / 1e6, f64::from(lo) / 1e6))
+    }
 }
 
 /// A GeoIP source failed to load.
@@ -158,6 +169,16 @@ struct MmdbRecord<'a> {
     city: Option<CityNames<'a>>,
     #[serde(default)]
     autonomous_system_number: Option<u32>,
+    #[serde(default)]
+    location: Option<Location>,
+}
+
+#[derive(Deserialize, Default)]
+struct Location {
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +364,15 @@ impl Geo {
                     }
                     if info.asn == 0 {
                         info.asn = i64::from(rec.autonomous_system_number.unwrap_or(0));
+                    }
+                    if info.location.is_none() {
+                        if let Some(Location {
+                            latitude: Some(la),
+                            longitude: Some(lo),
+                        }) = rec.location
+                        {
+                            info.location = Some(((la * 1e6) as i32, (lo * 1e6) as i32));
+                        }
                     }
                 }
             }

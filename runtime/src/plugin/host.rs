@@ -345,6 +345,9 @@ pub struct Call {
     /// The last whole verdict set (`set_verdict`, `set_value`), kept as it
     /// was for `eval`, where `pass` differs from no decision.
     pub verdict: Option<(Verdict, Option<usize>)>,
+    /// A sticky key handed over before its `pool` verdict (`set_value`
+    /// with `abi::POOL_KEY_CODE`).
+    pub pool_key: Option<i64>,
 }
 
 impl Call {
@@ -370,6 +373,7 @@ impl Call {
             policy: None,
             inputs: Arc::from(Vec::new()),
             verdict: None,
+            pool_key: None,
         }
     }
 
@@ -407,6 +411,7 @@ impl Call {
             policy: Some(Box::new(ctx.clone())),
             inputs: Arc::from(Vec::new()),
             verdict: None,
+            pool_key: None,
         }
     }
 
@@ -473,7 +478,10 @@ impl Call {
 
     /// Decides a whole verdict (compiled policies), with the index of the
     /// rule that decided.
-    pub fn set_verdict(&mut self, verdict: Verdict, rule: Option<usize>) {
+    pub fn set_verdict(&mut self, mut verdict: Verdict, rule: Option<usize>) {
+        if let Verdict::Pool { key: key @ None, .. } = &mut verdict {
+            *key = self.pool_key.take();
+        }
         self.verdict = Some((verdict.clone(), rule));
         self.decision = Some(match verdict {
             Verdict::Pass => Decision::Pass,

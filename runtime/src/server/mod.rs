@@ -151,6 +151,8 @@ impl Server {
     /// are closed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let mut tasks = tokio::task::JoinSet::new();
+        // Stopped when dropped, at the end of `run`.
+        let _checks = crate::gslb::health::start(&self.shared.pools);
         // Kept alive for as long as the server runs.
         let _watcher = if self.hot_reload {
             match crate::reload::watch(self.shared.clone()) {

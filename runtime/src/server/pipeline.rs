@@ -385,7 +385,8 @@ fn decide(
         Some(d) if d.sampled(&mut w.sampled) => Some(Instant::now()),
         _ => None,
     };
-    let mut ctx = QueryCtx::new(facts, &shared.geo, &w.listener, &shared.node);
+    let mut ctx =
+        QueryCtx::new(facts, &shared.geo, &w.listener, &shared.node).with_pools(&shared.pools);
     if let Some(id) = w.id {
         ctx = ctx.on_worker(id);
     }
@@ -408,6 +409,16 @@ fn decide(
                 }
                 m.verdicts[verdict_index(verdict.action())].fetch_add(1, Relaxed);
                 note(shared, &chain, &ctx, t0, Some((i, rule)), verdict.action());
+                // An answer pool's members are picked now, among the healthy.
+                let verdict = if let Verdict::Pool { .. } = &*verdict {
+                    let picked = shared
+                        .pools
+                        .answer(&verdict, facts.qtype, &mut || ctx.client_place());
+                    // A pool the config does not have: counted, SERVFAIL.
+                    Cow::Owned(picked.unwrap_or(Verdict::Servfail))
+                } else {
+                    verdict
+                };
                 if let Some((q, packet)) = wire {
                     // Addresses answering their own type: written as they are.
                     if let Verdict::Answer { rtype, data, ttl } = &*verdict {

@@ -78,6 +78,8 @@ pub struct Shared {
     pub decisions: Option<crate::observe::decisions::DecisionLog>,
     /// The status page's last minutes of traffic.
     pub status: crate::admin::status::History,
+    /// Answer pools (`[pools.NAME]`) and their health.
+    pub pools: Arc<crate::gslb::Pools>,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -157,6 +159,8 @@ impl Shared {
             ),
             None => None,
         };
+        let pools = crate::gslb::Pools::new(&config.pools, config.gslb.max_ttl)
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
         let chain = load_chain(config.plugin_dir.as_deref())?;
         // Compiling leaves freed memory behind: give it back before serving.
         crate::reload::trim_heap();
@@ -192,6 +196,7 @@ impl Shared {
             dnstap,
             decisions,
             status: crate::admin::status::History::default(),
+            pools: Arc::new(pools),
         })
     }
 }

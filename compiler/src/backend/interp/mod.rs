@@ -281,6 +281,16 @@ impl Interp<'_, '_> {
             Action::Forward(p) => Verdict::Forward {
                 pool: self.eval(p)?.to_string(),
             },
+            Action::Pool { key, .. } => {
+                let (v, _) = a.keyed_pool()?;
+                match (v, key) {
+                    (Verdict::Pool { key: _, pool, pick, count, ttl }, Some(k)) => {
+                        let Value::Int(k) = self.eval(k)? else { return None };
+                        Verdict::Pool { pool, pick, count, ttl, key: Some(k) }
+                    }
+                    (v, _) => v,
+                }
+            }
             Action::Nxdomain => Verdict::Nxdomain,
             Action::Nodata => Verdict::Nodata,
             Action::Refuse => Verdict::Refuse,

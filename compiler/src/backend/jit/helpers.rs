@@ -122,8 +122,33 @@ extern "C" fn h_set_value(e: *mut Env, code: i64, v: i64) -> i64 {
     -2
 }
 
+/// A pool verdict of the table with its sticky key, computed per query.
+extern "C" fn h_set_key(e: *mut Env, id: i64, key: i64) -> i64 {
+    // SAFETY: see `env`.
+    let e = unsafe { env(e) };
+    // SAFETY: `jit` points at the policy evaluating (set before the call).
+    let table = unsafe { &(*e.jit).verdicts };
+    e.verdict = match usize::try_from(id).ok().and_then(|i| table.get(i)) {
+        Some(Verdict::Pool {
+            pool,
+            pick,
+            count,
+            ttl,
+            ..
+        }) => Some(Verdict::Pool {
+            pool: pool.clone(),
+            pick: *pick,
+            count: *count,
+            ttl: *ttl,
+            key: Some(key),
+        }),
+        _ => None,
+    };
+    -2
+}
+
 /// The fixed import table: name, address, number of i64 parameters.
-pub(super) fn helpers() -> [(&'static str, *const u8, usize); 10] {
+pub(super) fn helpers() -> [(&'static str, *const u8, usize); 11] {
     [
         ("h_starts_with", h_starts_with as *const u8, 3),
         ("h_ends_with", h_ends_with as *const u8, 3),
@@ -135,6 +160,7 @@ pub(super) fn helpers() -> [(&'static str, *const u8, usize); 10] {
         ("h_lower", h_lower as *const u8, 2),
         ("h_concat", h_concat as *const u8, 5),
         ("h_set_value", h_set_value as *const u8, 3),
+        ("h_set_key", h_set_key as *const u8, 3),
     ]
 }
 
@@ -148,3 +174,4 @@ pub(super) const H_IN_CIDR: usize = 6;
 pub(super) const H_LOWER: usize = 7;
 pub(super) const H_CONCAT: usize = 8;
 pub(super) const H_SET_VALUE: usize = 9;
+pub(super) const H_SET_KEY: usize = 10;

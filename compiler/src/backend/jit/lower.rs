@@ -391,6 +391,14 @@ impl Lower<'_, '_> {
                 return;
             }
         }
+        if let Some((_, Some(key))) = a.keyed_pool() {
+            let id = self.konst();
+            let end = self.end;
+            let k = self.value(key, end);
+            let r = self.call(H_SET_KEY, &[id, k]);
+            self.b.ins().return_(&[r]);
+            return;
+        }
         match a.static_verdict() {
             Ok(Some(_)) => {
                 let id = self.konst();

@@ -113,6 +113,13 @@ impl Plan<'_> {
                 return self.expr(e);
             }
         }
+        if let Some((v, Some(key))) = a.keyed_pool() {
+            // The static pool verdict's id, then the key computed per query.
+            self.word("then-key");
+            let id = self.verdict(v);
+            self.k.push(i64::from(id));
+            return self.expr(key);
+        }
         match a.static_verdict() {
             Ok(Some(v)) => {
                 self.word("then");

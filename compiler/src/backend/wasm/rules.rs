@@ -121,6 +121,29 @@ impl Emitter<'_> {
                 return Ok(());
             }
         }
+        if let Some((v, Some(key))) = a.keyed_pool() {
+            // The key goes to the host first (`set_value` with the pool-key
+            // code), then the static verdict's id is returned as usual.
+            let tmp = b.local(ValType::I64);
+            self.value(b, key, end, locals)?;
+            b.i(I::LocalSet(tmp));
+            b.i(I::I32Const(abi::POOL_KEY_CODE))
+                .i(I::I32Const(TEMP as i32))
+                .i(I::LocalGet(tmp))
+                .i(I::I64Store(mem(0, 0)))
+                .i(I::I32Const(TEMP as i32))
+                .i(I::I32Const(8));
+            self.konst(b, self.rule as i64, true);
+            b.i(I::Call(F_SET_VALUE));
+            b.i(I::I32Const(0)).i(I::I32LtS);
+            b.if_(BlockType::Empty);
+            b.i(I::I32Const(-3)).i(I::Return);
+            b.end();
+            let id = self.verdict(&v);
+            self.konst(b, i64::from(id), true);
+            b.i(I::Return);
+            return Ok(());
+        }
         match a.static_verdict().map_err(Unsupported::from) {
             Ok(Some(v)) => {
                 let id = self.verdict(&v);

@@ -337,6 +337,16 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "set_value",
         |mut c: Cx<'_>, code: i32, ptr: i32, len: i32, rule: i32| {
             let bytes = read(&mut c, ptr, len)?;
+            if code == dnspolicy_compiler::abi::POOL_KEY_CODE {
+                let Ok(k) = <[u8; 8]>::try_from(&bytes[..]) else {
+                    return Ok(refused(&mut c, "set_value", "a pool key is 8 bytes"));
+                };
+                let k = i64::from_le_bytes(k);
+                return with_call(&mut c, |call| {
+                    call.pool_key = Some(k);
+                    0i32
+                });
+            }
             let Some(v) = dnspolicy_compiler::abi::decode_value(code, &bytes) else {
                 return Ok(refused(
                     &mut c,

@@ -322,13 +322,12 @@ impl Config {
             std::fs::read_to_string(path).map_err(|e| ConfigError::Io(path.to_path_buf(), e))?;
         let mut c: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::Toml(path.to_path_buf(), e.to_string()))?;
-        // A relative path means the working directory, as it always has;
-        // one that is not there but is beside the config file means that
-        // (so `serve --config examples/gslb/dnspolicy.toml` works from
-        // anywhere).
+        // A relative path is looked up beside the config file first (so
+        // `serve --config examples/gslb/dnspolicy.toml` works from any
+        // directory), then in the working directory.
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let rebase = |p: &mut PathBuf| {
-            if p.is_relative() && !p.exists() && dir.join(&*p).exists() {
+            if p.is_relative() && dir.join(&*p).exists() {
                 *p = dir.join(&*p);
             }
         };

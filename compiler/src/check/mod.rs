@@ -556,7 +556,13 @@ impl<'a> Checker<'a> {
                 key,
                 count,
                 ttl,
-            } => self.pool_action(name, pick.as_ref(), key.as_ref(), count.as_ref(), ttl.as_ref()),
+            } => self.pool_action(
+                name,
+                pick.as_ref(),
+                key.as_ref(),
+                count.as_ref(),
+                ttl.as_ref(),
+            ),
             ActionKind::Nxdomain => Action::Nxdomain,
             ActionKind::Nodata => Action::Nodata,
             ActionKind::Refuse => Action::Refuse,
@@ -584,14 +590,23 @@ impl<'a> Checker<'a> {
             Some(p) => match Pick::from_name(&p.name) {
                 Some(k) => k,
                 None => {
-                    let mut d = Diagnostic::error("E0045", format!("unknown pick `{}`", p.name), p.span)
-                        .with_label("not a way to pick pool members");
+                    let mut d =
+                        Diagnostic::error("E0045", format!("unknown pick `{}`", p.name), p.span)
+                            .with_label("not a way to pick pool members");
                     d = match closest(&p.name, words()) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!("picks are: {}", words().collect::<Vec<_>>().join(", "))),
+                        None => d.with_help(format!(
+                            "picks are: {}",
+                            words().collect::<Vec<_>>().join(", ")
+                        )),
                     };
                     self.error(d);
-                    Pick::All
+                    // Whatever was meant, its key is not a second error.
+                    if key.is_some() {
+                        Pick::Sticky
+                    } else {
+                        Pick::All
+                    }
                 }
             },
         };
@@ -615,9 +630,13 @@ impl<'a> Checker<'a> {
             }
             (other, Some(k)) => {
                 self.error(
-                    Diagnostic::error("E0045", format!("`{}` takes no key", other.as_str()), k.span)
-                        .with_label("only `sticky` has a key")
-                        .with_help("to answer with several members, write `count N`"),
+                    Diagnostic::error(
+                        "E0045",
+                        format!("`{}` takes no key", other.as_str()),
+                        k.span,
+                    )
+                    .with_label("only `sticky` has a key")
+                    .with_help("to answer with several members, write `count N`"),
                 );
                 None
             }

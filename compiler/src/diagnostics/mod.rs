@@ -136,7 +136,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0042", "unknown record type"),
     ("E0043", "TTL out of range"),
     ("E0044", "const or set value is not a literal"),
-    ("E0045", "invalid `then pool` (unknown pick, key, count or TTL)"),
+    (
+        "E0045",
+        "invalid `then pool` (unknown pick, key, count or TTL)",
+    ),
     (
         "E0050",
         "Lua plugin does not load (syntax, sandbox, or no `apply`)",

@@ -241,11 +241,88 @@ fn observed(shared: &Shared, out: &mut String) {
     }
 }
 
+fn refs(v: &[(String, u64)]) -> Vec<(&str, u64)> {
+    v.iter().map(|(l, c)| (l.as_str(), *c)).collect()
+}
+
+/// The series of the answer pools: members' health, probes, answers.
+fn pools(shared: &Shared, out: &mut String) {
+    let p = &shared.pools;
+    if p.is_empty() {
+        return;
+    }
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+    let member = |pool: &str, m: &crate::gslb::Member| {
+        format!(
+            "pool=\"{}\",member=\"{}\"",
+            metrics::label(pool),
+            metrics::label(&m.label)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_pool_member_up Whether a pool member is healthy (1) or out (0)."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_pool_member_up gauge");
+    for pool in &p.pools {
+        for m in &pool.members {
+            let up = u8::from(m.healthy.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "dnspolicy_pool_member_up{{{}}} {up}",
+                member(&pool.name, m)
+            );
+        }
+    }
+    let mut checks = Vec::new();
+    let mut changes = Vec::new();
+    let mut answers = Vec::new();
+    for pool in &p.pools {
+        for m in pool.members.iter().filter(|m| m.probe.is_some()) {
+            let l = member(&pool.name, m);
+            checks.push((format!("{l},result=\"ok\""), n(&m.checks_ok)));
+            checks.push((format!("{l},result=\"failed\""), n(&m.checks_failed)));
+            changes.push((l, n(&m.transitions)));
+        }
+        let l = format!("pool=\"{}\"", metrics::label(&pool.name));
+        answers.push((
+            format!("{l},from=\"healthy\""),
+            n(&pool.answers).saturating_sub(n(&pool.fallbacks)),
+        ));
+        answers.push((format!("{l},from=\"fallback\""), n(&pool.fallbacks)));
+    }
+    counter(
+        out,
+        "dnspolicy_pool_checks_total",
+        "Health probes of pool members, by result.",
+        &refs(&checks),
+    );
+    counter(
+        out,
+        "dnspolicy_pool_member_changes_total",
+        "Times a pool member went down or came back.",
+        &refs(&changes),
+    );
+    counter(
+        out,
+        "dnspolicy_pool_answers_total",
+        "Answers from pools, by source (fallback: no member was healthy).",
+        &refs(&answers),
+    );
+    counter(
+        out,
+        "dnspolicy_pool_unknown_total",
+        "`pool` verdicts naming a pool the config does not have (answered SERVFAIL).",
+        &[("", n(&p.unknown))],
+    );
+}
+
 /// The Prometheus exposition.
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
     observed(shared, &mut out);
+    pools(shared, &mut out);
     let chain = shared.chain.load();
     let _ = writeln!(
         out,

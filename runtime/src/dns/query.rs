@@ -146,7 +146,9 @@ impl<'a> QueryCtx<'a> {
     /// the source (looked up once per query). The answer now depends on
     /// GeoIP, so the ECS scope becomes GeoIP's network.
     pub fn client_place(&mut self) -> (Option<(f64, f64)>, Arc<str>, Arc<str>) {
-        self.note_fields_read((1 << Field::ClientRegion as u32) | (1 << Field::ClientCountry as u32));
+        self.note_fields_read(
+            (1 << Field::ClientRegion as u32) | (1 << Field::ClientCountry as u32),
+        );
         let g = self.geo_info();
         (g.degrees(), g.region.clone(), g.country.clone())
     }
@@ -210,7 +212,10 @@ impl<'a> QueryCtx<'a> {
             None => {
                 let mut c = Context::default();
                 for p in self.pools.map_or(&[][..], |p| &p.pools) {
-                    c.set_var(&format!("pool.{}.healthy", p.name), Value::Int(p.healthy() as i64));
+                    c.set_var(
+                        &format!("pool.{}.healthy", p.name),
+                        Value::Int(p.healthy() as i64),
+                    );
                 }
                 c
             }

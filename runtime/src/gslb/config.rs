@@ -129,16 +129,25 @@ pub fn validate(pools: &BTreeMap<String, PoolConfig>) -> Result<(), PoolConfigEr
         }
         let h = &p.health;
         if !(h.interval.is_finite() && h.interval >= 0.05 && h.interval <= 3600.0) {
-            return Err(bad(format!("health.interval {} is not 0.05 to 3600 seconds", h.interval)));
+            return Err(bad(format!(
+                "health.interval {} is not 0.05 to 3600 seconds",
+                h.interval
+            )));
         }
         if !(h.timeout.is_finite() && h.timeout > 0.0 && h.timeout <= h.interval.max(0.05) * 10.0) {
-            return Err(bad(format!("health.timeout {} is not a positive number of seconds", h.timeout)));
+            return Err(bad(format!(
+                "health.timeout {} is not a positive number of seconds",
+                h.timeout
+            )));
         }
         if h.rise == 0 || h.fall == 0 {
             return Err(bad("health.rise and health.fall are at least 1".into()));
         }
         if super::health::rcode_from_name(&h.expect_rcode).is_none() {
-            return Err(bad(format!("health.expect_rcode `{}` is not an RCODE", h.expect_rcode)));
+            return Err(bad(format!(
+                "health.expect_rcode `{}` is not an RCODE",
+                h.expect_rcode
+            )));
         }
         if p.fallback != "all" {
             if p.fallback == *name || !pools.contains_key(&p.fallback) {
@@ -160,7 +169,9 @@ pub fn validate(pools: &BTreeMap<String, PoolConfig>) -> Result<(), PoolConfigEr
             }
             if let Some([la, lo]) = m.location {
                 if !(-90.0..=90.0).contains(&la) || !(-180.0..=180.0).contains(&lo) {
-                    return Err(at(format!("location [{la}, {lo}] is not [latitude, longitude]")));
+                    return Err(at(format!(
+                        "location [{la}, {lo}] is not [latitude, longitude]"
+                    )));
                 }
             }
             if let Some(c) = &m.check {

@@ -55,7 +55,11 @@ impl Probe {
             "tcp" => Err("a tcp check has no path".into()),
             "http" => Ok(Probe::Http {
                 addr,
-                path: if path.is_empty() { "/".into() } else { path.into() },
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.into()
+                },
             }),
             "dns" => {
                 let p = path.trim_start_matches('/');
@@ -106,7 +110,9 @@ impl Probe {
                 let req = format!(
                     "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: dnspolicy-health\r\nConnection: close\r\n\r\n"
                 );
-                s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+                s.write_all(req.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // The status line is all a check needs.
                 let mut buf = [0u8; 64];
                 let mut n = 0;
@@ -126,7 +132,10 @@ impl Probe {
                 if status == pool.health.expect_status {
                     Ok(())
                 } else {
-                    Err(format!("HTTP {status}, expected {}", pool.health.expect_status))
+                    Err(format!(
+                        "HTTP {status}, expected {}",
+                        pool.health.expect_status
+                    ))
                 }
             }
             Probe::Dns { addr, name, qtype } => {
@@ -135,25 +144,32 @@ impl Probe {
                 } else {
                     (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+                let sock = tokio::net::UdpSocket::bind(bind)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let id = super::pick::random_below(u64::from(u16::MAX)) as u16;
                 let mut m = Message::query();
                 m.metadata.id = id;
                 let qname = Name::from_ascii(name).map_err(|e| e.to_string())?;
                 m.add_query(Query::query(qname, *qtype));
                 let bytes = m.to_vec().map_err(|e| e.to_string())?;
-                sock.send_to(&bytes, addr).await.map_err(|e| e.to_string())?;
+                sock.send_to(&bytes, addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut buf = [0u8; 4096];
                 loop {
                     let (n, from) = sock.recv_from(&mut buf).await.map_err(|e| e.to_string())?;
                     if from != *addr {
                         continue;
                     }
-                    let Ok(r) = Message::from_vec(&buf[..n]) else { continue };
+                    let Ok(r) = Message::from_vec(&buf[..n]) else {
+                        continue;
+                    };
                     if r.metadata.id != id {
                         continue;
                     }
-                    let want = rcode_from_name(&pool.health.expect_rcode).unwrap_or(ResponseCode::NoError);
+                    let want =
+                        rcode_from_name(&pool.health.expect_rcode).unwrap_or(ResponseCode::NoError);
                     let got = r.metadata.response_code;
                     return if got == want {
                         Ok(())

@@ -12,6 +12,8 @@
 pub mod config;
 pub mod health;
 pub mod pick;
+#[cfg(test)]
+mod tests;
 
 use config::{HealthConfig, PoolConfig};
 use dnspolicy_compiler::ir::value::Pick;
@@ -85,7 +87,10 @@ pub struct Pool {
 impl Pool {
     /// Members healthy now.
     pub fn healthy(&self) -> usize {
-        self.members.iter().filter(|m| m.healthy.load(Relaxed)).count()
+        self.members
+            .iter()
+            .filter(|m| m.healthy.load(Relaxed))
+            .count()
     }
 }
 
@@ -114,10 +119,16 @@ fn seed_of(s: &str) -> u64 {
 
 impl Pools {
     /// Builds the pools of a checked config ([`config::validate`]).
-    pub fn new(cfg: &BTreeMap<String, PoolConfig>, max_ttl: u32) -> Result<Pools, config::PoolConfigError> {
+    pub fn new(
+        cfg: &BTreeMap<String, PoolConfig>,
+        max_ttl: u32,
+    ) -> Result<Pools, config::PoolConfigError> {
         config::validate(cfg)?;
-        let by_name: BTreeMap<String, usize> =
-            cfg.keys().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let by_name: BTreeMap<String, usize> = cfg
+            .keys()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         let pools = cfg
             .iter()
             .map(|(name, p)| {
@@ -128,7 +139,8 @@ impl Pools {
                         let target = match (&m.address, &m.name) {
                             (Some(ip), _) => Target::Ip(*ip),
                             (None, Some(n)) => Target::Name(
-                                dnspolicy_compiler::ir::types::canonical_name(n).unwrap_or_default(),
+                                dnspolicy_compiler::ir::types::canonical_name(n)
+                                    .unwrap_or_default(),
                             ),
                             (None, None) => Target::Name(String::new()),
                         };
@@ -226,7 +238,11 @@ impl Pools {
         let mut tried = 0;
         loop {
             cands.clear();
-            cands.extend(p.members.iter().filter(|m| fits(m) && m.healthy.load(Relaxed)));
+            cands.extend(
+                p.members
+                    .iter()
+                    .filter(|m| fits(m) && m.healthy.load(Relaxed)),
+            );
             if !cands.is_empty() || tried > self.pools.len() {
                 break;
             }
@@ -241,7 +257,11 @@ impl Pools {
             }
         }
         p.answers.fetch_add(1, Relaxed);
-        let ttl = if p.checked { (*ttl).min(self.max_ttl) } else { *ttl };
+        let ttl = if p.checked {
+            (*ttl).min(self.max_ttl)
+        } else {
+            *ttl
+        };
         if cands.is_empty() {
             return Some(Verdict::Nodata);
         }

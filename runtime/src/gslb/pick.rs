@@ -30,7 +30,11 @@ pub fn pick(
 ) {
     out.clear();
     let n = cands.len();
-    let want = if count == 0 { n } else { (count as usize).min(n) };
+    let want = if count == 0 {
+        n
+    } else {
+        (count as usize).min(n)
+    };
     match how {
         Pick::All => out.extend(0..want),
         Pick::Weighted => weighted(cands, want, out),
@@ -59,7 +63,13 @@ fn ranked(n: usize, want: usize, out: &mut Vec<usize>, score: impl Fn(usize) -> 
 /// when every candidate has weight 0 (then uniformly).
 fn weighted(cands: &[&Member], want: usize, out: &mut Vec<usize>) {
     let all_zero = cands.iter().all(|m| m.weight == 0);
-    let w = |i: usize| if all_zero { 1 } else { u64::from(cands[i].weight) };
+    let w = |i: usize| {
+        if all_zero {
+            1
+        } else {
+            u64::from(cands[i].weight)
+        }
+    };
     let mut total: u64 = (0..cands.len()).map(w).sum();
     while out.len() < want && total > 0 {
         let mut r = random_below(total);
@@ -90,14 +100,8 @@ pub fn rendezvous(key: u64, m: &Member) -> f64 {
     f64::from(m.weight.max(1)) / -u.ln()
 }
 
-/// MurmurHash3's 64-bit finaliser (also the language's `hash` tail).
-pub fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
-}
+/// MurmurHash3's 64-bit finaliser, the language's `hash` tail.
+pub use dnspolicy_compiler::ir::hash::fmix64;
 
 /// How far a member is from the client: great-circle kilometres when both
 /// have coordinates; else 0 in the client's region, 500 in its country,
@@ -109,7 +113,9 @@ pub fn distance_km(m: &Member, place: &ClientPlace<'_>) -> f64 {
     }
     match &m.region {
         Some(r) if !place.region.is_empty() && r.eq_ignore_ascii_case(place.region) => 0.0,
-        Some(r) if !place.country.is_empty() && country_of(r).eq_ignore_ascii_case(place.country) => {
+        Some(r)
+            if !place.country.is_empty() && country_of(r).eq_ignore_ascii_case(place.country) =>
+        {
             500.0
         }
         _ => 20_000.0,

@@ -479,7 +479,10 @@ impl Call {
     /// Decides a whole verdict (compiled policies), with the index of the
     /// rule that decided.
     pub fn set_verdict(&mut self, mut verdict: Verdict, rule: Option<usize>) {
-        if let Verdict::Pool { key: key @ None, .. } = &mut verdict {
+        if let Verdict::Pool {
+            key: key @ None, ..
+        } = &mut verdict
+        {
             *key = self.pool_key.take();
         }
         self.verdict = Some((verdict.clone(), rule));

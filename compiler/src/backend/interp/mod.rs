@@ -284,9 +284,26 @@ impl Interp<'_, '_> {
             Action::Pool { key, .. } => {
                 let (v, _) = a.keyed_pool()?;
                 match (v, key) {
-                    (Verdict::Pool { key: _, pool, pick, count, ttl }, Some(k)) => {
-                        let Value::Int(k) = self.eval(k)? else { return None };
-                        Verdict::Pool { pool, pick, count, ttl, key: Some(k) }
+                    (
+                        Verdict::Pool {
+                            key: _,
+                            pool,
+                            pick,
+                            count,
+                            ttl,
+                        },
+                        Some(k),
+                    ) => {
+                        let Value::Int(k) = self.eval(k)? else {
+                            return None;
+                        };
+                        Verdict::Pool {
+                            pool,
+                            pick,
+                            count,
+                            ttl,
+                            key: Some(k),
+                        }
                     }
                     (v, _) => v,
                 }

@@ -9,6 +9,7 @@ mod dnstap;
 mod ecs_geo;
 mod failsafe;
 mod forward;
+mod gslb;
 mod lua;
 mod reload;
 mod robustness;

@@ -6,7 +6,7 @@ endif
 
 syn keyword dnspolicyControl     if else then when pass
 syn keyword dnspolicyDeclaration const set input rule priority let
-syn keyword dnspolicyAction      answer rewrite ttl forward nxdomain nodata refuse servfail drop truncate
+syn keyword dnspolicyAction      answer rewrite ttl forward pool count nxdomain nodata refuse servfail drop truncate
 syn keyword dnspolicyWordOp      in not and or matches starts_with ends_with
 syn keyword dnspolicyBoolean     true false
 syn keyword dnspolicyType        bool int string name ip cidr qtype contained

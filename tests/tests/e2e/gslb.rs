@@ -37,11 +37,20 @@ async fn bind_retry(addr: SocketAddr) -> tokio::net::TcpListener {
 
 /// Polls `name` A every 100 ms until `done(addresses)`, asserting every
 /// answer is NOERROR with at least one address; the time it took.
-async fn until(dns: SocketAddr, name: &str, limit: Duration, done: impl Fn(&[String]) -> bool) -> Duration {
+async fn until(
+    dns: SocketAddr,
+    name: &str,
+    limit: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Duration {
     let t0 = Instant::now();
     loop {
         let r = udp(dns, &query(name, RecordType::A)).await;
-        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "every answer is valid");
+        assert_eq!(
+            r.metadata.response_code,
+            ResponseCode::NoError,
+            "every answer is valid"
+        );
         let a = answers(&r);
         assert!(!a.is_empty(), "never an empty answer");
         if done(&a) {
@@ -58,7 +67,8 @@ fn has(a: &[String], ip: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_config_follows_tcp_health_checks() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gslb/dnspolicy.toml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gslb/dnspolicy.toml");
     let mut c = dnspolicy_runtime::Config::from_file(&path).expect("examples/gslb/dnspolicy.toml");
     let base = config();
     (c.listen, c.admin, c.workers) = (base.listen, base.admin, 1);
@@ -69,49 +79,102 @@ async fn example_config_follows_tcp_health_checks() {
     }
     let s = start(c).await;
     let all = ["192.0.2.101", "192.0.2.102", "192.0.2.103"];
-    until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| a == all).await;
+    until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| {
+        a == all
+    })
+    .await;
     let r = udp(s.dns, &query("gslb.example.com.", RecordType::A)).await;
-    assert!(r.answers.iter().all(|rec| rec.ttl <= 30), "TTL capped at max_ttl");
+    assert!(
+        r.answers.iter().all(|rec| rec.ttl <= 30),
+        "TTL capped at max_ttl"
+    );
     // Member 2 stops: it leaves within fall (2) x interval (1 s), plus a probe's slack.
     listeners.remove(1).abort();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let took = until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| !has(a, "192.0.2.102")).await;
+    let took = until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| {
+        !has(a, "192.0.2.102")
+    })
+    .await;
     assert!(took <= Duration::from_millis(3500), "left after {took:?}");
     let a = answers(&udp(s.dns, &query("gslb.example.com.", RecordType::A)).await);
     assert_eq!(a, ["192.0.2.101", "192.0.2.103"]);
     let (_, m) = http_get(s.admin, "/metrics").await;
-    assert_eq!(metric(&m, "dnspolicy_pool_member_up{pool=\"web\",member=\"192.0.2.102\"}"), 0);
-    assert_eq!(metric(&m, "dnspolicy_pool_member_up{pool=\"web\",member=\"192.0.2.101\"}"), 1);
+    assert_eq!(
+        metric(
+            &m,
+            "dnspolicy_pool_member_up{pool=\"web\",member=\"192.0.2.102\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dnspolicy_pool_member_up{pool=\"web\",member=\"192.0.2.101\"}"
+        ),
+        1
+    );
     // It starts again: back within rise (2) x interval.
-    listeners.insert(1, tcp_listener(SocketAddr::from(([127, 0, 0, 1], 19002))).await);
-    let took = until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| a == all).await;
+    listeners.insert(
+        1,
+        tcp_listener(SocketAddr::from(([127, 0, 0, 1], 19002))).await,
+    );
+    let took = until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| {
+        a == all
+    })
+    .await;
     assert!(took <= Duration::from_millis(3500), "back after {took:?}");
     let (_, m) = http_get(s.admin, "/metrics").await;
-    assert_eq!(metric(&m, "dnspolicy_pool_member_changes_total{pool=\"web\",member=\"192.0.2.102\"}"), 2);
-    assert!(metric(&m, "dnspolicy_pool_checks_total{pool=\"web\",member=\"192.0.2.102\",result=\"failed\"}") >= 2);
+    assert_eq!(
+        metric(
+            &m,
+            "dnspolicy_pool_member_changes_total{pool=\"web\",member=\"192.0.2.102\"}"
+        ),
+        2
+    );
+    assert!(
+        metric(
+            &m,
+            "dnspolicy_pool_checks_total{pool=\"web\",member=\"192.0.2.102\",result=\"failed\"}"
+        ) >= 2
+    );
     // Every member down: the fallback answers all of them, never nothing.
     for l in listeners.drain(..) {
         l.abort();
     }
-    until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| a == all).await;
+    until(s.dns, "gslb.example.com.", Duration::from_secs(5), |a| {
+        a == all
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let a = answers(&udp(s.dns, &query("gslb.example.com.", RecordType::A)).await);
     assert_eq!(a, all, "no member healthy: fallback = \"all\"");
     let (_, m) = http_get(s.admin, "/metrics").await;
-    assert!(metric(&m, "dnspolicy_pool_answers_total{pool=\"web\",from=\"fallback\"}") >= 1);
+    assert!(
+        metric(
+            &m,
+            "dnspolicy_pool_answers_total{pool=\"web\",from=\"fallback\"}"
+        ) >= 1
+    );
     if have_tool("dig", "bind9-dnsutils") {
         let dns = s.dns;
-        let out = tokio::task::spawn_blocking(move || dig(dns, &["gslb.example.com", "A", "+short"]))
-            .await
-            .expect("dig");
-        assert_eq!(out.lines().count(), 3, "dig sees the three addresses: {out}");
+        let out =
+            tokio::task::spawn_blocking(move || dig(dns, &["gslb.example.com", "A", "+short"]))
+                .await
+                .expect("dig");
+        assert_eq!(
+            out.lines().count(),
+            3,
+            "dig sees the three addresses: {out}"
+        );
     }
     s.stop().await;
 }
 
 /// An HTTP server answering 200, or 503 while `sick` is set.
 async fn http_health(sick: Arc<AtomicBool>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     let t = tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -119,9 +182,18 @@ async fn http_health(sick: Arc<AtomicBool>) -> (SocketAddr, tokio::task::JoinHan
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let status = if sick.load(Relaxed) { "503 Service Unavailable" } else { "200 OK" };
+                let status = if sick.load(Relaxed) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
                 let _ = s
-                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
                     .await;
             });
         }
@@ -131,12 +203,16 @@ async fn http_health(sick: Arc<AtomicBool>) -> (SocketAddr, tokio::task::JoinHan
 
 /// A DNS responder answering NOERROR, or REFUSED while `sick` is set.
 async fn dns_health(sick: Arc<AtomicBool>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = sock.local_addr().expect("addr");
     let t = tokio::spawn(async move {
         let mut buf = [0u8; 512];
         while let Ok((n, from)) = sock.recv_from(&mut buf).await {
-            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
             let mut r = Message::response(q.metadata.id, q.metadata.op_code);
             r.add_queries(q.queries.clone());
             if sick.load(Relaxed) {
@@ -150,7 +226,10 @@ async fn dns_health(sick: Arc<AtomicBool>) -> (SocketAddr, tokio::task::JoinHand
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_dns_checks_and_the_healthy_count() {
-    let (web_sick, dns_sick) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (web_sick, dns_sick) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (h, h_task) = http_health(web_sick.clone()).await;
     let (d, d_task) = dns_health(dns_sick.clone()).await;
     let policy = r#"
@@ -179,14 +258,26 @@ members = [{{ address = "192.0.2.9", check = "tcp://127.0.0.1:1" }}]
     .expect("pools");
     let s = start(c).await;
     let all = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
-    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| a == all).await;
+    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| {
+        a == all
+    })
+    .await;
     web_sick.store(true, Relaxed);
-    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| a == ["192.0.2.2", "192.0.2.3"]).await;
+    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| {
+        a == ["192.0.2.2", "192.0.2.3"]
+    })
+    .await;
     dns_sick.store(true, Relaxed);
-    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| a == ["192.0.2.3"]).await;
+    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| {
+        a == ["192.0.2.3"]
+    })
+    .await;
     web_sick.store(false, Relaxed);
     dns_sick.store(false, Relaxed);
-    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| a == all).await;
+    until(s.dns, "mixed.example.com.", Duration::from_secs(3), |a| {
+        a == all
+    })
+    .await;
     // {pool.dead.healthy} reads 0 once its only member is out.
     until(s.dns, "guarded.example.com.", Duration::from_secs(3), |a| {
         a.first().map(String::as_str) == Some("CNAME cdn-global.example.com.")
@@ -247,10 +338,18 @@ members = [
     for _ in 0..20 {
         let r = ask("s.example.com.", "198.51.100.0", 24).await;
         assert_eq!(answers(&r), first);
-        assert_eq!(ecs_of(&r).map(|e| e.2), Some(24), "sticky by a /24: scope 24");
+        assert_eq!(
+            ecs_of(&r).map(|e| e.2),
+            Some(24),
+            "sticky by a /24: scope 24"
+        );
     }
     let r = ask("s.example.com.", "203.0.112.0", 20).await;
-    assert_eq!(ecs_of(&r).map(|e| e.2), Some(20), "sticky by a /20: scope 20");
+    assert_eq!(
+        ecs_of(&r).map(|e| e.2),
+        Some(20),
+        "sticky by a /20: scope 20"
+    );
     // Failover: the two best priorities in order; scope 0.
     let r = ask("f.example.com.", "198.51.100.0", 24).await;
     assert_eq!(answers(&r), ["192.0.2.2", "192.0.2.1"]);
@@ -262,10 +361,17 @@ members = [
         ("216.160.83.56", "192.0.2.52"),
         ("89.160.20.112", "192.0.2.53"),
     ] {
-        let r = udp(s.dns, &with_ecs(query("n.example.com.", RecordType::A), ip(client), 32)).await;
+        let r = udp(
+            s.dns,
+            &with_ecs(query("n.example.com.", RecordType::A), ip(client), 32),
+        )
+        .await;
         assert_eq!(answers(&r), [want], "client {client}");
         let scope = ecs_of(&r).map(|e| e.2).expect("ECS echoed");
-        assert!((8..=32).contains(&scope), "nearest: scope is GeoIP's prefix, got {scope}");
+        assert!(
+            (8..=32).contains(&scope),
+            "nearest: scope is GeoIP's prefix, got {scope}"
+        );
     }
     s.stop().await;
 }

@@ -1,0 +1,1 @@
+../../../../examples/gslb.dsl

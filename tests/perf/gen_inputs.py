@@ -5,6 +5,11 @@ usage: gen_inputs.py KIT_DATA_DIR OUT_DIR
 
 The same policy, data and answers as the dnsdist configs in the kit:
   static       www.example.com A -> 192.0.2.1, anything else REFUSED
+  gslb         the same answer from answer pools: three pools of three
+               members, each health-checked by TCP connect (to the server's
+               own port, 1 s apart); www.example.com picks `failover` from
+               pool web, whose best member is 192.0.2.1 (dnspolicy only: the
+               peer has no health-checked pools to compare)
   geo          www.example.com A -> 192.0.2.10 for CN-BJ clients (1 001-prefix
                table, 127.0.0.0/8 is CN-BJ), 192.0.2.20 for everyone else
   lua-geo      the same as a Lua plugin
@@ -27,6 +32,20 @@ def write(path, text):
 write(f"{out}/static/plugins/static.dsl",
       'if {query.name} == "www.example.com" && {query.type} == A { then answer A 192.0.2.1 ttl 60 }\n'
       "then refuse\n")
+
+write(f"{out}/gslb/plugins/gslb.dsl",
+      'rule www when {query.name} == "www.example.com" && {query.type} == A { then pool web failover ttl 60 }\n'
+      'rule api when {query.name} == "api.example.com" { then pool api sticky {client.subnet} }\n'
+      'rule img when {query.name} == "img.example.com" { then pool img weighted }\n'
+      "then refuse\n")
+port = os.environ.get("DP_PORT", "25310")
+pools = ["[gslb]\nmax_ttl = 60\n"]
+for i, name in enumerate(["web", "api", "img"]):
+    members = ",\n".join(
+        f'  {{ address = "192.0.{2 + i}.{m}", priority = {m}, check = "tcp://127.0.0.1:{port}" }}'
+        for m in (1, 2, 3))
+    pools.append(f"[pools.{name}]\nhealth = {{ interval = 1, fall = 2, rise = 2 }}\nmembers = [\n{members},\n]\n")
+write(f"{out}/gslb/dnspolicy.toml", "\n".join(pools))
 
 rows = ["cidr,country,region"]
 with open(f"{data}/geo-prefixes.txt") as f:

@@ -4,11 +4,13 @@
 # to $WORK first: it is read-only in CI). Server pinned to CPU 0, load
 # generator to CPU 1; every load is bounded by LOAD_SECS; loopback only.
 #
-#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static geo lua-geo wasm-geo suffix-10k suffix-100k tcp
+#   tests/perf/run.sh [SCENARIO...]     SCENARIO = static gslb geo lua-geo wasm-geo suffix-10k suffix-100k tcp
 #
 # static also runs the kit's bare C responder (../shared/bench/limit, the
 # single-core ceiling) in the same run; tcp is the static policy over TCP
-# (dnsperf -m tcp) against dnsdist's static config.
+# (dnsperf -m tcp) against dnsdist's static config; gslb is the static
+# answer from three health-checked answer pools (compare it with static's
+# dnspolicy row: the goal is >= 0.9x).
 #
 # Env: LOAD_SECS (10), REPS (3), MATRIX (the kit's settings; default
 # dnsperf-c10q1000 and blast-c10q1000), WORK (/tmp/dnspolicy-perf),
@@ -23,12 +25,13 @@ export LOAD_SECS="${LOAD_SECS:-10}" REPS="${REPS:-3}"
 export MATRIX="${MATRIX:-dnsperf-c10q1000:dnsperf:-c 10 -T 1 -q 1000
 blast-c10q1000:blast:-c 10 -q 1000 -b 32}"
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static geo lua-geo wasm-geo suffix-10k suffix-100k tcp)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(static gslb geo lua-geo wasm-geo suffix-10k suffix-100k tcp)
 TCP_MATRIX="${TCP_MATRIX:-dnsperf-tcp-c10q100:dnsperf:-m tcp -c 10 -T 1 -q 100}"
 
+# The gslb inputs check the server's own port.
+export DP_PORT="${DP_PORT:-25310}"
 # shellcheck source=kit.sh
 source "$ROOT/tests/perf/kit.sh"
-DP_PORT="${DP_PORT:-25310}"
 mkdir -p "$RESULTS_DIR/logs"
 
 run_dnspolicy() {  # scenario qfile probe want [extra serve flags...]
@@ -70,6 +73,9 @@ for s in "${SCENARIOS[@]}"; do
       if [ "${DNSDIST:-1}" = 1 ]; then
         MATRIX="$TCP_MATRIX" "$WORK/bench/peer/run.sh" static
       fi
+      peers=() ;;
+    gslb)
+      run_dnspolicy gslb "$Q/www-a.txt" www.example.com 192.0.2.1 --config "$WORK/dnspolicy/gslb/dnspolicy.toml"
       peers=() ;;
     geo)
       run_dnspolicy geo "$Q/www-a.txt" www.example.com 192.0.2.10 --geoip "$WORK/dnspolicy/geo/regions.csv"

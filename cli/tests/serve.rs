@@ -96,6 +96,25 @@ fn embedded_default_from_any_directory() {
 }
 
 #[test]
+fn gslb_example_serves_from_any_directory_and_flags_win() {
+    // Run from the temp dir: the config's relative plugin_dir is found
+    // beside the file; --listen and --admin replace the file's addresses.
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gslb/dnspolicy.toml");
+    let s = serve(&["--config", config]);
+    assert_ne!(s.dns, "127.0.0.1:5353", "--listen wins over the file");
+    assert_ne!(s.admin, "127.0.0.1:9153", "--admin wins over the file");
+    let Some(out) = dig(&s.dns, &["gslb.example.com", "A", "+noall", "+answer"]) else {
+        return;
+    };
+    // Healthy or not (no listeners on 19001-19003 here: the fallback answers
+    // them all), the three members, with the capped TTL.
+    let mut got: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(4)).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["192.0.2.101", "192.0.2.102", "192.0.2.103"], "{out}");
+    assert!(out.lines().all(|l| l.split_whitespace().nth(1) == Some("30")), "TTL 30: {out}");
+}
+
+#[test]
 fn original_command_line_is_accepted_and_sigterm_stops_cleanly() {
     let dir = std::env::temp_dir().join(format!("dnspolicy-serve-{}", std::process::id()));
     let plugins = dir.join("plugins/dns");

@@ -61,6 +61,19 @@ if len(kinds) > 1:
         print(f"| {setting} | " + " | ".join("-" if q[k] is None else f"{q[k]:,.0f}" for k in kinds)
               + f" | {ratio('wasm-geo', 'lua-geo')} | {ratio('wasm-geo', 'geo')} |")
 
+# Answers from health-checked pools against the static answer, same run
+# (the goal: gslb >= 0.9x static).
+if any(sc == "dnspolicy-gslb" for (sc, _) in runs):
+    print()
+    print("| setting | static QPS | gslb QPS | gslb / static |")
+    print("|---|---|---|---|")
+    for setting in sorted({s for (sc, s) in runs if sc == "dnspolicy-gslb"}):
+        qs = med(runs.get(("dnspolicy-static", setting), []), "qps")
+        qg = med(runs.get(("dnspolicy-gslb", setting), []), "qps")
+        f = lambda v: "-" if v is None else f"{v:,.0f}"
+        r = f"{qg / qs:.2f}" if qs and qg else "-"
+        print(f"| {setting} | {f(qs)} | {f(qg)} | {r} |")
+
 # This build against a baseline build (BASELINE_BIN), same run.
 base = sorted({sc[len("baseline-"):] for (sc, _) in runs if sc.startswith("baseline-")})
 if base:

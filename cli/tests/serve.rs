@@ -99,7 +99,10 @@ fn embedded_default_from_any_directory() {
 fn gslb_example_serves_from_any_directory_and_flags_win() {
     // Run from the temp dir: the config's relative plugin_dir is found
     // beside the file; --listen and --admin replace the file's addresses.
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gslb/dnspolicy.toml");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/gslb/dnspolicy.toml"
+    );
     let s = serve(&["--config", config]);
     assert_ne!(s.dns, "127.0.0.1:5353", "--listen wins over the file");
     assert_ne!(s.admin, "127.0.0.1:9153", "--admin wins over the file");
@@ -108,10 +111,17 @@ fn gslb_example_serves_from_any_directory_and_flags_win() {
     };
     // Healthy or not (no listeners on 19001-19003 here: the fallback answers
     // them all), the three members, with the capped TTL.
-    let mut got: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(4)).collect();
+    let mut got: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
     got.sort_unstable();
     assert_eq!(got, ["192.0.2.101", "192.0.2.102", "192.0.2.103"], "{out}");
-    assert!(out.lines().all(|l| l.split_whitespace().nth(1) == Some("30")), "TTL 30: {out}");
+    assert!(
+        out.lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("30")),
+        "TTL 30: {out}"
+    );
 }
 
 #[test]

@@ -284,12 +284,10 @@ fn pools(shared: &Shared, out: &mut String) {
             checks.push((format!("{l},result=\"failed\""), n(&m.checks_failed)));
             changes.push((l, n(&m.transitions)));
         }
-        let l = format!("pool=\"{}\"", metrics::label(&pool.name));
         answers.push((
-            format!("{l},from=\"healthy\""),
-            n(&pool.answers).saturating_sub(n(&pool.fallbacks)),
+            format!("pool=\"{}\"", metrics::label(&pool.name)),
+            n(&pool.fallbacks),
         ));
-        answers.push((format!("{l},from=\"fallback\""), n(&pool.fallbacks)));
     }
     counter(
         out,
@@ -305,8 +303,8 @@ fn pools(shared: &Shared, out: &mut String) {
     );
     counter(
         out,
-        "dnspolicy_pool_answers_total",
-        "Answers from pools, by source (fallback: no member was healthy).",
+        "dnspolicy_pool_fallback_answers_total",
+        "Pool answers given while no member was healthy (from the fallback).",
         &refs(&answers),
     );
     counter(

@@ -506,6 +506,29 @@ pub fn write_addresses(
     if q.qtype != rtype || data.is_empty() || data.len() > 64 || !data.iter().all(fits) {
         return false;
     }
+    let ips = data.iter().filter_map(|v| match v {
+        Value::Ip(ip) => Some(*ip),
+        _ => None,
+    });
+    write_ips(out, packet, q, rtype, ttl, data.len(), ips, finish)
+}
+
+/// [`write_addresses`] for addresses the caller already holds (an answer
+/// pool's picks): `n` addresses of `rtype`'s family, checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn write_ips(
+    out: &mut Vec<u8>,
+    packet: &[u8],
+    q: &WireQuery,
+    rtype: u16,
+    ttl: u32,
+    n: usize,
+    ips: impl Iterator<Item = IpAddr>,
+    finish: Finish,
+) -> bool {
+    if q.qtype != rtype || n == 0 || n > 64 {
+        return false;
+    }
     out.clear();
     let t = Template {
         authoritative: true,
@@ -516,21 +539,20 @@ pub fn write_addresses(
     };
     header(out, q, &t, finish, false);
     out.extend_from_slice(&packet[12..q.question_end]);
-    for v in data {
+    for ip in ips {
         out.extend_from_slice(&[0xC0, 12]);
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&q.qclass.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
-        match v {
-            Value::Ip(IpAddr::V4(a)) => {
+        match ip {
+            IpAddr::V4(a) => {
                 out.extend_from_slice(&4u16.to_be_bytes());
                 out.extend_from_slice(&a.octets());
             }
-            Value::Ip(IpAddr::V6(a)) => {
+            IpAddr::V6(a) => {
                 out.extend_from_slice(&16u16.to_be_bytes());
                 out.extend_from_slice(&a.octets());
             }
-            _ => {}
         }
     }
     opt(out, q, finish);
@@ -541,7 +563,7 @@ pub fn write_addresses(
         opt(out, q, finish);
         return true;
     }
-    out[6..8].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    out[6..8].copy_from_slice(&(n as u16).to_be_bytes());
     true
 }
 

@@ -19,7 +19,8 @@ use config::{HealthConfig, PoolConfig};
 use dnspolicy_compiler::ir::value::Pick;
 use dnspolicy_compiler::{Value, Verdict};
 use health::Probe;
-use pick::ClientPlace;
+use pick::{ClientPlace, Picks};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -78,10 +79,10 @@ pub struct Pool {
     pub backup: Option<usize>,
     /// Whether any member is health-checked (its answers' TTLs are capped).
     pub checked: bool,
-    /// Answers given from the fallback because no member was healthy.
+    /// Answers given from the fallback because no member was healthy
+    /// (rare, so one shared counter; answers in general are counted per
+    /// worker as `pool` verdicts).
     pub fallbacks: AtomicU64,
-    /// Answers given.
-    pub answers: AtomicU64,
 }
 
 impl Pool {
@@ -171,7 +172,6 @@ impl Pools {
                     health: p.health.clone(),
                     backup: by_name.get(&p.fallback).copied(),
                     fallbacks: AtomicU64::new(0),
-                    answers: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -199,16 +199,28 @@ impl Pools {
     }
 
     /// Turns a `pool` verdict into the verdict the server answers with for
-    /// a question of type `qtype`: an A/AAAA answer of the picked members
-    /// of that family, a CNAME (rewrite) to a picked name member, or NODATA
-    /// when the pool has nothing of the asked type. `place` is asked only
-    /// by `nearest` (GeoIP). `None`: the pool is not configured.
+    /// a question of type `qtype` ([`Pools::pick`] as a [`Verdict`]).
+    /// `None`: the pool is not configured.
     pub fn answer(
         &self,
         v: &Verdict,
         qtype: u16,
         place: &mut dyn FnMut() -> (Option<(f64, f64)>, Arc<str>, Arc<str>),
     ) -> Option<Verdict> {
+        self.pick(v, qtype, place).map(Picked::into_verdict)
+    }
+
+    /// Picks for a `pool` verdict and a question of type `qtype`: the
+    /// picked members' addresses of that family, a CNAME target (a picked
+    /// name member), or NODATA when the pool has nothing of the asked type.
+    /// `place` is asked only by `nearest` (GeoIP). Nothing is allocated
+    /// for pools of up to 16 members. `None`: the pool is not configured.
+    pub fn pick(
+        &self,
+        v: &Verdict,
+        qtype: u16,
+        place: &mut dyn FnMut() -> (Option<(f64, f64)>, Arc<str>, Arc<str>),
+    ) -> Option<Picked<'_>> {
         let Verdict::Pool {
             pool,
             pick: how,
@@ -230,11 +242,11 @@ impl Pools {
         };
         if !p.members.iter().any(fits) {
             // Nothing of the asked type (an AAAA question to IPv4 members).
-            return Some(Verdict::Nodata);
+            return Some(Picked::Nodata);
         }
-        let mut cands: Vec<&Member> = Vec::with_capacity(p.members.len());
-        // A pool with no healthy member: its backup pool (once per pool,
-        // no cycles), else every member of the last pool tried.
+        let mut cands: SmallVec<[&Member; 16]> = SmallVec::new();
+        // A pool with no healthy member: its backup pool (at most once per
+        // pool, so no cycle), else every member of the last pool tried.
         let mut tried = 0;
         loop {
             cands.clear();
@@ -256,14 +268,13 @@ impl Pools {
                 }
             }
         }
-        p.answers.fetch_add(1, Relaxed);
         let ttl = if p.checked {
             (*ttl).min(self.max_ttl)
         } else {
             *ttl
         };
         if cands.is_empty() {
-            return Some(Verdict::Nodata);
+            return Some(Picked::Nodata);
         }
         let (loc, region, country);
         let client = if *how == Pick::Nearest {
@@ -276,25 +287,63 @@ impl Pools {
         } else {
             ClientPlace::default()
         };
-        let mut picked = Vec::with_capacity(cands.len());
+        let mut picked = Picks::new();
         pick::pick(*how, &cands, *count, *key, &client, &mut picked);
         if let Some(Target::Name(n)) = picked.first().map(|&i| &cands[i].target) {
-            return Some(Verdict::Rewrite {
-                target: n.clone(),
-                ttl,
-            });
+            return Some(Picked::Name { target: n, ttl });
         }
-        let data: Vec<Value> = picked
+        let ips = picked
             .iter()
             .filter_map(|&i| match cands[i].target {
-                Target::Ip(ip) => Some(Value::Ip(ip)),
+                Target::Ip(ip) => Some(ip),
                 Target::Name(_) => None,
             })
             .collect();
-        Some(Verdict::Answer {
+        Some(Picked::Addrs {
             rtype: if want_v6 { 28 } else { 1 },
-            data,
+            ips,
             ttl,
         })
+    }
+}
+
+/// What [`Pools::pick`] chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Picked<'p> {
+    /// A/AAAA records.
+    Addrs {
+        /// 1 (A) or 28 (AAAA).
+        rtype: u16,
+        /// The addresses, best first.
+        ips: SmallVec<[IpAddr; 16]>,
+        /// Their TTL (capped when the pool is health-checked).
+        ttl: u32,
+    },
+    /// A CNAME to a name member.
+    Name {
+        /// The canonical target.
+        target: &'p str,
+        /// Its TTL.
+        ttl: u32,
+    },
+    /// Nothing of the asked type.
+    Nodata,
+}
+
+impl Picked<'_> {
+    /// The same as a verdict (for paths that build a full response).
+    pub fn into_verdict(self) -> Verdict {
+        match self {
+            Picked::Addrs { rtype, ips, ttl } => Verdict::Answer {
+                rtype,
+                data: ips.into_iter().map(Value::Ip).collect(),
+                ttl,
+            },
+            Picked::Name { target, ttl } => Verdict::Rewrite {
+                target: target.to_string(),
+                ttl,
+            },
+            Picked::Nodata => Verdict::Nodata,
+        }
     }
 }

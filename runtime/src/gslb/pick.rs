@@ -5,7 +5,12 @@
 
 use super::Member;
 use dnspolicy_compiler::ir::value::Pick;
+use smallvec::SmallVec;
 use std::cell::Cell;
+
+/// Indexes into the candidates, best first; on the stack for pools of up
+/// to 16 members (the query path allocates nothing).
+pub type Picks = SmallVec<[usize; 16]>;
 
 /// Where the client is, for `nearest` (GeoIP of the ECS address or source).
 #[derive(Clone, Debug, Default)]
@@ -26,7 +31,7 @@ pub fn pick(
     count: u32,
     key: Option<i64>,
     place: &ClientPlace<'_>,
-    out: &mut Vec<usize>,
+    out: &mut Picks,
 ) {
     out.clear();
     let n = cands.len();
@@ -53,7 +58,7 @@ pub fn pick(
 }
 
 /// The `want` best of `0..n` by `score` (highest first; ties keep order).
-fn ranked(n: usize, want: usize, out: &mut Vec<usize>, score: impl Fn(usize) -> f64) {
+fn ranked(n: usize, want: usize, out: &mut Picks, score: impl Fn(usize) -> f64) {
     out.extend(0..n);
     out.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
     out.truncate(want);
@@ -61,7 +66,7 @@ fn ranked(n: usize, want: usize, out: &mut Vec<usize>, score: impl Fn(usize) -> 
 
 /// Weighted draws without replacement. Members of weight 0 are drawn only
 /// when every candidate has weight 0 (then uniformly).
-fn weighted(cands: &[&Member], want: usize, out: &mut Vec<usize>) {
+fn weighted(cands: &[&Member], want: usize, out: &mut Picks) {
     let all_zero = cands.iter().all(|m| m.weight == 0);
     let w = |i: usize| {
         if all_zero {

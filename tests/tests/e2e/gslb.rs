@@ -149,12 +149,7 @@ async fn example_config_follows_tcp_health_checks() {
     let a = answers(&udp(s.dns, &query("gslb.example.com.", RecordType::A)).await);
     assert_eq!(a, all, "no member healthy: fallback = \"all\"");
     let (_, m) = http_get(s.admin, "/metrics").await;
-    assert!(
-        metric(
-            &m,
-            "dnspolicy_pool_answers_total{pool=\"web\",from=\"fallback\"}"
-        ) >= 1
-    );
+    assert!(metric(&m, "dnspolicy_pool_fallback_answers_total{pool=\"web\"}") >= 1);
     if have_tool("dig", "bind9-dnsutils") {
         let dns = s.dns;
         let out =

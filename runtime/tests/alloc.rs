@@ -153,6 +153,34 @@ fn static_answer_allocates_nothing() {
 }
 
 #[test]
+fn answer_pool_picks_allocate_nothing() {
+    let policy = "rule w when {query.name} == \"w.example.com\" { then pool web weighted count 2 }\n\
+                  rule s when {query.name} == \"s.example.com\" { then pool web sticky {client.subnet} }\n\
+                  rule f when {query.name} == \"f.example.com\" { if {pool.web.healthy} > 0 { then pool web failover } }\n";
+    let mut config = Config {
+        plugin_dir: Some(plugin_dir("pools", &[("p.dsl", policy)])),
+        zone: Some(root().join("examples/serve/example.zone")),
+        workers: 1,
+        ..Config::default()
+    };
+    config.pools = toml::from_str(
+        "[web]\nmembers = [{ address = \"192.0.2.1\", priority = 2 }, { address = \"192.0.2.2\", priority = 1 }, { address = \"192.0.2.3\", weight = 3 }]\n",
+    )
+    .expect("pools");
+    let s = Arc::new(Shared::from_config(&config).expect("shared state"));
+    for (name, want) in [
+        ("w.example.com.", 2),
+        ("s.example.com.", 1),
+        ("f.example.com.", 1),
+    ] {
+        let n = steady_state(&s, &query(name, Some(("198.51.100.0", 24))), |m| {
+            assert_eq!(answers(m).len(), want, "{name}: {:?}", answers(m));
+        });
+        assert_eq!(n, 0, "allocations for 1 000 `{name}` pool answers");
+    }
+}
+
+#[test]
 fn rewrite_resolved_from_the_zone_allocates_nothing() {
     let s = shared(
         plugin_dir(

@@ -47,7 +47,7 @@ pub struct Counters {
     /// Responses dropped on purpose (the `drop` verdict).
     pub dropped: AtomicU64,
     /// Decisions by verdict kind ([`VERDICTS`]).
-    pub verdicts: [AtomicU64; 13],
+    pub verdicts: [AtomicU64; VERDICTS.len()],
     /// Reads of missing values in policies.
     pub missing_reads: AtomicU64,
     /// Upstream exchanges that succeeded.

@@ -145,7 +145,7 @@ impl<'a> QueryCtx<'a> {
     /// Where the client is, for `pick nearest`: GeoIP of the ECS address or
     /// the source (looked up once per query). The answer now depends on
     /// GeoIP, so the ECS scope becomes GeoIP's network.
-    pub fn client_place(&mut self) -> (Option<(f64, f64)>, Arc<str>, Arc<str>) {
+    pub fn client_place(&mut self) -> crate::gslb::Place {
         self.note_fields_read(
             (1 << Field::ClientRegion as u32) | (1 << Field::ClientCountry as u32),
         );

@@ -149,13 +149,11 @@ pub fn validate(pools: &BTreeMap<String, PoolConfig>) -> Result<(), PoolConfigEr
                 h.expect_rcode
             )));
         }
-        if p.fallback != "all" {
-            if p.fallback == *name || !pools.contains_key(&p.fallback) {
-                return Err(bad(format!(
-                    "fallback `{}` is neither \"all\" nor another pool",
-                    p.fallback
-                )));
-            }
+        if p.fallback != "all" && (p.fallback == *name || !pools.contains_key(&p.fallback)) {
+            return Err(bad(format!(
+                "fallback `{}` is neither \"all\" nor another pool",
+                p.fallback
+            )));
         }
         for (i, m) in p.members.iter().enumerate() {
             let at = |reason: String| bad(format!("member {}: {reason}", i + 1));

@@ -205,7 +205,7 @@ impl Pools {
         &self,
         v: &Verdict,
         qtype: u16,
-        place: &mut dyn FnMut() -> (Option<(f64, f64)>, Arc<str>, Arc<str>),
+        place: &mut dyn FnMut() -> Place,
     ) -> Option<Verdict> {
         self.pick(v, qtype, place).map(Picked::into_verdict)
     }
@@ -219,7 +219,7 @@ impl Pools {
         &self,
         v: &Verdict,
         qtype: u16,
-        place: &mut dyn FnMut() -> (Option<(f64, f64)>, Arc<str>, Arc<str>),
+        place: &mut dyn FnMut() -> Place,
     ) -> Option<Picked<'_>> {
         let Verdict::Pool {
             pool,
@@ -307,7 +307,14 @@ impl Pools {
     }
 }
 
+/// Where the client is, as `nearest` asks for it: coordinates in degrees,
+/// region and country (GeoIP of the ECS address or the source).
+pub type Place = (Option<(f64, f64)>, Arc<str>, Arc<str>);
+
 /// What [`Pools::pick`] chose.
+// The addresses stay on the stack for one query: boxing them would
+// allocate on every pool answer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Picked<'p> {
     /// A/AAAA records.

@@ -25,7 +25,7 @@ fn verdict(pool: &str, pick: Pick, count: u32, key: Option<i64>) -> Verdict {
     }
 }
 
-fn nowhere() -> (Option<(f64, f64)>, Arc<str>, Arc<str>) {
+fn nowhere() -> Place {
     (None, "".into(), "".into())
 }
 
@@ -199,7 +199,7 @@ members = [{ address = "192.0.2.9", check = "tcp://127.0.0.1:9" }]
         a,
         Verdict::Answer {
             rtype: 1,
-            data: vec![Value::Ip("192.0.2.1".parse().unwrap())],
+            data: vec![Value::Ip("192.0.2.1".parse().expect("address"))],
             ttl: 30
         }
     );
@@ -221,7 +221,7 @@ members = [{ address = "192.0.2.9", check = "tcp://127.0.0.1:9" }]
         a,
         Verdict::Answer {
             rtype: 1,
-            data: vec![Value::Ip("198.51.100.1".parse().unwrap())],
+            data: vec![Value::Ip("198.51.100.1".parse().expect("address"))],
             ttl: 300
         }
     );
@@ -287,7 +287,7 @@ fn probes_parse() {
     use health::Probe;
     assert_eq!(
         Probe::parse("tcp://127.0.0.1:19001"),
-        Ok(Probe::Tcp("127.0.0.1:19001".parse().unwrap()))
+        Ok(Probe::Tcp("127.0.0.1:19001".parse().expect("address")))
     );
     assert!(
         matches!(Probe::parse("http://[::1]:8080/healthz?x=1"), Ok(Probe::Http { path, .. }) if path == "/healthz?x=1")

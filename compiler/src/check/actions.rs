@@ -1,0 +1,267 @@
+//! Actions: what a `then` does. Record data against its type, TTLs,
+//! rewrite targets, forward pools and answer pools.
+
+use super::*;
+
+impl<'a> Checker<'a> {
+    pub(super) fn action(&mut self, a: &'a ast::Action) -> Action {
+        match &a.kind {
+            ActionKind::Value(e) => Action::Value(self.expr_value(e)),
+            ActionKind::Answer { rtype, data, ttl } => {
+                let code = match qtype_from_str(&rtype.name) {
+                    Some(c) => c,
+                    None => {
+                        let mut d = Diagnostic::error(
+                            "E0042",
+                            format!("unknown record type `{}`", rtype.name),
+                            rtype.span,
+                        )
+                        .with_label("not a record type");
+                        if let Some(s) =
+                            closest(&rtype.name.to_ascii_uppercase(), QTYPES.iter().map(|q| q.0))
+                        {
+                            d = d.with_help(format!("did you mean `{s}`?"));
+                        }
+                        self.error(d);
+                        0
+                    }
+                };
+                let data = data
+                    .iter()
+                    .map(|d| self.record_data(code, &rtype.name, d))
+                    .collect();
+                Action::Answer {
+                    rtype: code,
+                    data,
+                    ttl: self.ttl(ttl.as_ref()),
+                }
+            }
+            ActionKind::Rewrite { target, ttl } => {
+                let target = self.name_operand(target, "a rewrite target");
+                Action::Rewrite {
+                    target,
+                    ttl: self.ttl(ttl.as_ref()),
+                }
+            }
+            ActionKind::Forward(pool) => {
+                // A bare word that names nothing is the pool's name: `forward backup`.
+                if let ast::ExprKind::Ident(n) = &pool.kind {
+                    if !self.is_bound(n) {
+                        return Action::Forward(lit(
+                            Value::Str(n.as_ref().into()),
+                            Type::String,
+                            pool.span,
+                        ));
+                    }
+                }
+                Action::Forward(self.coerce(pool, &Type::String, None))
+            }
+            ActionKind::Pool {
+                name,
+                pick,
+                key,
+                count,
+                ttl,
+            } => self.pool_action(
+                name,
+                pick.as_ref(),
+                key.as_ref(),
+                count.as_ref(),
+                ttl.as_ref(),
+            ),
+            ActionKind::Nxdomain => Action::Nxdomain,
+            ActionKind::Nodata => Action::Nodata,
+            ActionKind::Refuse => Action::Refuse,
+            ActionKind::Servfail => Action::Servfail,
+            ActionKind::Drop => Action::Drop,
+            ActionKind::Truncate => Action::Truncate,
+            ActionKind::Pass => Action::Pass,
+        }
+    }
+
+    /// `then pool NAME [PICK [KEY]] [count N] [ttl N]`: the pick word is
+    /// known, a key goes with `sticky` only (and `sticky` needs one), count
+    /// and TTL are constants (the verdict stays static for the backends).
+    fn pool_action(
+        &mut self,
+        name: &ast::Ident,
+        pick: Option<&ast::Ident>,
+        key: Option<&'a ast::Expr>,
+        count: Option<&'a ast::Expr>,
+        ttl: Option<&'a ast::Expr>,
+    ) -> Action {
+        let words = || Pick::ALL.iter().map(|p| p.as_str());
+        let chosen = match pick {
+            None => Pick::All,
+            Some(p) => match Pick::from_name(&p.name) {
+                Some(k) => k,
+                None => {
+                    let mut d =
+                        Diagnostic::error("E0045", format!("unknown pick `{}`", p.name), p.span)
+                            .with_label("not a way to pick pool members");
+                    d = match closest(&p.name, words()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!(
+                            "picks are: {}",
+                            words().collect::<Vec<_>>().join(", ")
+                        )),
+                    };
+                    self.error(d);
+                    // Whatever was meant, its key is not a second error.
+                    if key.is_some() {
+                        Pick::Sticky
+                    } else {
+                        Pick::All
+                    }
+                }
+            },
+        };
+        let key = match (chosen, key) {
+            (Pick::Sticky, Some(k)) => {
+                let e = self.expr_value(k);
+                Some(Expr {
+                    span: e.span,
+                    kind: ExprKind::Call(Func::Hash, vec![e]),
+                    ty: Type::Int,
+                })
+            }
+            (Pick::Sticky, None) => {
+                let at = pick.map_or(name.span, |p| p.span);
+                self.error(
+                    Diagnostic::error("E0045", "`sticky` needs a key", at)
+                        .with_label("what should stay on the same members?")
+                        .with_help("e.g. `then pool web sticky {client.subnet}`"),
+                );
+                None
+            }
+            (other, Some(k)) => {
+                self.error(
+                    Diagnostic::error(
+                        "E0045",
+                        format!("`{}` takes no key", other.as_str()),
+                        k.span,
+                    )
+                    .with_label("only `sticky` has a key")
+                    .with_help("to answer with several members, write `count N`"),
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        let count = match count {
+            None if chosen == Pick::All => 0,
+            None => 1,
+            Some(c) => match self.coerce(c, &Type::Int, None).kind {
+                ExprKind::Lit(Value::Int(n)) if (1..=64).contains(&n) => n as u32,
+                ExprKind::Lit(Value::Int(n)) => {
+                    self.error(
+                        Diagnostic::error("E0045", format!("count {n} is out of range"), c.span)
+                            .with_label("a pool answers with 1 to 64 members"),
+                    );
+                    1
+                }
+                _ => {
+                    self.error(
+                        Diagnostic::error("E0045", "`count` must be a constant", c.span)
+                            .with_label("a literal or a const"),
+                    );
+                    1
+                }
+            },
+        };
+        let t = self.ttl(ttl);
+        let ttl = match t.kind {
+            ExprKind::Lit(Value::Int(v)) => u32::try_from(v).unwrap_or(0),
+            _ => {
+                self.error(
+                    Diagnostic::error("E0045", "a pool's `ttl` must be a constant", t.span)
+                        .with_label("a literal or a const"),
+                );
+                0
+            }
+        };
+        Action::Pool {
+            pool: name.name.as_str().into(),
+            pick: chosen,
+            key,
+            count,
+            ttl,
+        }
+    }
+
+    fn ttl(&mut self, ttl: Option<&'a ast::Expr>) -> Expr {
+        let Some(e) = ttl else {
+            return lit(Value::Int(DEFAULT_TTL), Type::Int, Span::default());
+        };
+        let t = self.coerce(e, &Type::Int, None);
+        if let ExprKind::Lit(Value::Int(v)) = t.kind {
+            if !(0..=i64::from(i32::MAX)).contains(&v) {
+                self.error(
+                    Diagnostic::error("E0043", format!("TTL {v} is out of range"), e.span)
+                        .with_label("TTLs are 0 to 2147483647 seconds (RFC 2181)"),
+                );
+            }
+        }
+        t
+    }
+
+    /// Record data for `answer TYPE ...`, checked against the type.
+    fn record_data(&mut self, rtype: u16, mnemonic: &str, d: &'a ast::Expr) -> Expr {
+        match rtype {
+            1 | 28 => {
+                let want_v4 = rtype == 1;
+                let e = self.coerce_with(
+                    d,
+                    &Type::Ip,
+                    None,
+                    "E0041",
+                    &format!("answer {mnemonic} needs an IP address"),
+                );
+                if let ExprKind::Lit(Value::Ip(ip)) = &e.kind {
+                    if ip.is_ipv4() != want_v4 {
+                        let fam = if want_v4 { "IPv4" } else { "IPv6" };
+                        self.error(
+                            Diagnostic::error(
+                                "E0041",
+                                format!("`{ip}` is not an {fam} address"),
+                                d.span,
+                            )
+                            .with_label(format!("answer {mnemonic} needs an {fam} address"))
+                            .with_help(if want_v4 {
+                                "use `answer AAAA` for IPv6 addresses"
+                            } else {
+                                "use `answer A` for IPv4 addresses"
+                            }),
+                        );
+                    }
+                }
+                e
+            }
+            0 => self.expr_value(d),
+            // CNAME, NS, PTR, DNAME: a name.
+            2 | 5 | 12 | 39 => self.name_operand(d, &format!("answer {mnemonic} data")),
+            _ => {
+                let e = self.coerce_with(
+                    d,
+                    &Type::String,
+                    None,
+                    "E0041",
+                    &format!("answer {mnemonic} needs text data"),
+                );
+                if let ExprKind::Lit(Value::Str(s)) = &e.kind {
+                    if let Some(problem) = rdata_problem(rtype, s) {
+                        self.error(
+                            Diagnostic::error(
+                                "E0041",
+                                format!("invalid {mnemonic} record data"),
+                                d.span,
+                            )
+                            .with_label(problem),
+                        );
+                    }
+                }
+                e
+            }
+        }
+    }
+}

@@ -59,9 +59,10 @@ pub fn pick(
 
 /// The `want` best of `0..n` by `score` (highest first; ties keep order).
 fn ranked(n: usize, want: usize, out: &mut Picks, score: impl Fn(usize) -> f64) {
-    out.extend(0..n);
-    out.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
-    out.truncate(want);
+    // Each score once (a logarithm or a great circle), not per comparison.
+    let mut scored: SmallVec<[(f64, usize); 16]> = (0..n).map(|i| (score(i), i)).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out.extend(scored.iter().take(want).map(|&(_, i)| i));
 }
 
 /// Weighted draws without replacement. Members of weight 0 are drawn only

@@ -6,6 +6,7 @@ mod check_cmd;
 mod compile_cmd;
 mod eval_cmd;
 mod lsp;
+mod oci_cmd;
 mod output;
 mod serve_cmd;
 mod test_cmd;
@@ -52,6 +53,9 @@ enum Command {
     /// interpreter, the JIT and the WASM module; a backend that disagrees
     /// fails. Exit 0 when all pass, 1 on a failure, 2 on usage or I/O errors.
     Test(TestArgs),
+    /// Plugin sets as OCI artifacts: `oci push DIR REF`, `oci pull REF DIR`,
+    /// `oci inspect REF` (plain HTTP only with --insecure).
+    Oci(oci_cmd::OciArgs),
     /// Run the language server on stdin/stdout (diagnostics as you type,
     /// hover on context paths, completion of paths and keywords).
     Lsp,
@@ -218,6 +222,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => compile_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),
         Command::Test(a) => test_cmd::run(&a.paths, a.format),
+        Command::Oci(a) => oci_cmd::run(a),
         Command::Lsp => lsp::run(),
     }
 }

@@ -72,6 +72,47 @@ pub struct ServeArgs {
     /// Share of queries the decision log records, in (0, 1] (default 0.01).
     #[arg(long, value_name = "RATE")]
     pub decision_sample: Option<f64>,
+    /// Plugins from an OCI registry instead of a directory:
+    /// `oci://HOST:PORT/REPO@sha256:…` (pinned) or `oci://HOST:PORT/REPO:TAG`
+    /// (followed: polled, new versions swapped in whole). See docs/oci.md.
+    #[arg(long, value_name = "oci://REF", conflicts_with = "plugin_dir")]
+    pub source: Option<String>,
+    /// Allow plain HTTP to the registry of --source (loopback registries).
+    #[arg(long, requires = "source")]
+    pub insecure: bool,
+    /// Seconds between checks of a followed tag (default 30).
+    #[arg(long, value_name = "SECS", requires = "source")]
+    pub source_poll: Option<f64>,
+    /// Where pulled sets are cached by digest (default
+    /// ~/.cache/dnspolicy/oci): a restart with the registry down serves the
+    /// last good set from here.
+    #[arg(long, value_name = "DIR", requires = "source")]
+    pub source_cache: Option<PathBuf>,
+}
+
+fn oci_source(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<dnspolicy_runtime::source::oci::watch::OciSource>> {
+    use dnspolicy_runtime::source::oci::watch::{default_cache, OciSource};
+    let Some(spec) = &args.source else {
+        return Ok(None);
+    };
+    if !spec.starts_with("oci://") {
+        anyhow::bail!(
+            "--source `{spec}`: only oci://HOST:PORT/REPO@sha256:… or …:TAG is supported"
+        );
+    }
+    dnspolicy_runtime::source::oci::parse_ref(spec)?;
+    let poll = args.source_poll.unwrap_or(30.0);
+    if !(poll.is_finite() && poll >= 0.1) {
+        anyhow::bail!("--source-poll {poll}: at least 0.1 seconds");
+    }
+    Ok(Some(OciSource {
+        spec: spec.clone(),
+        insecure: args.insecure,
+        poll: std::time::Duration::from_secs_f64(poll),
+        cache: args.source_cache.clone().unwrap_or_else(default_cache),
+    }))
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -138,8 +179,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let cfg = match config(&args) {
+    let mut cfg = match config(&args) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let source = match oci_source(&args) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -157,6 +205,20 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let mut first = None;
+        if let Some(src) = &source {
+            match src.initial().await {
+                Ok((dir, digest, offline)) => {
+                    tracing::info!(source = %src.spec, digest = %digest, offline, "plugin set fetched");
+                    cfg.plugin_dir = Some(dir);
+                    first = Some((digest, offline));
+                }
+                Err(e) => {
+                    eprintln!("error: --source {}: {e} (and no cached set to serve)", src.spec);
+                    return ExitCode::from(2);
+                }
+            }
+        }
         let shared = match Shared::from_config(&cfg) {
             Ok(s) => s,
             Err(e) => {
@@ -164,6 +226,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let (Some(src), Some((digest, offline))) = (&source, &first) {
+            *shared.source.reference.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = src.spec.clone();
+            *shared.source.digest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = digest.clone();
+            shared.source.offline.store(*offline, std::sync::atomic::Ordering::Relaxed);
+        }
         {
             let chain = shared.chain.load();
             for f in &chain.failed {
@@ -196,6 +263,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
             tracing::warn!(error = %e, "SIGHUP will not reload: cannot install the handler");
         }
         let stop = CancellationToken::new();
+        if let (Some(src), Some((digest, _))) = (source, first) {
+            tokio::spawn(dnspolicy_runtime::source::oci::watch::follow(
+                server.shared(),
+                src,
+                digest,
+                stop.clone(),
+            ));
+        }
         let signal_stop = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;

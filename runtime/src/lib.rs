@@ -28,6 +28,7 @@ pub mod observe;
 pub mod plugin;
 pub mod reload;
 pub mod server;
+pub mod source;
 
 pub use config::Config;
 pub use server::{ServeError, Server, Shared};

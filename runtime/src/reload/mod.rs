@@ -124,13 +124,38 @@ pub struct Reloaded {
 impl Shared {
     /// Rebuilds the chain from the plugin directory and swaps it in.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let dir = self
+            .source_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .or_else(|| self.plugin_dir.clone());
+        self.reload_with(dir.as_deref(), self.reload_mode)
+    }
+
+    /// Loads the set in `dir` (a source's new version) whole, or refuses it
+    /// and keeps the chain in service; on success later reloads read `dir`.
+    pub fn reload_from_dir(&self, dir: &std::path::Path) -> Result<Reloaded, ReloadError> {
+        let r = self.reload_with(Some(dir), ReloadMode::Set)?;
+        *self
+            .source_dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_path_buf());
+        Ok(r)
+    }
+
+    fn reload_with(
+        &self,
+        dir: Option<&std::path::Path>,
+        mode: ReloadMode,
+    ) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self
             .reloads
             .lock
             .lock()
             .map_err(|_| ReloadError::Poisoned)?;
         let start = Instant::now();
-        let result = self.build_and_swap();
+        let result = self.build_and_swap(dir, mode);
         let took = start.elapsed();
         self.reloads
             .last_duration_us
@@ -171,15 +196,18 @@ impl Shared {
         result.map(|plugins| Reloaded { plugins, took })
     }
 
-    fn build_and_swap(&self) -> Result<usize, ReloadError> {
-        let dir = self.plugin_dir.as_deref().ok_or(ReloadError::NoDirectory)?;
+    fn build_and_swap(
+        &self,
+        dir: Option<&std::path::Path>,
+        mode: ReloadMode,
+    ) -> Result<usize, ReloadError> {
+        let dir = dir.ok_or(ReloadError::NoDirectory)?;
         let current = self.chain.load_full();
-        let chain = Chain::reload_dir(dir, Some(&current), self.reload_mode).map_err(|source| {
-            ReloadError::Io {
+        let chain =
+            Chain::reload_dir(dir, Some(&current), mode).map_err(|source| ReloadError::Io {
                 path: dir.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         drop(current);
         trim_heap();
         let problems: Vec<String> = chain
@@ -188,7 +216,7 @@ impl Shared {
             .chain(&chain.stale)
             .map(|f| f.error.clone())
             .collect();
-        if !problems.is_empty() && self.reload_mode == ReloadMode::Set {
+        if !problems.is_empty() && mode == ReloadMode::Set {
             return Err(ReloadError::Plugins(problems));
         }
         let n = chain.plugins.len();

@@ -80,6 +80,11 @@ pub struct Shared {
     pub status: crate::admin::status::History,
     /// Answer pools (`[pools.NAME]`) and their health.
     pub pools: Arc<crate::gslb::Pools>,
+    /// The directory a source (`--source oci://…`) last swapped in; reloads
+    /// read it instead of `plugin_dir`.
+    pub source_dir: std::sync::Mutex<Option<std::path::PathBuf>>,
+    /// What the source says (digest in service, failures).
+    pub source: crate::source::SourceStatus,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -197,6 +202,8 @@ impl Shared {
             decisions,
             status: crate::admin::status::History::default(),
             pools: Arc::new(pools),
+            source_dir: std::sync::Mutex::new(None),
+            source: crate::source::SourceStatus::default(),
         })
     }
 }

@@ -21,7 +21,7 @@ enum OciCommand {
     Push {
         /// The plugin directory.
         dir: PathBuf,
-        /// HOST[:PORT]/REPO:TAG
+        /// `HOST[:PORT]/REPO:TAG`
         reference: String,
         /// Allow plain HTTP (loopback registries, tests).
         #[arg(long)]
@@ -29,7 +29,7 @@ enum OciCommand {
     },
     /// Pull a set (every blob verified against its digest) into DIR.
     Pull {
-        /// HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:…
+        /// `HOST[:PORT]/REPO:TAG` or `HOST[:PORT]/REPO@sha256:…`
         reference: String,
         /// Where to write the files (created).
         dir: PathBuf,
@@ -39,7 +39,7 @@ enum OciCommand {
     },
     /// Print a set's digest, format and files.
     Inspect {
-        /// HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:…
+        /// `HOST[:PORT]/REPO:TAG` or `HOST[:PORT]/REPO@sha256:…`
         reference: String,
         /// Allow plain HTTP.
         #[arg(long)]

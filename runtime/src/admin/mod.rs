@@ -315,12 +315,51 @@ fn pools(shared: &Shared, out: &mut String) {
     );
 }
 
+/// The series of a plugin source (`--source oci://…`).
+fn source(shared: &Shared, out: &mut String) {
+    let s = &shared.source;
+    let lock = |m: &std::sync::Mutex<String>| {
+        m.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let reference = lock(&s.reference);
+    if reference.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_source_info The plugin set in service: its source and digest; offline=\"true\" when it came from the cache because the registry was unreachable."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_source_info gauge");
+    let _ = writeln!(
+        out,
+        "dnspolicy_source_info{{source=\"{}\",digest=\"{}\",offline=\"{}\"}} 1",
+        metrics::label(&reference),
+        metrics::label(&lock(&s.digest)),
+        s.offline.load(Relaxed)
+    );
+    counter(
+        out,
+        "dnspolicy_source_updates_total",
+        "New sets from the source swapped into service.",
+        &[("", s.updates.load(Relaxed))],
+    );
+    counter(
+        out,
+        "dnspolicy_source_failures_total",
+        "Source fetches or loads that failed (the last good set kept serving).",
+        &[("", s.failures.load(Relaxed))],
+    );
+}
+
 /// The Prometheus exposition.
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
     observed(shared, &mut out);
     pools(shared, &mut out);
+    source(shared, &mut out);
     let chain = shared.chain.load();
     let _ = writeln!(
         out,

@@ -214,3 +214,34 @@ pub fn docker_auth(config_json: &str, registry: &str) -> Option<RegistryAuth> {
     let (u, p) = text.split_once(':')?;
     Some(RegistryAuth::Basic(u.to_string(), p.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_auth_by_registry() {
+        // base64("alice:s3cret")
+        let cfg = r#"{"auths": {"https://127.0.0.1:5000/v2/": {"auth": "YWxpY2U6czNjcmV0"}, "other:1": {"auth": "eDp5"}}}"#;
+        assert_eq!(
+            docker_auth(cfg, "127.0.0.1:5000"),
+            Some(RegistryAuth::Basic("alice".into(), "s3cret".into()))
+        );
+        assert_eq!(docker_auth(cfg, "127.0.0.1:5001"), None);
+        assert_eq!(docker_auth("not json", "x"), None);
+    }
+
+    #[test]
+    fn references() {
+        let r = parse_ref("oci://127.0.0.1:5000/sets/edge@sha256:ad733e6061a4167da80264aa79b3e1f8498462d7024db94b008698d9875bb6b5")
+            .expect("pinned");
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.repository(), "sets/edge");
+        assert!(r.digest().is_some());
+        assert_eq!(
+            parse_ref("127.0.0.1:5000/sets/edge:v1").expect("tag").tag(),
+            Some("v1")
+        );
+        assert!(parse_ref("oci://UPPER/Case:x").is_err());
+    }
+}

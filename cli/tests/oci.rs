@@ -48,6 +48,12 @@ impl Drop for Reg {
 }
 
 fn registry(name: &str) -> Option<Reg> {
+    registry_with(name, None)
+}
+
+/// A registry; with `htpasswd` (a `user:bcrypt-hash` line) it asks for
+/// basic auth.
+fn registry_with(name: &str, htpasswd: Option<&str>) -> Option<Reg> {
     if !have_tool("docker-registry", "docker-registry") {
         return None;
     }
@@ -55,14 +61,19 @@ fn registry(name: &str) -> Option<Reg> {
     let addr = format!("127.0.0.1:{}", free_port());
     let storage = dir.join("data");
     let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            storage.display()
-        ),
-    )
-    .expect("registry config");
+    let mut text = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+        storage.display()
+    );
+    if let Some(line) = htpasswd {
+        let f = dir.join("htpasswd");
+        std::fs::write(&f, format!("{line}\n")).expect("htpasswd");
+        text.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: dnspolicy-test\n    path: {}\n",
+            f.display()
+        ));
+    }
+    std::fs::write(&config, text).expect("registry config");
     let child = Command::new("docker-registry")
         .arg("serve")
         .arg(&config)
@@ -465,4 +476,69 @@ fn a_single_wasm_plugin_is_a_cncf_wasm_artifact() {
         ),
     );
     assert_eq!(blob, wasm, "the layer is the module itself");
+}
+
+#[test]
+fn basic_auth_from_the_environment_or_a_docker_config() {
+    // A bcrypt htpasswd line, made by Debian's python3 (libxcrypt).
+    let o = Command::new("/usr/bin/python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .expect("python3 runs");
+    let hash = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(hash.starts_with("$2"), "a bcrypt hash: {hash}");
+    let Some(reg) = registry_with("auth", Some(&format!("alice:{hash}"))) else {
+        return;
+    };
+    let set = repo_root().join("examples/serve/plugins");
+    let reference = format!("{}/private/edge:v1", reg.addr);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(bin());
+        c.arg("oci")
+            .args(args)
+            .env_remove("DNSPOLICY_REGISTRY_USER")
+            .env_remove("DNSPOLICY_REGISTRY_PASSWORD");
+        c.env("DOCKER_CONFIG", temp("no-docker-config"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("dnspolicy oci runs")
+    };
+    let set_s = set.to_str().expect("utf-8");
+    let o = run(&["push", set_s, &reference, "--insecure"], &[]);
+    assert_eq!(o.status.code(), Some(1), "anonymous push refused");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        &["push", set_s, &reference, "--insecure"],
+        &[
+            ("DNSPOLICY_REGISTRY_USER", "alice"),
+            ("DNSPOLICY_REGISTRY_PASSWORD", "s3cret"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dc = temp("docker-config");
+    // base64("alice:s3cret")
+    std::fs::write(
+        dc.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .expect("config.json");
+    let o = run(
+        &["inspect", &reference, "--insecure"],
+        &[("DOCKER_CONFIG", dc.to_str().expect("utf-8"))],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("geo_redirect.dsl"));
 }

@@ -77,41 +77,49 @@ pub struct ServeArgs {
     /// (followed: polled, new versions swapped in whole). See docs/oci.md.
     #[arg(long, value_name = "oci://REF", conflicts_with = "plugin_dir")]
     pub source: Option<String>,
-    /// Allow plain HTTP to the registry of --source (loopback registries).
-    #[arg(long, requires = "source")]
+    /// Allow plain HTTP to the registry of the source (loopback registries).
+    #[arg(long)]
     pub insecure: bool,
     /// Seconds between checks of a followed tag (default 30).
-    #[arg(long, value_name = "SECS", requires = "source")]
+    #[arg(long, value_name = "SECS")]
     pub source_poll: Option<f64>,
     /// Where pulled sets are cached by digest (default
     /// ~/.cache/dnspolicy/oci): a restart with the registry down serves the
     /// last good set from here.
-    #[arg(long, value_name = "DIR", requires = "source")]
+    #[arg(long, value_name = "DIR")]
     pub source_cache: Option<PathBuf>,
 }
 
 fn oci_source(
     args: &ServeArgs,
+    cfg: &Config,
 ) -> anyhow::Result<Option<dnspolicy_runtime::source::oci::watch::OciSource>> {
     use dnspolicy_runtime::source::oci::watch::{default_cache, OciSource};
-    let Some(spec) = &args.source else {
+    let file = &cfg.source;
+    let Some(spec) = args.source.as_ref().or(file.url.as_ref()) else {
         return Ok(None);
     };
     if !spec.starts_with("oci://") {
-        anyhow::bail!(
-            "--source `{spec}`: only oci://HOST:PORT/REPO@sha256:… or …:TAG is supported"
-        );
+        anyhow::bail!("source `{spec}`: only oci://HOST:PORT/REPO@sha256:… or …:TAG is supported");
+    }
+    if args.source.is_none() && args.plugin_dir.is_some() {
+        // --plugin-dir on the command line wins over the file's source.
+        return Ok(None);
     }
     dnspolicy_runtime::source::oci::parse_ref(spec)?;
-    let poll = args.source_poll.unwrap_or(30.0);
+    let poll = args.source_poll.unwrap_or(file.poll);
     if !(poll.is_finite() && poll >= 0.1) {
-        anyhow::bail!("--source-poll {poll}: at least 0.1 seconds");
+        anyhow::bail!("source poll {poll}: at least 0.1 seconds");
     }
     Ok(Some(OciSource {
         spec: spec.clone(),
-        insecure: args.insecure,
+        insecure: args.insecure || file.insecure,
         poll: std::time::Duration::from_secs_f64(poll),
-        cache: args.source_cache.clone().unwrap_or_else(default_cache),
+        cache: args
+            .source_cache
+            .clone()
+            .or_else(|| file.cache.clone())
+            .unwrap_or_else(default_cache),
     }))
 }
 
@@ -186,7 +194,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let source = match oci_source(&args) {
+    let source = match oci_source(&args, &cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

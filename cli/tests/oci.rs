@@ -288,15 +288,19 @@ fn round_trip_of_every_plugin_kind_and_serve_pinned() {
     let a = ask(s.dns, "www.example.com", 1).expect("an answer");
     assert_eq!(a, ["cdn-global.example.com.", "192.0.2.20"]);
     drop(s);
-    // The registry gone, a restart serves the cached set (offline).
+    // The registry gone, a restart serves the cached set (offline); this
+    // time the source comes from the config file's [source].
     drop(reg);
-    let s = serve(&[
-        "--source",
-        &format!("oci://{pinned}"),
-        "--insecure",
-        "--source-cache",
-        cache.to_str().expect("utf-8"),
-    ]);
+    let conf = cache.join("serve.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[source]\nurl = \"oci://{pinned}\"\ninsecure = true\ncache = \"{}\"\n",
+            cache.display()
+        ),
+    )
+    .expect("config");
+    let s = serve(&["--config", conf.to_str().expect("utf-8")]);
     assert_eq!(
         ask(s.dns, "www.example.com", 1).expect("an answer")[1],
         "192.0.2.20"

@@ -78,6 +78,33 @@ pub struct Config {
     pub gslb: crate::gslb::config::GslbSection,
     /// `[pools.NAME]`: answer pools for `then pool NAME`.
     pub pools: BTreeMap<String, crate::gslb::config::PoolConfig>,
+    /// `[source]`: plugins from an OCI registry instead of `plugin_dir`.
+    pub source: SourceSection,
+}
+
+/// `[source]` (`docs/oci.md`); the `--source*` flags win.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSection {
+    /// `oci://HOST:PORT/REPO@sha256:…` or `oci://HOST:PORT/REPO:TAG`.
+    pub url: Option<String>,
+    /// Plain HTTP to the registry.
+    pub insecure: bool,
+    /// Seconds between checks of a followed tag.
+    pub poll: f64,
+    /// The cache of pulled sets (default `~/.cache/dnspolicy/oci`).
+    pub cache: Option<PathBuf>,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        SourceSection {
+            url: None,
+            insecure: false,
+            poll: 30.0,
+            cache: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -103,6 +130,7 @@ impl Default for Config {
             decisions: DecisionsSection::default(),
             gslb: crate::gslb::config::GslbSection::default(),
             pools: BTreeMap::new(),
+            source: SourceSection::default(),
         }
     }
 }

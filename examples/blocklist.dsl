@@ -3,7 +3,7 @@ set allow = ["good.ads.example.net"]
 set block = ["ads.example.net", "*.ads.example.net", "*.tracker.example", "malware.test"]
 
 rule allow priority 2000 {
-    if {query.name} in allow { then pass }      # stop here: later rules never see it
+    if {query.name} in allow { then pass }  # stop here: later rules never see it
 }
 
 rule block priority 1000 {

@@ -6,10 +6,10 @@
 const TTL = 300
 
 set cdn_names = ["www.example.com", "img.example.com"]
-set bj_nets   = [10.1.0.0/16, 198.51.100.0/24, 2001:db8:100::/48]   # operator's own Beijing networks
-set blocklist = ["ads.example.net", "*.tracker.example"]              # "*." = any subdomain
+set bj_nets = [10.1.0.0/16, 198.51.100.0/24, 2001:db8:100::/48]  # operator's own Beijing networks
+set blocklist = ["ads.example.net", "*.tracker.example"]         # "*." = any subdomain
 
-input user.canary_percent : int   # injected by the operator; missing means no canary
+input user.canary_percent : int  # injected by the operator; missing means no canary
 
 rule block priority 1000 {
     if {query.name} in blocklist { then nxdomain }

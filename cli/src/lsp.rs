@@ -20,6 +20,7 @@ pub fn run() -> ExitCode {
     let caps = json!({
         "textDocumentSync": 1,
         "hoverProvider": true,
+        "documentFormattingProvider": true,
         "completionProvider": { "triggerCharacters": [".", "{", "<"] },
     });
     if let Err(e) = conn.initialize(caps) {
@@ -94,7 +95,10 @@ fn handle_request(req: &Request, docs: &HashMap<String, String>) -> Response {
         ("textDocument/completion", Some(text), (Some(l), Some(c))) => {
             completion(text, l as usize, c as usize)
         }
-        ("textDocument/hover" | "textDocument/completion", _, _) => Value::Null,
+        ("textDocument/formatting", Some(text), _) => formatting(text),
+        ("textDocument/hover" | "textDocument/completion" | "textDocument/formatting", _, _) => {
+            Value::Null
+        }
         _ => {
             return Response::new_err(
                 req.id.clone(),
@@ -104,6 +108,19 @@ fn handle_request(req: &Request, docs: &HashMap<String, String>) -> Response {
         }
     };
     Response::new_ok(req.id.clone(), result)
+}
+
+/// Document formatting: one edit replacing the whole text with its
+/// canonical layout; none when it is already formatted or does not parse
+/// (the diagnostics say why).
+fn formatting(text: &str) -> Value {
+    match dnspolicy_compiler::syntax::format::format(text) {
+        Ok(f) if f != text => json!([{
+            "range": { "start": position(text, 0), "end": position(text, text.len() as u32) },
+            "newText": f,
+        }]),
+        _ => json!([]),
+    }
 }
 
 /// LSP position (0-based line, UTF-16 column) of a byte offset.

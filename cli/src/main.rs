@@ -5,6 +5,7 @@
 mod check_cmd;
 mod compile_cmd;
 mod eval_cmd;
+mod fmt_cmd;
 mod lsp;
 mod oci_cmd;
 mod output;
@@ -53,6 +54,9 @@ enum Command {
     /// interpreter, the JIT and the WASM module; a backend that disagrees
     /// fails. Exit 0 when all pass, 1 on a failure, 2 on usage or I/O errors.
     Test(TestArgs),
+    /// Rewrite policies in the canonical layout (comments kept); `--check`
+    /// lists the files that are not, exit 1 if any.
+    Fmt(fmt_cmd::FmtArgs),
     /// Plugin sets as OCI artifacts: `oci push DIR REF`, `oci pull REF DIR`,
     /// `oci inspect REF` (plain HTTP only with --insecure).
     Oci(oci_cmd::OciArgs),
@@ -222,6 +226,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => compile_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),
         Command::Test(a) => test_cmd::run(&a.paths, a.format),
+        Command::Fmt(a) => fmt_cmd::run(&a),
         Command::Oci(a) => oci_cmd::run(a),
         Command::Lsp => lsp::run(),
     }

@@ -43,7 +43,11 @@ pub fn run(args: &FmtArgs) -> ExitCode {
                 }
             }
         };
-        let shown = if stdin { "<stdin>".to_string() } else { path.display().to_string() };
+        let shown = if stdin {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
         let formatted = match format(&src) {
             Ok(f) => f,
             Err(diags) => {

@@ -658,3 +658,53 @@ fn a_wrong_expectation_fails_with_the_trace() {
     let o = dnspolicy(&["test", "grammar/"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn fmt_rewrites_checks_and_leaves_broken_files_alone() {
+    let dir = std::env::temp_dir().join(format!("dnspolicy-fmt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let messy = dir.join("messy.dsl");
+    let broken = dir.join("broken.dsl");
+    std::fs::write(&messy, "rule a {then nxdomain}   # gone\n").expect("write");
+    std::fs::write(&broken, "rule {\n").expect("write");
+    let m = messy.to_str().expect("utf-8");
+    let o = dnspolicy(&["fmt", "--check", m]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("would reformat"), "{}", stdout(&o));
+    assert_eq!(
+        std::fs::read_to_string(&messy).expect("read"),
+        "rule a {then nxdomain}   # gone\n",
+        "--check changes nothing"
+    );
+    let o = dnspolicy(&["fmt", m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&messy).expect("read"),
+        "rule a {\n    then nxdomain  # gone\n}\n"
+    );
+    assert_eq!(dnspolicy(&["fmt", "--check", m]).status.code(), Some(0));
+    let b = broken.to_str().expect("utf-8");
+    let o = dnspolicy(&["fmt", b]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not parse"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&broken).expect("read"),
+        "rule {\n",
+        "left alone"
+    );
+    // The examples are in the canonical layout (but the two kept verbatim
+    // from the original design, in the angle spelling).
+    let mut files: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .expect("examples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dsl"))
+        .filter(|p| !p.ends_with("seed.dsl") && !p.ends_with("design-card.dsl"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["fmt", "--check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = dnspolicy(&args);
+    assert!(o.status.success(), "{}", stdout(&o));
+}

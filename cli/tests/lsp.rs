@@ -216,3 +216,51 @@ fn diagnostics_hover_and_completion() {
     let status = c.child.wait().expect("exit");
     assert!(status.success());
 }
+
+#[test]
+fn document_formatting_is_dnspolicy_fmt() {
+    let mut c = Client::start();
+    let init = c.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": null, "capabilities": {} }),
+    );
+    assert_eq!(
+        init["result"]["capabilities"]["documentFormattingProvider"], true,
+        "{init}"
+    );
+    c.notify("initialized", json!({}));
+    let uri = "file:///tmp/messy.dsl";
+    let text = "# steer\nrule   geo   when {query.name}==\"www.example.com\"{\n  if {client.region}==\"CN-BJ\" {then rewrite \"cdn-bj.example.com\"}   # BJ\n}\n";
+    c.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "dnspolicy", "version": 1, "text": text } }));
+    let _ = c.diagnostics_for(uri);
+    let r = c.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
+    let edits = r["result"].as_array().expect("edits");
+    assert_eq!(edits.len(), 1, "{r}");
+    assert_eq!(
+        edits[0]["range"],
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 4, "character": 0 } })
+    );
+    assert_eq!(
+        edits[0]["newText"],
+        "# steer\nrule geo when {query.name} == \"www.example.com\" {\n    if {client.region} == \"CN-BJ\" { then rewrite \"cdn-bj.example.com\" }  # BJ\n}\n"
+    );
+    // Already formatted: no edit. A file that does not parse: no edit.
+    let formatted = edits[0]["newText"].as_str().expect("text").to_string();
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": formatted }] }));
+    let _ = c.diagnostics_for(uri);
+    let r = c.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": {} }),
+    );
+    assert_eq!(r["result"], json!([]));
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": "rule {" }] }));
+    let _ = c.diagnostics_for(uri);
+    let r = c.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": {} }),
+    );
+    assert_eq!(r["result"], json!([]));
+}

@@ -51,10 +51,21 @@ fn promises(src: &str, what: &str) -> String {
     let f = format(src).unwrap_or_else(|d| panic!("{what} does not parse: {d:?}"));
     let (a, _) = parse(src);
     let (b, errs) = parse(&f);
-    assert!(errs.is_empty(), "{what}: the formatted text does not parse: {errs:?}\n{f}");
-    assert_eq!(a.without_spans(), b.without_spans(), "{what}: same tree\n--- formatted ---\n{f}");
+    assert!(
+        errs.is_empty(),
+        "{what}: the formatted text does not parse: {errs:?}\n{f}"
+    );
+    assert_eq!(
+        a.without_spans(),
+        b.without_spans(),
+        "{what}: same tree\n--- formatted ---\n{f}"
+    );
     assert_eq!(format(&f).expect("parses"), f, "{what}: idempotent");
-    assert_eq!(comments(src), comments(&f), "{what}: comments kept, in order\n{f}");
+    assert_eq!(
+        comments(src),
+        comments(&f),
+        "{what}: comments kept, in order\n{f}"
+    );
     f
 }
 
@@ -73,7 +84,12 @@ fn dsl_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_policy_in_the_repo_keeps_its_meaning_and_comments() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for d in ["examples", "compiler/tests/cases", "compiler/tests/diagnostics", "editors/vscode/tests"] {
+    for d in [
+        "examples",
+        "compiler/tests/cases",
+        "compiler/tests/diagnostics",
+        "editors/vscode/tests",
+    ] {
         dsl_files(&root.join(d), &mut files);
     }
     let mut n = 0;
@@ -99,7 +115,12 @@ fn examples_are_formatted() {
     assert!(files.len() >= 5);
     for f in files {
         let src = std::fs::read_to_string(&f).expect("read");
-        assert_eq!(format(&src).expect("parses"), src, "{} is not in the canonical layout", f.display());
+        assert_eq!(
+            format(&src).expect("parses"),
+            src,
+            "{} is not in the canonical layout",
+            f.display()
+        );
     }
 }
 

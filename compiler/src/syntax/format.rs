@@ -83,7 +83,9 @@ fn align(text: &str) -> String {
             i += 1;
             continue;
         }
-        let run_end = (i..lines.len()).find(|&j| !lines[j].contains(MARK)).unwrap_or(lines.len());
+        let run_end = (i..lines.len())
+            .find(|&j| !lines[j].contains(MARK))
+            .unwrap_or(lines.len());
         let width = lines[i..run_end]
             .iter()
             .map(|l| l.split(MARK).next().unwrap_or("").chars().count())
@@ -497,10 +499,17 @@ impl Formatter<'_> {
 
     fn action(&self, a: &Action) -> String {
         let u = |e: &Expr| self.expr(e, 7);
-        let ttl = |t: &Option<Expr>| t.as_ref().map_or(String::new(), |t| format!(" ttl {}", u(t)));
+        let ttl = |t: &Option<Expr>| {
+            t.as_ref()
+                .map_or(String::new(), |t| format!(" ttl {}", u(t)))
+        };
         match &a.kind {
             ActionKind::Value(e) => self.expr(e, 0),
-            ActionKind::Answer { rtype, data, ttl: t } => {
+            ActionKind::Answer {
+                rtype,
+                data,
+                ttl: t,
+            } => {
                 let d: Vec<String> = data.iter().map(u).collect();
                 format!("answer {} {}{}", rtype.name, d.join(", "), ttl(t))
             }
@@ -567,7 +576,11 @@ impl Formatter<'_> {
             // `!` applies to a comparison or less: anything binary gets
             // parentheses, so `!(a == b)` reads as it parses.
             ExprKind::Unary(UnOp::Not, x) => {
-                let inner = if matches!(x.kind, ExprKind::Binary(..)) { 9 } else { 3 };
+                let inner = if matches!(x.kind, ExprKind::Binary(..)) {
+                    9
+                } else {
+                    3
+                };
                 format!("!{}", self.expr(x, inner))
             }
             ExprKind::Unary(UnOp::Neg, x) => {
@@ -598,7 +611,10 @@ impl Formatter<'_> {
 
 /// A pool name as written: a bare word when it is one, else a string.
 fn pool_name(n: &str) -> String {
-    let word = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let word = n
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !crate::syntax::lexer::KEYWORDS.contains(&n);
     if word {

@@ -6,6 +6,7 @@ mod check_cmd;
 mod compile_cmd;
 mod eval_cmd;
 mod fmt_cmd;
+mod import_cmd;
 mod lsp;
 mod oci_cmd;
 mod output;
@@ -57,6 +58,9 @@ enum Command {
     /// Rewrite policies in the canonical layout (comments kept); `--check`
     /// lists the files that are not, exit 1 if any.
     Fmt(fmt_cmd::FmtArgs),
+    /// Convert other policy formats: `import rpz ZONEFILE... [-o OUT]`
+    /// (Response Policy Zones, first = highest precedence).
+    Import(import_cmd::ImportArgs),
     /// Plugin sets as OCI artifacts: `oci push DIR REF`, `oci pull REF DIR`,
     /// `oci inspect REF` (plain HTTP only with --insecure).
     Oci(oci_cmd::OciArgs),
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve_cmd::run(*a),
         Command::Test(a) => test_cmd::run(&a.paths, a.format),
         Command::Fmt(a) => fmt_cmd::run(&a),
+        Command::Import(a) => import_cmd::run(a),
         Command::Oci(a) => oci_cmd::run(a),
         Command::Lsp => lsp::run(),
     }

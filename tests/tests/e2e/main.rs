@@ -13,6 +13,7 @@ mod gslb;
 mod lua;
 mod reload;
 mod robustness;
+mod rpz;
 mod status_page;
 mod tcp;
 mod wasm;

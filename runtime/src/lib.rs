@@ -15,7 +15,7 @@
 //!
 //! What may depend on what: `server` → `plugin`, `dns`, `reload`, `admin`,
 //! `access`; `plugin` → `dns`, `geo`; `dns` → `geo`; `config` → `access`
-//! (its option types); `dns` → `observe` (dnstap of forwarded queries); `dns` → `gslb` (the pools' health for `{pool.NAME.healthy}`); `source` → `plugin`, `server` (reload; off the query path); `access`, `geo` and `gslb` on nothing here; `observe` only on the compiler's context table. Everything may use the compiler crate; it never uses this one.
+//! (its option types); `dns` → `observe` (dnstap of forwarded queries); `dns` → `gslb` (the pools' health for `{pool.NAME.healthy}`); `source` → `plugin`, `server` (reload; off the query path); `import` → `dns` (zone files); `access`, `geo` and `gslb` on nothing here; `observe` only on the compiler's context table. Everything may use the compiler crate; it never uses this one.
 #![warn(missing_docs)]
 
 pub mod access;

@@ -11,6 +11,7 @@ mod lsp;
 mod oci_cmd;
 mod output;
 mod serve_cmd;
+mod test_answer;
 mod test_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -35,6 +35,12 @@ struct TestFile {
     /// The policy, relative to the test file (default: `NAME.dsl` for
     /// `NAME.test.toml`).
     policy: Option<PathBuf>,
+    /// For `answer` cases: the zone the server loads (relative to the
+    /// test file; default: the embedded example zone).
+    zone: Option<PathBuf>,
+    /// For `answer` cases: GeoIP sources (default: the embedded region map).
+    #[serde(default)]
+    geoip: Vec<PathBuf>,
     #[serde(rename = "case", default)]
     cases: Vec<Case>,
 }
@@ -65,6 +71,8 @@ struct Case {
     decides: Option<bool>,
     /// The deciding rule's name.
     rule: Option<String>,
+    /// The DNS response, through the server's own path.
+    answer: Option<crate::test_answer::AnswerExpect>,
 }
 
 /// What one case came to.
@@ -180,6 +188,18 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
             None
         }
     };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let server = if t.cases.iter().any(|c| c.answer.is_some()) {
+        let zone = t.zone.as_ref().map(|z| dir.join(z));
+        let geoip: Vec<PathBuf> = t.geoip.iter().map(|g| dir.join(g)).collect();
+        Some(crate::test_answer::AnswerServer::new(
+            &policy_path,
+            zone.as_deref(),
+            &geoip,
+        )?)
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for case in &t.cases {
         let mut o = Outcome {
@@ -217,6 +237,9 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
                 continue;
             }
         };
+        if let (Some(want), Some(server)) = (&case.answer, &server) {
+            answer_case(case, want, server, &mut o);
+        }
         let reference = policy.eval(&ctx);
         let show = |v: &Option<Verdict>| v.as_ref().map_or(Json::Null, Verdict::to_json);
         let got = show(&reference.verdict);
@@ -233,9 +256,10 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
                     o.failures.push(format!("expected no decision, got {got}"));
                 }
             }
+            (None, _) if case.answer.is_some() => {}
             (None, _) => o
                 .failures
-                .push("the case needs `expect = …` or `decides = false`".into()),
+                .push("the case needs `expect = …`, `decides = false` or `answer = …`".into()),
         }
         if let Some(want) = &case.rule {
             if got_rule.as_deref() != Some(want.as_str()) {
@@ -280,6 +304,48 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
         out.push(o);
     }
     Ok(out)
+}
+
+/// Runs an `answer` case through the server path. Eval-only overrides
+/// (region, country, city, asn, vars, time) cannot apply there: a case
+/// that mixes them with `answer` is refused rather than half-honoured.
+fn answer_case(
+    case: &Case,
+    want: &crate::test_answer::AnswerExpect,
+    server: &crate::test_answer::AnswerServer,
+    o: &mut Outcome,
+) {
+    let eval_only = case.region.is_some()
+        || case.country.is_some()
+        || case.city.is_some()
+        || case.asn.is_some()
+        || case.vars.is_some()
+        || case.time.is_some();
+    if eval_only {
+        o.failures.push(
+            "bad case: `answer` runs the query through the server (GeoIP from the file's `geoip`); \
+             region, country, city, asn, vars and time apply to `expect` only"
+                .into(),
+        );
+        return;
+    }
+    let Some(q) = case.query.as_deref() else {
+        o.failures.push("bad case: `answer` needs `query`".into());
+        return;
+    };
+    match server.check(
+        q,
+        case.qtype.as_deref(),
+        case.transport.as_deref(),
+        case.client.as_deref(),
+        case.ecs.as_deref(),
+        want,
+    ) {
+        Ok(f) => o
+            .failures
+            .extend(f.into_iter().map(|f| format!("answer: {f}"))),
+        Err(e) => o.failures.push(format!("bad case: {e:#}")),
+    }
 }
 
 fn print_human(outcomes: &[Outcome], failed: usize) {

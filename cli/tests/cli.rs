@@ -708,3 +708,49 @@ fn fmt_rewrites_checks_and_leaves_broken_files_alone() {
     let o = dnspolicy(&args);
     assert!(o.status.success(), "{}", stdout(&o));
 }
+
+#[test]
+fn answer_expectations_check_the_dns_response() {
+    let dir = std::env::temp_dir().join(format!("dnspolicy-answer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("p.dsl"),
+        "rule w when {query.name} == \"w.example.com\" { then answer A 192.0.2.7 ttl 30 }\n",
+    )
+    .expect("policy");
+    let case = |body: &str| {
+        std::fs::write(
+            dir.join("p.test.toml"),
+            format!("[[case]]\nname = \"c\"\nquery = \"w.example.com\"\n{body}\n"),
+        )
+        .expect("test");
+        dnspolicy(&["test", dir.join("p.test.toml").to_str().expect("utf-8")])
+    };
+    let o = case(
+        r#"answer = { rcode = "NOERROR", records = ["w.example.com. 30 IN A 192.0.2.7"], ecs_scope = 0 }
+ecs = "198.51.100.0/24""#,
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = case(r#"answer = { records = ["w.example.com. 30 IN A 192.0.2.8"] }"#);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("answer: expected records"),
+        "{}",
+        stdout(&o)
+    );
+    let o = case("answer = { rcode = \"NOERROR\" }\nregion = \"CN-BJ\"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("apply to `expect` only"),
+        "{}",
+        stdout(&o)
+    );
+    let o = case("answer = { rcode = \"NOERROR\" }\ntype = \"AAAA\"");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "an A answer to AAAA is NODATA, NOERROR: {}",
+        stdout(&o)
+    );
+}

@@ -14,6 +14,7 @@
 mod actions;
 mod expr;
 mod infer;
+mod lint;
 mod literals;
 mod membership;
 mod names;
@@ -261,7 +262,7 @@ impl<'a> Checker<'a> {
         ordered.shrink_to_fit();
         let sets = std::mem::take(&mut self.const_sets);
         let index = crate::ir::index::RuleIndex::build(&ordered, &sets);
-        Policy {
+        let policy = Policy {
             rules: ordered,
             inputs: self
                 .inputs
@@ -275,7 +276,9 @@ impl<'a> Checker<'a> {
             regexes: std::mem::take(&mut self.regexes),
             declared_sets: self.sets.len(),
             index,
-        }
+        };
+        self.diags.extend(lint::lints(&policy));
+        policy
     }
 
     /// First pass: consts, sets and inputs, so they may be used before

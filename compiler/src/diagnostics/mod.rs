@@ -163,6 +163,14 @@ pub const CODES: &[(&str, &str)] = &[
         "W0004",
         "`{x}` reads an injected variable, not the local `x`",
     ),
+    (
+        "W0005",
+        "a rule that can never decide (an earlier rule always decides first)",
+    ),
+    (
+        "W0006",
+        "two rules of the same priority can decide for the same names",
+    ),
 ];
 
 /// The closest candidate to `word` by edit distance, if it is close enough

@@ -326,6 +326,57 @@ pub fn is_exact_key(e: &Expr, sets: &[ConstSet]) -> bool {
     }
 }
 
+/// The query names a rule can decide for (for lints): the name keys of
+/// its indexing condition. `None`: any name (not indexed by name; client
+/// prefix keys say nothing about names).
+#[derive(Clone, Debug, Default)]
+pub struct NameScope {
+    /// Exact names.
+    pub exact: Vec<Arc<str>>,
+    /// `ends_with` names (the name itself and everything below).
+    pub suffix: Vec<Arc<str>>,
+    /// `*.` wildcard bases (strictly below).
+    pub wildcard: Vec<Arc<str>>,
+    /// The condition holds exactly for these names (no other test is
+    /// `&&`-ed to it, no client key): a body that always decides then
+    /// decides for every one of them.
+    pub exact_key: bool,
+}
+
+/// The [`NameScope`] of `rule`, and the statements that run when its
+/// indexing condition holds (the body, or the `if`'s branch).
+pub fn name_scope<'r>(rule: &'r Rule, sets: &[ConstSet]) -> (Option<NameScope>, &'r [Stmt]) {
+    let (cond, body): (Option<&Expr>, &[Stmt]) = match indexed_by(rule, sets) {
+        IndexedBy::Guard => (rule.guard.as_ref(), &rule.body),
+        IndexedBy::BodyIf => match rule.body.as_slice() {
+            [Stmt::If {
+                cond, then_body, ..
+            }] => (Some(cond), then_body),
+            _ => (None, &rule.body),
+        },
+        IndexedBy::Nothing => (None, &rule.body),
+    };
+    let Some(cond) = cond else {
+        return (None, body);
+    };
+    match keys_of(cond, sets) {
+        Some(k) if k.has_names() => {
+            let exact_key = is_exact_key(cond, sets) && k.ip.is_empty() && k.subnet.is_empty();
+            (
+                Some(NameScope {
+                    exact: k.exact,
+                    suffix: k.suffix,
+                    wildcard: k.wildcard,
+                    exact_key,
+                }),
+                body,
+            )
+        }
+        // Client keys, or none: the condition stays a condition.
+        _ => (None, &rule.body),
+    }
+}
+
 impl Keys {
     fn has_names(&self) -> bool {
         !(self.exact.is_empty() && self.suffix.is_empty() && self.wildcard.is_empty())

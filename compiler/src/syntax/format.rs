@@ -363,13 +363,11 @@ impl Formatter<'_> {
             ..
         }] = b.stmts.as_slice()
         {
+            // `inline` comes from `chain_fits`, which measured the whole line.
             if inline && !self.has_comment(b.span) {
                 let body = self.stmt_text(one);
-                let line_len = self.out.len() - self.out.rfind('\n').map_or(0, |i| i + 1);
-                if line_len + body.len() + 6 <= WIDTH {
-                    self.out.push_str(&format!(" {{ {body} }}"));
-                    return true;
-                }
+                self.out.push_str(&format!(" {{ {body} }}"));
+                return true;
             }
         }
         self.out.push_str(" {");

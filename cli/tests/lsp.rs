@@ -264,3 +264,131 @@ fn document_formatting_is_dnspolicy_fmt() {
     );
     assert_eq!(r["result"], json!([]));
 }
+
+impl Client {
+    /// Sends raw bytes as one framed message body.
+    fn send_raw(&mut self, body: &str) {
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn initialize(&mut self) {
+        let init = self.request("initialize", json!({ "capabilities": {} }));
+        assert!(init.get("result").is_some(), "{init}");
+        self.notify("initialized", json!({}));
+    }
+
+    /// Waits for the server to end on its own: its exit status code.
+    fn exit_status(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The JSON-RPC error code of a response.
+fn error_code(r: &Value) -> i64 {
+    r["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("an error response: {r}"))
+}
+
+#[test]
+fn protocol_errors_are_answered_and_the_server_goes_on() {
+    let mut c = Client::start();
+    // A request before initialize.
+    let r = c.request("textDocument/hover", json!({}));
+    assert_eq!(error_code(&r), -32002, "{r}");
+    c.initialize();
+
+    // Malformed JSON: a parse error with a null id, and the server lives.
+    c.send_raw("{\"jsonrpc\": \"2.0\", \"id\": 7, \"method\": ");
+    let r = c.recv();
+    assert_eq!(error_code(&r), -32700, "{r}");
+    assert_eq!(r["id"], Value::Null, "{r}");
+    // JSON that is not a request.
+    c.send_raw("[1, 2]");
+    assert_eq!(error_code(&c.recv()), -32600);
+
+    let uri = "file:///tmp/p.dsl";
+    c.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "dnspolicy", "version": 1, "text": "rule r when {client.asn} == 1 { then refuse }\n" } }));
+    assert!(c.diagnostics_for(uri).is_empty());
+    // Wrongly typed params: -32602, for each request that takes them.
+    for (method, params) in [
+        (
+            "textDocument/hover",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": "0", "character": 14 } }),
+        ),
+        (
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": 5 }, "position": { "line": 0, "character": 14 } }),
+        ),
+        ("textDocument/formatting", json!({ "textDocument": null })),
+        ("textDocument/hover", json!("not an object")),
+    ] {
+        let r = c.request(method, params);
+        assert_eq!(error_code(&r), -32602, "{method}: {r}");
+    }
+    // An unknown method: -32601.
+    let r = c.request("textDocument/rename", json!({}));
+    assert_eq!(error_code(&r), -32601, "{r}");
+    // A malformed notification gets no reply but a log message.
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    let m = c.recv();
+    assert_eq!(m["method"], "window/logMessage", "{m}");
+
+    // After all that, it still works.
+    let h = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 15 } }),
+    );
+    assert!(
+        h["result"]["contents"]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains("client.asn")),
+        "{h}"
+    );
+
+    // `exit` without `shutdown`: status 1.
+    c.notify("exit", Value::Null);
+    assert_eq!(c.exit_status(), Some(1));
+}
+
+#[test]
+fn exit_after_shutdown_is_status_0_and_requests_after_shutdown_fail() {
+    let mut c = Client::start();
+    c.initialize();
+    let s = c.request("shutdown", Value::Null);
+    assert_eq!(s["result"], Value::Null, "{s}");
+    let r = c.request("textDocument/hover", json!({}));
+    assert_eq!(error_code(&r), -32600, "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.exit_status(), Some(0));
+
+    // The client going away without exit: status 1.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnspolicy"))
+        .arg("lsp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnspolicy lsp");
+    let body =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {} }).to_string();
+    let mut stdin = child.stdin.take().expect("stdin");
+    write!(stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+    drop(stdin);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1));
+}

@@ -14,6 +14,11 @@ syn keyword dnspolicyQtype       A NS CNAME SOA PTR HINFO MX TXT AAAA LOC SRV NA
 syn match   dnspolicyQtype       "\<TYPE\d\+\>"
 syn match   dnspolicyFunction    "\<\(hash\|lower\|len\)\>\ze\s*("
 
+" Where matches start at the same column the one defined last wins: the
+" operators come first so that `//` comments and `<var>` references win
+" over `/` and `<`.
+syn match   dnspolicyOperator    "==\|!=\|<=\|>=\|&&\|||\|[-+*/%!<>=]"
+
 syn match   dnspolicyComment     "#.*$" contains=@Spell
 syn match   dnspolicyComment     "//.*$" contains=@Spell
 syn match   dnspolicyEscape      "\\\([ntr0\\\"]\|u{\x\+}\)" contained
@@ -32,7 +37,10 @@ syn match   dnspolicyNumber      "\<\d\+\>"
 syn match   dnspolicyIp          "\<\d\{1,3}\(\.\d\{1,3}\)\{3}\>"
 syn match   dnspolicyIp          "\x\{0,4}\(:\x\{0,4}\)\{2,7}\(/\d\+\)\="
 syn match   dnspolicyCidr        "\<\d\{1,3}\(\.\d\{1,3}\)\{3}/\d\{1,3}\>"
-syn match   dnspolicyOperator    "==\|!=\|<=\|>=\|&&\|||\|[-+*/%!<>=]"
+" IPv6 with an embedded IPv4 tail (`::ffff:192.0.2.1`, `64:ff9b::192.0.2.33`
+" forms): one token, not an IPv6 head and an IPv4 tail.
+syn match   dnspolicyIp          "\x\{0,4}\(:\x\{0,4}\)\{1,5}:\d\{1,3}\(\.\d\{1,3}\)\{3}\>"
+syn match   dnspolicyCidr        "\x\{0,4}\(:\x\{0,4}\)\{1,5}:\d\{1,3}\(\.\d\{1,3}\)\{3}/\d\{1,3}\>"
 syn match   dnspolicyInputDecl   ":\s*\[\=\s*\(bool\|int\|string\|name\|ip\|cidr\|qtype\)\>" contains=dnspolicyType
 
 hi def link dnspolicyControl     Conditional
@@ -53,5 +61,6 @@ hi def link dnspolicyCidr        Number
 hi def link dnspolicyIp          Number
 hi def link dnspolicyNumber      Number
 hi def link dnspolicyOperator    Operator
+hi def link dnspolicyInputDecl   Delimiter
 
 let b:current_syntax = "dnspolicy"

@@ -53,6 +53,10 @@ rule geo priority 100 when {query.name} in ["*.example.com"] {
 #                                  ^^ keyword.operator.logical.dnspolicy
 #                                                      ^ support.constant.qtype.dnspolicy
 #                                                         ^^^^^^ support.constant.qtype.dnspolicy
+set mapped = [::ffff:192.0.2.1, ::ffff:10.0.0.0/104, 64:ff9b::192.0.2.33]
+#             ^^^^^^^^^^^^^^^^ constant.numeric.ip.dnspolicy
+#                               ^^^^^^^^^^^^^^^^^^^ constant.numeric.cidr.dnspolicy
+#                                                    ^^^^^^^^^^^^^^^^^^^ constant.numeric.ip.dnspolicy
         then answer AAAA 2001:db8::1 ttl 60
 #            ^^^^^^ keyword.other.action.dnspolicy
 #                   ^^^^ support.constant.qtype.dnspolicy

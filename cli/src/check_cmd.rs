@@ -30,7 +30,8 @@ impl FileResult {
 }
 
 /// Checks every file; exit 0 when all are clean, 1 on errors, 2 on I/O errors.
-pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
+/// With `cost`, each policy that checks also gets its cost bound line.
+pub fn run(files: &[PathBuf], format: Format, color: ColorChoice, cost: bool) -> ExitCode {
     let color = use_color(color);
     let mut io_error = false;
     let mut results = Vec::new();
@@ -84,6 +85,9 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice) -> ExitCode {
             Format::Json => print_json(&checked.diagnostics, &name, &src),
         }
         let errors = checked.error_count();
+        if let (true, Some(p)) = (cost, &checked.policy) {
+            print_cost(&name, &dnspolicy_compiler::ir::cost::cost(p), format);
+        }
         let (rules, sets) = checked
             .policy
             .as_ref()
@@ -227,6 +231,44 @@ fn summary(r: &FileResult) -> String {
         s.push_str(&format!(", {}", plural(r.warnings, "warning")));
     }
     s
+}
+
+/// The cost bound: a line for people, a JSON object (one line) for scripts.
+fn print_cost(name: &str, c: &dnspolicy_compiler::ir::cost::Cost, format: Format) {
+    match format {
+        Format::Human => {
+            let mut line = format!(
+                "{name}: cost: at most {} of {} and {} per query",
+                plural(c.rules, "rule"),
+                c.total_rules,
+                plural(c.calls, "helper call"),
+            );
+            let mut notes = Vec::new();
+            if let Some(w) = &c.worst_name {
+                notes.push(format!("worst name: {w}"));
+            }
+            notes.push(match c.always {
+                0 => "no rule runs for every query".to_string(),
+                1 => "1 rule runs for every query".to_string(),
+                n => format!("{n} rules run for every query"),
+            });
+            line.push_str(&format!(" ({})", notes.join("; ")));
+            crate::output::outln(&line);
+        }
+        Format::Json => crate::output::outln(
+            &serde_json::json!({
+                "file": name,
+                "cost": {
+                    "rules": c.rules,
+                    "total_rules": c.total_rules,
+                    "helper_calls": c.calls,
+                    "always": c.always,
+                    "worst_name": c.worst_name,
+                }
+            })
+            .to_string(),
+        ),
+    }
 }
 
 /// Summaries go to stdout for people and to stderr in JSON mode, so that

@@ -117,6 +117,10 @@ struct CheckArgs {
     /// When to colour human-readable output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Also print each policy's static cost bound per query: the most rule
+    /// bodies and helper calls one query can reach after the rule index.
+    #[arg(long)]
+    cost: bool,
 }
 
 /// A policy and a query context to evaluate it in.
@@ -226,7 +230,7 @@ pub struct CompileArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check(a) => check_cmd::run(&a.files, a.format, a.color),
+        Command::Check(a) => check_cmd::run(&a.files, a.format, a.color, a.cost),
         Command::Eval(a) => eval_cmd::run(&a),
         Command::Compile(a) => compile_cmd::run(&a),
         Command::Serve(a) => serve_cmd::run(*a),

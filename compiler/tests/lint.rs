@@ -1,5 +1,6 @@
-//! W0005 is only said when it is true: on generated programs, a rule the
-//! lint calls shadowed never decides on any generated context.
+//! W0005 and W0007 are only said when they are true: on generated
+//! programs, a rule the lints call shadowed (W0005) or unmatchable (W0007)
+//! never decides on any generated context.
 
 #[path = "support/programs.rs"]
 mod programs;
@@ -21,7 +22,7 @@ proptest! {
         let shadowed: Vec<usize> = checked
             .diagnostics
             .iter()
-            .filter(|d| d.code == "W0005")
+            .filter(|d| d.code == "W0005" || d.code == "W0007")
             .filter_map(|d| policy.rules.iter().position(|r| r.span == d.primary.span))
             .collect();
         for c in &ctxs {
@@ -51,4 +52,43 @@ fn shadowing_is_found() {
         "{:?}",
         c.diagnostics
     );
+}
+
+/// The W0007 warnings of `src`.
+fn w0007(src: &str) -> usize {
+    let c = check(src);
+    assert!(c.policy.is_some(), "{:?}", c.diagnostics);
+    c.diagnostics.iter().filter(|d| d.code == "W0007").count()
+}
+
+#[test]
+fn guards_that_match_nothing_are_found() {
+    for src in [
+        "rule r when {query.name} == \"a.example\" && {query.name} == \"b.example\" { then refuse }",
+        "rule r when {query.type} == A && !({query.type} != AAAA) { then refuse }",
+        "rule r when {client.asn} == 1 && {client.asn} != 1 { then refuse }",
+        "set s = [\"*.example.com\"]\nrule r when {query.name} in s && {query.name} == \"example.com\" { then refuse }",
+        "set s = [\"x.example\"]\nrule r when {query.name} not in s && {query.name} == \"X.example\" { then refuse }",
+        "rule r when {client.ip} == 192.0.2.1 && {client.ip} in 10.0.0.0/8 { then refuse }",
+        "rule r when {client.ip} in 10.0.0.0/8 && {client.ip} in 11.0.0.0/8 { then refuse }",
+        "input user.tier : string\nrule r when {user.tier} == \"gold\" && {user.tier} == \"silver\" { then refuse }",
+        "rule r when false { then refuse }",
+    ] {
+        assert_eq!(w0007(src), 1, "{src}");
+    }
+}
+
+#[test]
+fn guards_that_can_match_are_not_flagged() {
+    for src in [
+        "rule r when {query.name} == \"a.example\" && {client.asn} == 1 { then refuse }",
+        "rule r when {query.name} == \"a.example\" || {query.name} == \"b.example\" { then refuse }",
+        "rule r when {client.ip} in 10.0.0.0/8 && {client.ip} in 10.1.0.0/16 { then refuse }",
+        "rule r when {client.ip} == ::ffff:10.0.0.1 && {client.ip} in 10.0.0.0/8 { then refuse }",
+        "set s = [\"*.example.com\"]\nrule r when {query.name} in s && {query.name} == \"www.example.com\" { then refuse }",
+        "rule r when {client.asn} == 1 && {client.asn} != 2 { then refuse }",
+        "rule r when {client.ip} in 10.0.0.0/8 && {client.ip} in 2001:db8::/32 { then refuse }",
+    ] {
+        assert_eq!(w0007(src), 0, "{src}");
+    }
 }

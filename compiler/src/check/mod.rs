@@ -18,6 +18,7 @@ mod lint;
 mod literals;
 mod membership;
 mod names;
+mod never;
 mod operators;
 
 use crate::diagnostics::{closest, edit_distance, Diagnostic};
@@ -278,6 +279,7 @@ impl<'a> Checker<'a> {
             index,
         };
         self.diags.extend(lint::lints(&policy));
+        self.diags.extend(never::lints(&policy));
         policy
     }
 

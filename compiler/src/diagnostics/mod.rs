@@ -171,6 +171,7 @@ pub const CODES: &[(&str, &str)] = &[
         "W0006",
         "two rules of the same priority can decide for the same names",
     ),
+    ("W0007", "a `when` guard that matches nothing"),
 ];
 
 /// The closest candidate to `word` by edit distance, if it is close enough

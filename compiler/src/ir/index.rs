@@ -173,6 +173,15 @@ impl RuleIndex {
         (out, &self.always)
     }
 
+    /// The prefixes rules are indexed by: keys on the client's address and
+    /// keys on its subnet.
+    pub fn prefix_keys(&self) -> (Vec<Cidr>, Vec<Cidr>) {
+        (
+            self.ip.keys().copied().collect(),
+            self.subnet.keys().copied().collect(),
+        )
+    }
+
     /// Number of rules reached through the index (the others always run).
     pub fn indexed(&self) -> usize {
         self.indexed

@@ -12,6 +12,7 @@
 //! [`crate::syntax::span`]; the checker builds it and the backends read it.
 
 pub mod context;
+pub mod cost;
 pub mod hash;
 pub mod index;
 pub mod types;

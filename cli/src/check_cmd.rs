@@ -84,7 +84,14 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice, cost: bool) ->
             Format::Human => print_human(&checked.diagnostics, &name, &src, color),
             Format::Json => print_json(&checked.diagnostics, &name, &src),
         }
-        let errors = checked.error_count();
+        let mut errors = checked.error_count();
+        // File-backed sets: their files must exist and every line parse.
+        if let Some(p) = &checked.policy {
+            if let Err(e) = dnspolicy_runtime::plugin::live::load_all(p, path) {
+                eprintln!("error: {e}");
+                errors += 1;
+            }
+        }
         if let (true, Some(p)) = (cost, &checked.policy) {
             print_cost(&name, &dnspolicy_compiler::ir::cost::cost(p), format);
         }
@@ -97,7 +104,7 @@ pub fn run(files: &[PathBuf], format: Format, color: ColorChoice, cost: bool) ->
             wasm: false,
             meta: false,
             errors,
-            warnings: checked.diagnostics.len() - errors,
+            warnings: checked.diagnostics.len() - checked.error_count(),
             rules,
             sets,
         };

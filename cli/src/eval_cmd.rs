@@ -41,6 +41,8 @@ fn run_inner(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", crate::output::plural(checked.error_count(), "error"));
         return Ok(ExitCode::from(1));
     };
+    // File-backed sets are read once, beside the policy.
+    dnspolicy_runtime::plugin::live::load_all(&policy, &args.file)?;
     let ctx = build_context(args, &policy)?;
     let verdict = match (args.backend, args.explain) {
         (crate::Backend::Jit, false) => {

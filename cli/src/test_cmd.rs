@@ -175,6 +175,11 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
     let Some(for_jit) = check(&src).policy else {
         return Err(anyhow!("{policy_label}: checks once but not twice"));
     };
+    // Each copy has its own file-backed sets: read them into both.
+    for p in [&policy, &for_jit] {
+        dnspolicy_runtime::plugin::live::load_all(p, &policy_path)
+            .map_err(|e| anyhow!("{label}: {e}"))?;
+    }
     let jit = JitPolicy::compile(for_jit, false)
         .map_err(|e| anyhow!("{policy_label}: the JIT refuses it: {e}"))?;
     let wasm = match dnspolicy_compiler::backend::wasm::emit(&policy) {

@@ -232,6 +232,15 @@ fn round_trip_of_every_plugin_kind_and_serve_pinned() {
     )
     .expect("wat");
     std::fs::write(set.join("geo_lua.yaml"), "priority: -10\n").expect("metadata");
+    // A policy with a file-backed set: the data file travels in the set.
+    std::fs::write(
+        set.join("listed.dsl"),
+        "set listed = file(\"listed.txt\")\nrule listed when {query.name} in listed { then answer A 192.0.2.77 }\n",
+    )
+    .expect("live policy");
+    std::fs::write(set.join("listed.txt"), "listed.example.com\n").expect("live data");
+    // Before the geo plugins, which answer every name.
+    std::fs::write(set.join("listed.yaml"), "priority: 50\n").expect("metadata");
     let o = Command::new(bin())
         .args(["compile", "--target", "wasm", "-o"])
         .arg(set.join("compiled.wasm"))
@@ -287,6 +296,8 @@ fn round_trip_of_every_plugin_kind_and_serve_pinned() {
     ]);
     let a = ask(s.dns, "www.example.com", 1).expect("an answer");
     assert_eq!(a, ["cdn-global.example.com.", "192.0.2.20"]);
+    let a = ask(s.dns, "listed.example.com", 1).expect("an answer");
+    assert_eq!(a, ["192.0.2.77"], "the set's data came with it");
     drop(s);
     // The registry gone, a restart serves the cached set (offline); this
     // time the source comes from the config file's [source].

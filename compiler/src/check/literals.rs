@@ -10,6 +10,22 @@ pub(super) enum Flex<'a> {
     Str(&'a str, Span),
     /// List items; the key identifies the list for set caching.
     List(&'a [ast::Expr], usize),
+    /// A file-backed set: its name and path.
+    Live(&'a str, &'a str),
+}
+
+/// The path of `file("PATH")`, the value of a file-backed set.
+pub(super) fn file_path(e: &ast::Expr) -> Option<&str> {
+    match &e.kind {
+        ast::ExprKind::Call(c) if c.func.name.as_str() == "file" => match c.args.as_slice() {
+            [ast::Expr {
+                kind: ast::ExprKind::Str(p),
+                ..
+            }] => Some(p),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Whether an AST node is a literal (or a list of literals), as `const`
@@ -123,6 +139,9 @@ impl<'a> Checker<'a> {
                     if let ast::ExprKind::List(items) = &s.decl.value.kind {
                         return Some(Flex::List(items, items.as_ptr() as usize));
                     }
+                    if let Some(p) = file_path(&s.decl.value) {
+                        return Some(Flex::Live(&s.decl.name.name, p));
+                    }
                 }
                 None
             }
@@ -135,6 +154,18 @@ impl<'a> Checker<'a> {
         match f {
             Flex::Str(s, sp) => lit(Value::Str(s.into()), Type::String, sp),
             Flex::List(items, _) => self.list(items, span),
+            Flex::Live(name, _) => {
+                self.error(
+                    Diagnostic::error(
+                        "E0038",
+                        format!("the file-backed set `{name}` is only a place to look things up"),
+                        span,
+                    )
+                    .with_label("used as a value")
+                    .with_help(format!("test membership: `{{query.name}} in {name}`")),
+                );
+                lit(Value::Bool(false), Type::Unknown, span)
+            }
         }
     }
 }

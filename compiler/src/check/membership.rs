@@ -151,6 +151,36 @@ impl<'a> Checker<'a> {
                     negate,
                 })
             }
+            Some(Flex::Live(name, path)) => {
+                let mut needle = self.expr_value(a);
+                if needle.ty == Type::Unknown && matches!(needle.kind, ExprKind::Input(_)) {
+                    self.infer(&needle, &Type::Name);
+                    needle.ty = Type::Name;
+                }
+                match needle.ty {
+                    Type::Name | Type::Ip | Type::Cidr => {}
+                    Type::Unknown => return mk(ExprKind::Lit(Value::Bool(false))),
+                    ref other => {
+                        let other = other.clone();
+                        self.error(
+                            Diagnostic::error(
+                                "E0038",
+                                format!("the file-backed set `{name}` holds names and prefixes, not {other}"),
+                                a.span,
+                            )
+                            .with_label(format!("this is {other}"))
+                            .with_help("look up a name (`{query.name}`, or a variable declared `: name`), an address or a prefix"),
+                        );
+                        return mk(ExprKind::Lit(Value::Bool(false)));
+                    }
+                }
+                let set = self.live_slot(name, path);
+                mk(ExprKind::InSet {
+                    needle: needle.into(),
+                    set,
+                    negate,
+                })
+            }
             Some(Flex::Str(..)) => {
                 let _ = self.expr_value(a);
                 self.error(
@@ -226,6 +256,20 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+    }
+
+    /// The slot of a file-backed set, made on its first use: one shared
+    /// set for every lookup, whatever the needle's type.
+    fn live_slot(&mut self, name: &'a str, path: &'a str) -> u32 {
+        if let Some(&id) = self.live_slots.get(name) {
+            return id;
+        }
+        let l = std::sync::Arc::new(crate::ir::live::LiveSet::new(name, path));
+        let id = self.const_sets.len() as u32;
+        self.const_sets.push(ConstSet::Live(l.clone()));
+        self.live_sets.push(l);
+        self.live_slots.insert(name, id);
+        id
     }
 
     /// Builds (or reuses) the constant set for `items` looked up by values of type `t`.

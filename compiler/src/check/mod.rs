@@ -119,6 +119,9 @@ pub(crate) struct Checker<'a> {
     next_local: u32,
     const_sets: Vec<ConstSet>,
     set_cache: HashMap<(usize, String), u32>,
+    /// File-backed sets by name: their slot in `const_sets`.
+    live_slots: HashMap<&'a str, u32>,
+    live_sets: Vec<std::sync::Arc<crate::ir::live::LiveSet>>,
     regexes: Vec<regex::Regex>,
     regex_cache: HashMap<String, u32>,
     pending_eq: Vec<(u32, u32, Span)>,
@@ -146,6 +149,8 @@ impl<'a> Checker<'a> {
             next_local: 0,
             const_sets: Vec::new(),
             set_cache: HashMap::new(),
+            live_slots: HashMap::new(),
+            live_sets: Vec::new(),
             regexes: Vec::new(),
             regex_cache: HashMap::new(),
             pending_eq: Vec::new(),
@@ -277,6 +282,7 @@ impl<'a> Checker<'a> {
             regexes: std::mem::take(&mut self.regexes),
             declared_sets: self.sets.len(),
             index,
+            live_sets: std::mem::take(&mut self.live_sets),
         };
         self.diags.extend(lint::lints(&policy));
         self.diags.extend(never::lints(&policy));
@@ -319,12 +325,15 @@ impl<'a> Checker<'a> {
                     );
                 }
                 Item::Set(s) => {
-                    let ok = matches!(&s.value.kind, ast::ExprKind::List(items) if items.iter().all(is_literal));
+                    let ok = match &s.value.kind {
+                        ast::ExprKind::List(items) => items.iter().all(is_literal),
+                        _ => literals::file_path(&s.value).is_some(),
+                    };
                     if !ok {
                         self.error(
                             Diagnostic::error("E0044", format!("set `{name}` must be a list of literals"), s.value.span)
                                 .with_label("not a list of literals")
-                                .with_help("write the members in brackets: `set name = [\"a.example\", \"*.b.example\"]`"),
+                                .with_help("write the members in brackets: `set name = [\"a.example\", \"*.b.example\"]`, or read them from a file: `set name = file(\"names.txt\")`"),
                         );
                     }
                     self.sets.insert(

@@ -173,7 +173,9 @@ impl<'a> Checker<'a> {
         s.used = true;
         match &s.decl.value.kind {
             ast::ExprKind::List(items) => Some(Flex::List(items, items.as_ptr() as usize)),
-            _ => None,
+            _ => {
+                super::literals::file_path(&s.decl.value).map(|p| Flex::Live(&s.decl.name.name, p))
+            }
         }
     }
 

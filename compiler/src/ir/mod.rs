@@ -15,6 +15,7 @@ pub mod context;
 pub mod cost;
 pub mod hash;
 pub mod index;
+pub mod live;
 pub mod types;
 pub mod value;
 
@@ -40,6 +41,10 @@ pub struct Policy {
     pub declared_sets: usize,
     /// Which rules can match which query names.
     pub index: crate::ir::index::RuleIndex,
+    /// The sets read from files, in declaration order: the reader loads
+    /// each (`LiveSet::load_text`) before the policy answers, and again
+    /// whenever the file changes. Also reachable through [`Policy::sets`].
+    pub live_sets: Vec<Arc<live::LiveSet>>,
 }
 
 /// An injected variable.
@@ -273,6 +278,9 @@ pub enum ConstSet {
     Cidrs(Vec<Cidr>),
     /// Any other scalar: equality.
     Values(HashSet<Value>),
+    /// A set read from a file at run time (`set x = file("...")`): names
+    /// and prefixes, swapped in whole while the policy runs.
+    Live(Arc<live::LiveSet>),
 }
 
 /// A set of names with wildcard suffixes.
@@ -316,6 +324,7 @@ impl ConstSet {
             ConstSet::Names(n) => n.exact.len() + n.wildcards.len(),
             ConstSet::Cidrs(c) => c.len(),
             ConstSet::Values(v) => v.len(),
+            ConstSet::Live(l) => l.entries(),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct DslPlugin {
     rules: Vec<String>,
     fields: u32,
     scratch: WorkerSlots<Prepared>,
+    /// The watcher of its set files, stopped when the plugin goes.
+    _live: Option<super::live::Watch>,
 }
 
 impl DslPlugin {
@@ -39,6 +41,7 @@ impl DslPlugin {
         // JIT allocates, the serving structures fill its space instead of
         // landing above it (a 100 000-rule policy serves in less memory).
         drop(checked.ast);
+        let live = super::live::load_all(&policy, path)?;
         let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
         let fields = policy.fields_used();
         let mut jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
@@ -59,6 +62,7 @@ impl DslPlugin {
             rules,
             fields,
             scratch: WorkerSlots::new(),
+            _live: super::live::watch(live),
         })
     }
 

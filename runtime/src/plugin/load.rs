@@ -98,6 +98,15 @@ pub fn source_hash(path: &Path) -> Option<u64> {
     h.write(&body);
     h.write_u8(0xff);
     h.write(&meta);
+    // A policy with file-backed sets reads its data beside it: moved to
+    // another directory (a new OCI set is pulled into its own), it is a
+    // new plugin with new data, not the old one. In place, its set
+    // watcher follows the files.
+    if path.extension().is_some_and(|e| e == "dsl") && body.windows(5).any(|w| w == b"file(") {
+        if let Some(dir) = path.parent().and_then(|d| d.canonicalize().ok()) {
+            h.write(dir.as_os_str().as_encoded_bytes());
+        }
+    }
     // Never 0: 0 means "not from a file".
     Some(h.finish() | 1)
 }

@@ -18,6 +18,7 @@ pub mod chain;
 pub mod check;
 pub mod dsl;
 pub mod host;
+pub mod live;
 pub mod load;
 pub mod lua;
 pub mod metadata;
@@ -102,6 +103,17 @@ pub enum PluginError {
         path: PathBuf,
         /// What is wrong, naming the import, export or step.
         source: wasm::WasmError,
+    },
+    /// A policy's file-backed set (`set x = file("...")`) cannot be read
+    /// or has a bad line.
+    #[error("{}: set `{set}`: {reason}", path.display())]
+    LiveSet {
+        /// The data file.
+        path: PathBuf,
+        /// The set's name.
+        set: String,
+        /// What is wrong (`line N: ...` for a bad line).
+        reason: String,
     },
 }
 

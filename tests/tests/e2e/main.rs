@@ -10,6 +10,7 @@ mod ecs_geo;
 mod failsafe;
 mod forward;
 mod gslb;
+mod live_sets;
 mod lua;
 mod reload;
 mod robustness;

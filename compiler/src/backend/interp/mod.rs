@@ -505,6 +505,9 @@ fn in_const_set(set: &ConstSet, v: &Value) -> bool {
         (ConstSet::Cidrs(cs), Value::Ip(ip)) => cs.iter().any(|c| c.contains(ip)),
         (ConstSet::Cidrs(cs), Value::Cidr(inner)) => cs.iter().any(|c| c.covers(inner)),
         (ConstSet::Values(vs), v) => vs.contains(v),
+        (ConstSet::Live(l), Value::Name(n)) => l.contains_name(n),
+        (ConstSet::Live(l), Value::Ip(ip)) => l.contains_ip(ip),
+        (ConstSet::Live(l), Value::Cidr(c)) => l.covers(c),
         _ => false,
     }
 }

@@ -80,6 +80,11 @@ extern "C" fn h_in_set(e: *mut Env, set: i64, code: i64, v: i64) -> i64 {
             .get(set as usize)
             .is_some_and(|ids| ids.contains(&v)),
         (ConstSet::Values(vs), _) => e.decode(code, v).is_some_and(|v| vs.contains(&v)),
+        // By slot: the members are read now, so a swapped file counts
+        // without recompiling.
+        (ConstSet::Live(l), Some(V::Name(n))) if code == 3 => l.contains_name(n),
+        (ConstSet::Live(l), Some(V::Ip(ip))) if code == 4 => l.contains_ip(&ip),
+        (ConstSet::Live(l), Some(V::Cidr(c))) if code == 5 => l.covers(&c),
         _ => false,
     })
 }

@@ -80,7 +80,7 @@ impl Emitter<'_> {
                     let at = self.data.put(&bytes, 4);
                     self.cidr_sets.insert(k, (at, cs.len() as u32));
                 }
-                ConstSet::Values(_) => {}
+                ConstSet::Values(_) | ConstSet::Live(_) => {}
             }
         }
         let cap = (keys.len() * 2).max(8).next_power_of_two() as u32;

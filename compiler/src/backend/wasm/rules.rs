@@ -440,6 +440,12 @@ impl Emitter<'_> {
         locals: &mut HashMap<u32, (u32, u32)>,
     ) -> Result<(), Unsupported> {
         match (&self.p.sets[set as usize], &needle.ty) {
+            (ConstSet::Live(l), _) => {
+                return Err(unsupported(
+                    needle,
+                    &format!("the file-backed set `{}` (its members change at run time; the module has no host lookup for them)", l.name),
+                ));
+            }
             (ConstSet::Names(_), Type::Name) => {
                 let kind = self.set_kind[&set];
                 b.i(I::I32Const(self.tbl as i32))

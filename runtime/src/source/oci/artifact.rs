@@ -100,6 +100,8 @@ pub fn kind_of(name: &str) -> Option<&'static str> {
         "wasm" => "wasm",
         "wat" => "wat",
         "yaml" => "metadata",
+        // The data of a policy's file-backed sets (`set x = file("x.txt")`).
+        "txt" => "data",
         _ => return None,
     })
 }
@@ -110,6 +112,7 @@ fn media_type(kind: &str) -> &'static str {
         "lua" => "application/vnd.dnspolicy.plugin.v1+lua",
         "wasm" => WASM_LAYER_MEDIA_TYPE,
         "wat" => "application/vnd.dnspolicy.plugin.v1+wat",
+        "data" => "application/vnd.dnspolicy.data.v1+text",
         _ => "application/vnd.dnspolicy.metadata.v1+yaml",
     }
 }
@@ -154,7 +157,10 @@ pub fn pack(dir: &Path, created: &str) -> Result<Artifact, ArtifactError> {
             .map_err(|err| ArtifactError::Io(e.path().display().to_string(), err))?;
         files.insert(name, (kind, data));
     }
-    if !files.values().any(|(k, _)| *k != "metadata") {
+    if !files
+        .values()
+        .any(|(k, _)| *k != "metadata" && *k != "data")
+    {
         return Err(ArtifactError::Empty(shown));
     }
     let wasm_only = files.len() == 1 && files.values().all(|(k, _)| *k == "wasm");
@@ -175,7 +181,7 @@ pub fn pack(dir: &Path, created: &str) -> Result<Artifact, ArtifactError> {
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("");
-            if kind != "metadata" {
+            if kind != "metadata" && kind != "data" {
                 if let Some(d) = metadata_digest.get(stem) {
                     ann.insert("dev.dnspolicy.metadata.digest".into(), d.clone());
                     let meta = dir.join(format!("{stem}.yaml"));

@@ -1,0 +1,39 @@
+rule geo priority 10 when {client.region} == "CN-BJ" { then answer A 192.0.2.1 ttl 60 }
+# <- keyword
+#    ^ function
+#        ^ keyword
+#                 ^ number
+#                    ^ keyword.conditional
+#                          ^ variable.builtin
+#                                         ^ operator
+#                                            ^ string
+#                                                      ^ keyword.conditional
+#                                                           ^ keyword
+#                                                                  ^ constant
+#                                                                    ^ number
+#                                                                              ^ keyword
+set ads = ["ads.example", "*.tracker.example"]
+# <- keyword
+#   ^ variable
+input user.tier : [string]
+# <- keyword
+#     ^ variable
+#                  ^ type
+if <user.age> > 18 < then nxdomain >
+# <- keyword.conditional
+#   ^ variable
+#             ^ operator
+#                         ^ keyword
+if hash({client.subnet}) % 100 < 5 and not {user.off} { then pool web weighted }
+#  ^ function.builtin
+#                        ^ operator
+#                              ^ operator
+#                                  ^ keyword.operator
+#                                      ^ keyword.operator
+#                                           ^ variable
+#                                                            ^ keyword
+#                                                                 ^ label
+then "a\tb" + r"^x$"  // done
+#      ^ string.escape
+#             ^ string
+#                     ^ comment

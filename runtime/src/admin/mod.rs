@@ -353,6 +353,40 @@ fn source(shared: &Shared, out: &mut String) {
     );
 }
 
+/// The file-backed sets of the chain's policies.
+fn live_sets(shared: &Shared, out: &mut String) {
+    let chain = shared.chain.load();
+    let mut members = Vec::new();
+    let mut reloads = Vec::new();
+    for p in &chain.plugins {
+        for s in p.plugin.live_sets() {
+            let l = format!(
+                "plugin=\"{}\",set=\"{}\"",
+                label(p.plugin.name()),
+                label(&s.set)
+            );
+            members.push((l.clone(), s.members as u64));
+            reloads.push((format!("{l},result=\"ok\""), s.reloads));
+            reloads.push((format!("{l},result=\"refused\""), s.errors));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_live_set_members Members of each file-backed set now."
+    );
+    let _ = writeln!(out, "# TYPE dnspolicy_live_set_members gauge");
+    for (l, v) in &members {
+        let _ = writeln!(out, "dnspolicy_live_set_members{{{l}}} {v}");
+    }
+    let series: Vec<(&str, u64)> = reloads.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    counter(
+        out,
+        "dnspolicy_live_set_reloads_total",
+        "Changed set files taken (ok) or refused, keeping the previous members (refused).",
+        &series,
+    );
+}
+
 /// The Prometheus exposition.
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
@@ -360,6 +394,7 @@ pub fn metrics(shared: &Shared) -> String {
     observed(shared, &mut out);
     pools(shared, &mut out);
     source(shared, &mut out);
+    live_sets(shared, &mut out);
     let chain = shared.chain.load();
     let _ = writeln!(
         out,
@@ -513,6 +548,24 @@ pub fn plugins(shared: &Shared) -> String {
                 "interpreted": s.interpreted,
                 "functions": s.functions,
             });
+        }
+        let live: Vec<serde_json::Value> = p
+            .plugin
+            .live_sets()
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "set": s.set,
+                    "file": s.file.display().to_string(),
+                    "members": s.members,
+                    "reloads": s.reloads,
+                    "errors": s.errors,
+                    "last_error": s.last_error,
+                })
+            })
+            .collect();
+        if !live.is_empty() {
+            entry["live_sets"] = live.into();
         }
         list.push(entry);
     }

@@ -18,7 +18,7 @@ pub struct DslPlugin {
     fields: u32,
     scratch: WorkerSlots<Prepared>,
     /// The watcher of its set files, stopped when the plugin goes.
-    _live: Option<super::live::Watch>,
+    live: Option<super::live::Watch>,
 }
 
 impl DslPlugin {
@@ -62,7 +62,7 @@ impl DslPlugin {
             rules,
             fields,
             scratch: WorkerSlots::new(),
-            _live: super::live::watch(live),
+            live: super::live::watch(live),
         })
     }
 
@@ -111,6 +111,10 @@ impl Plugin for DslPlugin {
 
     fn fields_used(&self) -> u32 {
         self.fields
+    }
+
+    fn live_sets(&self) -> Vec<super::live::Status> {
+        self.live.as_ref().map(|w| w.status()).unwrap_or_default()
     }
 
     fn compiled(&self) -> Option<JitStats> {

@@ -10,12 +10,12 @@ use dnspolicy_compiler::ir::live::LiveSet;
 use dnspolicy_compiler::ir::Policy;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 /// How often the files are looked at: a metadata call each, no reading
-/// unless one changed.
+/// unless one changed (and then held still for one more look).
 pub const POLL: Duration = Duration::from_millis(500);
 
 /// A live set and the file it is read from.
@@ -59,11 +59,36 @@ pub fn load_all(policy: &Policy, policy_path: &Path) -> Result<Vec<Bound>, Plugi
     Ok(out)
 }
 
+/// One live set as `/plugins` and `/metrics` show it.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// The set's name in the policy.
+    pub set: String,
+    /// The file it is read from.
+    pub file: PathBuf,
+    /// Members now.
+    pub members: usize,
+    /// Changed files taken since the plugin loaded.
+    pub reloads: u64,
+    /// Changed files refused (unreadable, or a bad line).
+    pub errors: u64,
+    /// Why the last refused file was refused, until a good one is taken.
+    pub last_error: Option<String>,
+}
+
 /// The watcher of one policy's set files; dropping it (with the plugin)
 /// stops the thread.
 pub struct Watch {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    status: Arc<Mutex<Vec<Status>>>,
+}
+
+impl Watch {
+    /// The sets' state now.
+    pub fn status(&self) -> Vec<Status> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 impl Drop for Watch {
@@ -87,11 +112,28 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let status = Arc::new(Mutex::new(
+        sets.iter()
+            .map(|(set, file)| Status {
+                set: set.name.clone(),
+                file: file.clone(),
+                members: set.entries(),
+                reloads: 0,
+                errors: 0,
+                last_error: None,
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let shown = status.clone();
     let thread = std::thread::Builder::new()
         .name("live-sets".into())
         .spawn(move || {
             let mut seen: Vec<Option<(SystemTime, u64)>> =
                 sets.iter().map(|(_, f)| stamp(f)).collect();
+            // A change is read once its stamp holds still for one poll: a
+            // file written in place (truncate, then write) is never read
+            // half-written as an empty set.
+            let mut pending: Vec<Option<Option<(SystemTime, u64)>>> = vec![None; sets.len()];
             'outer: loop {
                 // Short steps, so an unloaded plugin's thread ends quickly.
                 for _ in 0..5 {
@@ -100,13 +142,33 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
                     }
                     std::thread::sleep(POLL / 5);
                 }
-                for ((set, file), last) in sets.iter().zip(seen.iter_mut()) {
+                for (i, ((set, file), last)) in sets.iter().zip(seen.iter_mut()).enumerate() {
                     let now = stamp(file);
                     if now == *last {
+                        pending[i] = None;
                         continue;
                     }
+                    if pending[i] != Some(now) {
+                        pending[i] = Some(now);
+                        continue;
+                    }
+                    pending[i] = None;
                     *last = now;
-                    match load_one(set, file) {
+                    let result = load_one(set, file);
+                    if let Some(s) = shown.lock().ok().as_mut().and_then(|v| v.get_mut(i)) {
+                        s.members = set.entries();
+                        match &result {
+                            Ok(_) => {
+                                s.reloads += 1;
+                                s.last_error = None;
+                            }
+                            Err(e) => {
+                                s.errors += 1;
+                                s.last_error = Some(e.to_string());
+                            }
+                        }
+                    }
+                    match result {
                         Ok(n) => tracing::info!(
                             set = %set.name, file = %file.display(), members = n,
                             "live set reloaded"
@@ -123,5 +185,6 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
     Some(Watch {
         stop,
         thread: Some(thread),
+        status,
     })
 }

@@ -151,4 +151,9 @@ pub trait Plugin: Send + Sync {
     fn compiled(&self) -> Option<dnspolicy_compiler::backend::jit::JitStats> {
         None
     }
+    /// A policy's file-backed sets (`set x = file("...")`) and their state
+    /// (shown by `/plugins` and `/metrics`).
+    fn live_sets(&self) -> Vec<live::Status> {
+        Vec::new()
+    }
 }

@@ -73,6 +73,30 @@ async fn file_sets_follow_their_file_and_keep_the_last_good_contents() {
     );
     assert!(!blocked(&s, "third.example.com.").await, "all or nothing");
     assert!(blocked(&s, "new.example.com.").await, "old members kept");
+    // ... and says so on the admin endpoint.
+    let (_, m) = http_get(s.admin, "/metrics").await;
+    let series = |result: &str| {
+        format!("dnspolicy_live_set_reloads_total{{plugin=\"p\",set=\"blocklist\",result=\"{result}\"}}")
+    };
+    assert_eq!(metric(&m, &series("refused")), 1, "{m}");
+    assert!(metric(&m, &series("ok")) >= 2, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "dnspolicy_live_set_members{plugin=\"p\",set=\"blocklist\"}"
+        ),
+        1
+    );
+    let (_, body) = http_get(s.admin, "/plugins").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let live = &doc[0]["live_sets"][0];
+    assert_eq!(live["set"], "blocklist", "{body}");
+    assert!(
+        live["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("line 3")),
+        "{body}"
+    );
 
     // Fixed: taken again.
     std::fs::write(dir.join("block.txt"), "third.example.com\n").expect("write");

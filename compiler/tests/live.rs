@@ -84,6 +84,9 @@ fn the_checker_keeps_file_sets_to_lookups() {
     let c = check("set b = file(\"b.txt\")\nrule r when {user.host} in b { then refuse }\n");
     let p = c.policy.expect("checks");
     assert_eq!(p.inputs[0].ty.to_string(), "name");
+    // A string literal is looked up as a name.
+    let c = check("set b = file(\"b.txt\")\nrule r when \"A.example\" in b { then refuse }\n");
+    assert!(c.policy.is_some(), "{:?}", c.diagnostics);
     // One set, one slot, however many lookups.
     let p = check(SRC).policy.expect("checks");
     assert_eq!(p.live_sets.len(), 1);

@@ -152,7 +152,11 @@ impl<'a> Checker<'a> {
                 })
             }
             Some(Flex::Live(name, path)) => {
-                let mut needle = self.expr_value(a);
+                // A string literal on the left is a name, as in a name set.
+                let mut needle = match self.flex(a) {
+                    Some(Flex::Str(_, _)) => self.coerce(a, &Type::Name, None),
+                    _ => self.expr_value(a),
+                };
                 if needle.ty == Type::Unknown && matches!(needle.kind, ExprKind::Input(_)) {
                     self.infer(&needle, &Type::Name);
                     needle.ty = Type::Name;

@@ -18,8 +18,12 @@ use std::time::{Duration, SystemTime};
 /// unless one changed (and then held still for one more look).
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// A live set and the file it is read from.
-pub type Bound = (Arc<LiveSet>, PathBuf);
+/// A file's modification time and size: what the watcher compares.
+type Stamp = Option<(SystemTime, u64)>;
+
+/// A live set, the file it is read from, and that file's stamp from just
+/// before it was read (a change made while it was being read is seen).
+pub type Bound = (Arc<LiveSet>, PathBuf, Stamp);
 
 /// `written` (as in `file("...")`) resolved beside the policy file.
 pub fn resolve(policy_path: &Path, written: &str) -> PathBuf {
@@ -52,9 +56,10 @@ pub fn load_all(policy: &Policy, policy_path: &Path) -> Result<Vec<Bound>, Plugi
     let mut out = Vec::new();
     for set in &policy.live_sets {
         let file = resolve(policy_path, &set.path);
+        let before = stamp(&file);
         let n = load_one(set, &file)?;
         tracing::info!(set = %set.name, file = %file.display(), members = n, "live set loaded");
-        out.push((set.clone(), file));
+        out.push((set.clone(), file, before));
     }
     Ok(out)
 }
@@ -100,7 +105,7 @@ impl Drop for Watch {
     }
 }
 
-fn stamp(f: &Path) -> Option<(SystemTime, u64)> {
+fn stamp(f: &Path) -> Stamp {
     let m = std::fs::metadata(f).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -114,7 +119,7 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
     let flag = stop.clone();
     let status = Arc::new(Mutex::new(
         sets.iter()
-            .map(|(set, file)| Status {
+            .map(|(set, file, _)| Status {
                 set: set.name.clone(),
                 file: file.clone(),
                 members: set.entries(),
@@ -128,12 +133,11 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
     let thread = std::thread::Builder::new()
         .name("live-sets".into())
         .spawn(move || {
-            let mut seen: Vec<Option<(SystemTime, u64)>> =
-                sets.iter().map(|(_, f)| stamp(f)).collect();
+            let mut seen: Vec<Stamp> = sets.iter().map(|(_, _, s)| *s).collect();
             // A change is read once its stamp holds still for one poll: a
             // file written in place (truncate, then write) is never read
             // half-written as an empty set.
-            let mut pending: Vec<Option<Option<(SystemTime, u64)>>> = vec![None; sets.len()];
+            let mut pending: Vec<Option<Stamp>> = vec![None; sets.len()];
             'outer: loop {
                 // Short steps, so an unloaded plugin's thread ends quickly.
                 for _ in 0..5 {
@@ -142,7 +146,7 @@ pub fn watch(sets: Vec<Bound>) -> Option<Watch> {
                     }
                     std::thread::sleep(POLL / 5);
                 }
-                for (i, ((set, file), last)) in sets.iter().zip(seen.iter_mut()).enumerate() {
+                for (i, ((set, file, _), last)) in sets.iter().zip(seen.iter_mut()).enumerate() {
                     let now = stamp(file);
                     if now == *last {
                         pending[i] = None;

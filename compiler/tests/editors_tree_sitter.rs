@@ -8,6 +8,9 @@
 //! `scripts/test` installs it from crates.io); under `CI=true` a missing
 //! CLI fails.
 
+#[path = "support/examples.rs"]
+mod examples;
+
 use dnspolicy_compiler::syntax::lexer::KEYWORDS;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -113,18 +116,10 @@ fn the_cli_generates_tests_and_parses_every_example() {
     let (ok, out) = run(&ts, &["test"], &cache);
     assert!(ok, "tree-sitter test:\n{out}");
 
-    let mut files = Vec::new();
-    let mut dirs = vec![repo().join("examples")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("dir").flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.ends_with("node_modules") {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "dsl") {
-                files.push(p.display().to_string());
-            }
-        }
-    }
+    let files: Vec<String> = examples::example_policies()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     assert!(files.len() > 5);
     let mut args = vec!["parse", "--quiet"];
     args.extend(files.iter().map(String::as_str));

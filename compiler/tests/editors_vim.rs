@@ -8,6 +8,9 @@
 //!
 //! Needs `vim` (Debian package vim); under `CI=true` a missing Vim fails.
 
+#[path = "support/examples.rs"]
+mod examples;
+
 use dnspolicy_compiler::ir::types::QTYPES;
 use dnspolicy_compiler::syntax::lexer::{lex, Tok};
 use std::path::{Path, PathBuf};
@@ -289,17 +292,7 @@ fn vim_highlights_every_example_token_as_the_lexer_reads_it() {
         return;
     }
     let mut files = vec![repo().join("editors/vim/tests/highlight.dsl")];
-    let mut dirs = vec![repo().join("examples")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.ends_with("node_modules") {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "dsl") {
-                files.push(p);
-            }
-        }
-    }
+    files.extend(examples::example_policies());
     assert!(files.len() > 5, "{files:?}");
     let bad: Vec<String> = files.iter().flat_map(|f| check_file(f)).collect();
     assert!(

@@ -82,19 +82,28 @@ pub fn cost(p: &Policy) -> Cost {
     });
     let (name_rules, name_calls, name_at) =
         worst(names, |n| ix.candidates(Some(n), None, None), &calls);
+    // Prefix probes: each key's network address (inside that key and every
+    // shorter one). Their candidates hold each always-rule once, so what a
+    // prefix adds is the rest.
     let (ips, subnets) = ix.prefix_keys();
-    let without_always =
-        |v: Vec<u32>| -> Vec<u32> { v.into_iter().filter(|i| !always.contains(i)).collect() };
     let (ip_rules, ip_calls, _) = worst(
         ips.into_iter(),
-        |c: &Cidr| without_always(ix.candidates(None, Some(c.addr), None)),
+        |c: &Cidr| ix.candidates(None, Some(c.addr), None),
         &calls,
     );
     let (sub_rules, sub_calls, _) = worst(
         subnets.into_iter(),
-        |c: &Cidr| without_always(ix.candidates(None, None, Some(*c))),
+        |c: &Cidr| ix.candidates(None, None, Some(*c)),
         &calls,
     );
+    let beyond = |rules: usize, calls: usize| {
+        (
+            rules.saturating_sub(always.len()),
+            calls.saturating_sub(always_calls),
+        )
+    };
+    let (ip_rules, ip_calls) = beyond(ip_rules, ip_calls);
+    let (sub_rules, sub_calls) = beyond(sub_rules, sub_calls);
     let total = p.rules.len();
     Cost {
         rules: (name_rules.max(always.len()) + ip_rules + sub_rules).min(total),

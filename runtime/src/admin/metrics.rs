@@ -318,8 +318,17 @@ pub fn rcode_name(code: usize) -> String {
 /// label set as written inside the braces (`action="drop"`), or `""` for
 /// none, and its value.
 pub fn counter(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
+    family(out, "counter", name, help, series);
+}
+
+/// A gauge family, written like [`counter`].
+pub fn gauge(out: &mut String, name: &str, help: &str, series: &[(&str, u64)]) {
+    family(out, "gauge", name, help, series);
+}
+
+fn family(out: &mut String, kind: &str, name: &str, help: &str, series: &[(&str, u64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in series {
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");

@@ -8,7 +8,7 @@
 pub mod metrics;
 pub mod status;
 
-use crate::admin::metrics::{counter, label};
+use crate::admin::metrics::{counter, gauge, label};
 use crate::server::Shared;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -259,21 +259,21 @@ fn pools(shared: &Shared, out: &mut String) {
             metrics::label(&m.label)
         )
     };
-    let _ = writeln!(
+    let up: Vec<(String, u64)> = p
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            pool.members
+                .iter()
+                .map(|m| (member(&pool.name, m), u64::from(m.healthy.load(Relaxed))))
+        })
+        .collect();
+    gauge(
         out,
-        "# HELP dnspolicy_pool_member_up Whether a pool member is healthy (1) or out (0)."
+        "dnspolicy_pool_member_up",
+        "Whether a pool member is healthy (1) or out (0).",
+        &refs(&up),
     );
-    let _ = writeln!(out, "# TYPE dnspolicy_pool_member_up gauge");
-    for pool in &p.pools {
-        for m in &pool.members {
-            let up = u8::from(m.healthy.load(Relaxed));
-            let _ = writeln!(
-                out,
-                "dnspolicy_pool_member_up{{{}}} {up}",
-                member(&pool.name, m)
-            );
-        }
-    }
     let mut checks = Vec::new();
     let mut changes = Vec::new();
     let mut answers = Vec::new();
@@ -370,20 +370,17 @@ fn live_sets(shared: &Shared, out: &mut String) {
             reloads.push((format!("{l},result=\"refused\""), s.errors));
         }
     }
-    let _ = writeln!(
+    gauge(
         out,
-        "# HELP dnspolicy_live_set_members Members of each file-backed set now."
+        "dnspolicy_live_set_members",
+        "Members of each file-backed set now.",
+        &refs(&members),
     );
-    let _ = writeln!(out, "# TYPE dnspolicy_live_set_members gauge");
-    for (l, v) in &members {
-        let _ = writeln!(out, "dnspolicy_live_set_members{{{l}}} {v}");
-    }
-    let series: Vec<(&str, u64)> = reloads.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     counter(
         out,
         "dnspolicy_live_set_reloads_total",
         "Changed set files taken (ok) or refused, keeping the previous members (refused).",
-        &series,
+        &refs(&reloads),
     );
 }
 

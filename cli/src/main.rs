@@ -5,6 +5,7 @@
 mod check_cmd;
 mod compile_cmd;
 mod eval_cmd;
+mod fleet_cmd;
 mod fmt_cmd;
 mod import_cmd;
 mod lsp;
@@ -65,6 +66,18 @@ enum Command {
     /// Plugin sets as OCI artifacts: `oci push DIR REF`, `oci pull REF DIR`,
     /// `oci inspect REF` (plain HTTP only with --insecure).
     Oci(oci_cmd::OciArgs),
+    /// Push a plugin set to a fleet's etcd as its next version (checked
+    /// first, one transaction): `push DIR --etcd URL --set NAME
+    /// [--if-version N] [--canary NODE,…|N%]`. See docs/fleet.md.
+    Push(fleet_cmd::PushArgs),
+    /// Push an earlier version's files again as the set's next version.
+    Rollback(fleet_cmd::RollbackArgs),
+    /// Roll a staged (canary) version out to every node, if every canary
+    /// runs it.
+    Promote(fleet_cmd::PromoteArgs),
+    /// The fleet of a set: which node serves which version, who refused the
+    /// latest and why, who is gone (`--format json` for scripts).
+    Status(fleet_cmd::StatusArgs),
     /// Run the language server on stdin/stdout (diagnostics as you type,
     /// hover on context paths, completion of paths and keywords).
     Lsp,
@@ -238,6 +251,10 @@ fn main() -> ExitCode {
         Command::Fmt(a) => fmt_cmd::run(&a),
         Command::Import(a) => import_cmd::run(a),
         Command::Oci(a) => oci_cmd::run(a),
+        Command::Push(a) => fleet_cmd::push(a),
+        Command::Rollback(a) => fleet_cmd::rollback(a),
+        Command::Promote(a) => fleet_cmd::promote(a),
+        Command::Status(a) => fleet_cmd::status(a),
         Command::Lsp => lsp::run(),
     }
 }

@@ -79,29 +79,6 @@ fn fail(e: OciError) -> (u8, String) {
     (code, e.to_string())
 }
 
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 async fn go(cmd: OciCommand) -> Result<(), (u8, String)> {
     match cmd {
         OciCommand::Push {
@@ -127,7 +104,8 @@ async fn go(cmd: OciCommand) -> Result<(), (u8, String)> {
                     ),
                 ));
             }
-            let a = pack(&dir, &now_rfc3339()).map_err(|e| fail(e.into()))?;
+            let a = pack(&dir, &dnspolicy_runtime::source::now_rfc3339())
+                .map_err(|e| fail(e.into()))?;
             let digest = Registry::new(&r, insecure)
                 .push(&r, &a)
                 .await

@@ -74,8 +74,14 @@ pub struct ServeArgs {
     pub decision_sample: Option<f64>,
     /// Plugins from an OCI registry instead of a directory:
     /// `oci://HOST:PORT/REPO@sha256:…` (pinned) or `oci://HOST:PORT/REPO:TAG`
-    /// (followed: polled, new versions swapped in whole). See docs/oci.md.
-    #[arg(long, value_name = "oci://REF", conflicts_with = "plugin_dir")]
+    /// (followed: polled, new versions swapped in whole; docs/oci.md); or a
+    /// fleet's set in etcd, `etcd://HOST:PORT[,HOST:PORT]/NAME` (watched,
+    /// acknowledged as `--node`; docs/fleet.md).
+    #[arg(
+        long,
+        value_name = "oci://REF|etcd://HOSTS/NAME",
+        conflicts_with = "plugin_dir"
+    )]
     pub source: Option<String>,
     /// Allow plain HTTP to the registry of the source (loopback registries).
     #[arg(long)]
@@ -84,34 +90,51 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub source_poll: Option<f64>,
     /// Where pulled sets are cached by digest (default
-    /// ~/.cache/dnspolicy/oci): a restart with the registry down serves the
-    /// last good set from here.
+    /// ~/.cache/dnspolicy/oci), or, for etcd, where the last good version
+    /// is persisted (default ~/.local/state/dnspolicy/etcd): a restart with
+    /// the registry or etcd down serves the last good set from here.
     #[arg(long, value_name = "DIR")]
     pub source_cache: Option<PathBuf>,
 }
 
-fn oci_source(
-    args: &ServeArgs,
-    cfg: &Config,
-) -> anyhow::Result<Option<dnspolicy_runtime::source::oci::watch::OciSource>> {
+/// Where the plugin set comes from when not a directory.
+enum Source {
+    Oci(dnspolicy_runtime::source::oci::watch::OciSource),
+    Etcd(dnspolicy_runtime::source::etcd::watch::EtcdSource),
+}
+
+fn plugin_source(args: &ServeArgs, cfg: &Config) -> anyhow::Result<Option<Source>> {
+    use dnspolicy_runtime::source::etcd::watch::{default_state, EtcdSource};
     use dnspolicy_runtime::source::oci::watch::{default_cache, OciSource};
     let file = &cfg.source;
     let Some(spec) = args.source.as_ref().or(file.url.as_ref()) else {
         return Ok(None);
     };
-    if !spec.starts_with("oci://") {
-        anyhow::bail!("source `{spec}`: only oci://HOST:PORT/REPO@sha256:… or …:TAG is supported");
-    }
     if args.source.is_none() && args.plugin_dir.is_some() {
         // --plugin-dir on the command line wins over the file's source.
         return Ok(None);
+    }
+    if spec.starts_with("etcd://") {
+        let state = args
+            .source_cache
+            .clone()
+            .or_else(|| file.cache.clone())
+            .unwrap_or_else(default_state);
+        return Ok(Some(Source::Etcd(EtcdSource::parse(
+            spec, &cfg.node, &state,
+        )?)));
+    }
+    if !spec.starts_with("oci://") {
+        anyhow::bail!(
+            "source `{spec}`: oci://HOST:PORT/REPO@sha256:…, oci://…:TAG or etcd://HOST:PORT[,HOST:PORT]/NAME"
+        );
     }
     dnspolicy_runtime::source::oci::parse_ref(spec)?;
     let poll = args.source_poll.unwrap_or(file.poll);
     if !(poll.is_finite() && poll >= 0.1) {
         anyhow::bail!("source poll {poll}: at least 0.1 seconds");
     }
-    Ok(Some(OciSource {
+    Ok(Some(Source::Oci(OciSource {
         spec: spec.clone(),
         insecure: args.insecure || file.insecure,
         poll: std::time::Duration::from_secs_f64(poll),
@@ -120,7 +143,7 @@ fn oci_source(
             .clone()
             .or_else(|| file.cache.clone())
             .unwrap_or_else(default_cache),
-    }))
+    })))
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -194,7 +217,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let source = match oci_source(&args, &cfg) {
+    let source = match plugin_source(&args, &cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -214,18 +237,32 @@ pub fn run(args: ServeArgs) -> ExitCode {
     };
     rt.block_on(async move {
         let mut first = None;
-        if let Some(src) = &source {
-            match src.initial().await {
+        let mut fleet_start = None;
+        match &source {
+            Some(Source::Oci(src)) => match src.initial().await {
                 Ok((dir, digest, offline)) => {
                     tracing::info!(source = %src.spec, digest = %digest, offline, "plugin set fetched");
                     cfg.plugin_dir = Some(dir);
-                    first = Some((digest, offline));
+                    first = Some((src.spec.clone(), digest, offline));
                 }
                 Err(e) => {
                     eprintln!("error: --source {}: {e} (and no cached set to serve)", src.spec);
                     return ExitCode::from(2);
                 }
-            }
+            },
+            Some(Source::Etcd(src)) => match src.initial().await {
+                Ok(i) => {
+                    tracing::info!(source = %src.spec, node = %src.node, version = i.version, offline = i.offline, "fleet set ready");
+                    cfg.plugin_dir = Some(i.dir.clone());
+                    first = Some((src.spec.clone(), format!("version {}", i.version), i.offline));
+                    fleet_start = Some(i);
+                }
+                Err(e) => {
+                    eprintln!("error: --source {}: {e} (and no persisted set to serve)", src.spec);
+                    return ExitCode::from(2);
+                }
+            },
+            None => {}
         }
         let shared = match Shared::from_config(&cfg) {
             Ok(s) => s,
@@ -234,8 +271,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        if let (Some(src), Some((digest, offline))) = (&source, &first) {
-            *shared.source.reference.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = src.spec.clone();
+        if let Some((spec, digest, offline)) = &first {
+            *shared.source.reference.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = spec.clone();
             *shared.source.digest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = digest.clone();
             shared.source.offline.store(*offline, std::sync::atomic::Ordering::Relaxed);
         }
@@ -271,13 +308,26 @@ pub fn run(args: ServeArgs) -> ExitCode {
             tracing::warn!(error = %e, "SIGHUP will not reload: cannot install the handler");
         }
         let stop = CancellationToken::new();
-        if let (Some(src), Some((digest, _))) = (source, first) {
-            tokio::spawn(dnspolicy_runtime::source::oci::watch::follow(
-                server.shared(),
-                src,
-                digest,
-                stop.clone(),
-            ));
+        let mut fleet = None;
+        match (source, first) {
+            (Some(Source::Oci(src)), Some((_, digest, _))) => {
+                tokio::spawn(dnspolicy_runtime::source::oci::watch::follow(
+                    server.shared(),
+                    src,
+                    digest,
+                    stop.clone(),
+                ));
+            }
+            (Some(Source::Etcd(src)), _) => {
+                if let Some(i) = fleet_start {
+                    server.shared().source.version.store(i.version, std::sync::atomic::Ordering::Relaxed);
+                    let (shared, stop) = (server.shared(), stop.clone());
+                    fleet = Some(tokio::spawn(async move {
+                        dnspolicy_runtime::source::etcd::watch::follow(shared, src, &i, stop).await;
+                    }));
+                }
+            }
+            _ => {}
         }
         let signal_stop = stop.clone();
         tokio::spawn(async move {
@@ -285,7 +335,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
             tracing::info!("shutting down");
             signal_stop.cancel();
         });
-        match server.run(stop).await {
+        let served = server.run(stop).await;
+        if let Some(f) = fleet {
+            // Its lease revoked: the fleet sees this edge leave at once.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), f).await;
+        }
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -236,6 +236,9 @@ pub struct LimitsSection {
     pub tcp_per_source: usize,
     /// On shutdown, how long upstream exchanges in flight may finish.
     pub drain_ms: u64,
+    /// The largest WASM module this server loads, whatever a plugin's
+    /// metadata says (0, the default: no cap beyond the plugin's own).
+    pub wasm_module_bytes: usize,
 }
 
 impl Default for LimitsSection {
@@ -248,6 +251,7 @@ impl Default for LimitsSection {
             slip: 2,
             tcp_per_source: 64,
             drain_ms: 2000,
+            wasm_module_bytes: 0,
         }
     }
 }

@@ -140,9 +140,16 @@ fn route(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> 
         (&Method::GET, "/readyz") => {
             // Liveness is /healthz; readiness says whether every plugin is
             // serving the version on disk.
-            let problems = shared.chain.load().problems();
+            let mut problems = shared.chain.load().problems();
+            let fleet = fleet_readiness(shared);
+            if let Some((blocking, why)) = &fleet {
+                if *blocking {
+                    problems.push(why.clone());
+                }
+            }
             if problems.is_empty() {
-                respond(StatusCode::OK, "text/plain", "ready\n".into())
+                let note = fleet.map(|(_, why)| format!("{why}\n")).unwrap_or_default();
+                respond(StatusCode::OK, "text/plain", format!("ready\n{note}"))
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -315,6 +322,52 @@ fn pools(shared: &Shared, out: &mut String) {
     );
 }
 
+/// What `/readyz` says about an etcd source: (whether it keeps the server
+/// from being ready, the line). Offline or out of touch is said but not
+/// blocking (the last good set serves); no version at all is blocking.
+fn fleet_readiness(shared: &Shared) -> Option<(bool, String)> {
+    let s = &shared.source;
+    let reference = s
+        .reference
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if !reference.starts_with("etcd://") {
+        return None;
+    }
+    let v = s.version.load(Relaxed);
+    if v == 0 {
+        return Some((true, format!("{reference}: no version of the set yet")));
+    }
+    if s.offline.load(Relaxed) {
+        return Some((
+            false,
+            format!("offline: etcd unreachable, serving persisted version {v} of {reference}"),
+        ));
+    }
+    let age = sync_age(s);
+    if age > 10.0 {
+        return Some((
+            false,
+            format!("out of touch: etcd last answered {age:.0} s ago; serving version {v} of {reference}"),
+        ));
+    }
+    Some((false, format!("in sync: version {v} of {reference}")))
+}
+
+/// Seconds since the source last answered.
+fn sync_age(s: &crate::source::SourceStatus) -> f64 {
+    let last = s.last_sync_ms.load(Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if last == 0 {
+        f64::INFINITY
+    } else {
+        now.saturating_sub(last) as f64 / 1000.0
+    }
+}
+
 /// The series of a plugin source (`--source oci://…`).
 fn source(shared: &Shared, out: &mut String) {
     let s = &shared.source;
@@ -350,6 +403,39 @@ fn source(shared: &Shared, out: &mut String) {
         "dnspolicy_source_failures_total",
         "Source fetches or loads that failed (the last good set kept serving).",
         &[("", s.failures.load(Relaxed))],
+    );
+    if !reference.starts_with("etcd://") {
+        return;
+    }
+    gauge(
+        out,
+        "dnspolicy_fleet_applied_version",
+        "The fleet set version this edge serves (0: none yet).",
+        &[("", s.version.load(Relaxed))],
+    );
+    let age = sync_age(s);
+    let _ = writeln!(
+        out,
+        "# HELP dnspolicy_fleet_seconds_since_sync Seconds since etcd last answered this edge (watch, lease renewal); -1: never.\n# TYPE dnspolicy_fleet_seconds_since_sync gauge\ndnspolicy_fleet_seconds_since_sync {:.3}",
+        if age.is_finite() { age } else { -1.0 }
+    );
+    gauge(
+        out,
+        "dnspolicy_fleet_offline",
+        "1 while the edge serves its persisted set because etcd was unreachable at start.",
+        &[("", u64::from(s.offline.load(Relaxed)))],
+    );
+    counter(
+        out,
+        "dnspolicy_fleet_sync_errors_total",
+        "etcd reads, watches or set loads that failed (the version in service kept serving).",
+        &[("", s.failures.load(Relaxed))],
+    );
+    counter(
+        out,
+        "dnspolicy_fleet_watch_reconnects_total",
+        "Watch streams opened again after a break (member down, compaction).",
+        &[("", s.reconnects.load(Relaxed))],
     );
 }
 

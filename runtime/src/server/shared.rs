@@ -96,6 +96,7 @@ impl Shared {
     /// Builds the shared state from a config: zone, GeoIP and plugins (the
     /// embedded examples where the config names none).
     pub fn from_config(config: &Config) -> Result<Shared, ServeError> {
+        crate::plugin::wasm::set_edge_cap(config.limits.wasm_module_bytes);
         let zone = match &config.zone {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {

@@ -52,6 +52,16 @@ use wasmtime::{
 /// Largest module accepted by default (bytes of `.wasm`, or of `.wat`
 /// text); `limits.module_bytes` raises it for a plugin.
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
+
+/// This server's own cap on module size (`[limits] wasm_module_bytes`;
+/// 0: none): a plugin's metadata cannot raise its limit above it, so one
+/// edge can refuse what another takes.
+static EDGE_CAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets this server's cap on module size (0: none).
+pub fn set_edge_cap(bytes: usize) {
+    EDGE_CAP.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
 /// Native stack a call may use.
 const MAX_WASM_STACK: usize = 256 << 10;
 /// Table elements an instance may hold.
@@ -83,6 +93,16 @@ pub enum WasmError {
         /// The module's size.
         size: u64,
         /// The limit.
+        max: usize,
+    },
+    /// Over this server's cap (`[limits] wasm_module_bytes`).
+    #[error(
+        "module is {size} bytes; this server takes at most {max} (`[limits] wasm_module_bytes`)"
+    )]
+    OverEdgeCap {
+        /// The module's size.
+        size: u64,
+        /// The cap.
         max: usize,
     },
     /// Making an instance failed: a step trapped, ran out of time or
@@ -135,6 +155,13 @@ impl WasmPlugin {
             path: path.to_path_buf(),
             source,
         };
+        let cap = EDGE_CAP.load(std::sync::atomic::Ordering::Relaxed);
+        if cap > 0 && bytes.len() > cap {
+            return Err(refuse(WasmError::OverEdgeCap {
+                size: bytes.len() as u64,
+                max: cap,
+            }));
+        }
         if bytes.len() > limits.module_bytes {
             return Err(refuse(WasmError::TooLarge {
                 size: bytes.len() as u64,

@@ -5,32 +5,17 @@
 //! single-WASM artifact in the CNCF Wasm format, field by field.
 
 use dnspolicy_e2e::have_tool;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_dnspolicy")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::{ask, bin, free_port, repo_root, Served};
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dnspolicy-oci-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    common::temp("oci", name)
 }
 
 /// A registry on loopback; stopped (by its PID) when dropped.
@@ -135,63 +120,10 @@ fn txt_policy(dir: &Path, name: &str, text: &str) {
     .expect("policy");
 }
 
-struct Served {
-    child: Child,
-    dns: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(extra: &[&str]) -> Served {
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-admin",
-            "--workers",
-            "1",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let dns = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("dns="))
-        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-        .parse()
-        .expect("dns address");
-    Served { child, dns }
-}
-
-/// One UDP query; the TXT strings or A addresses of the answer, `None`
-/// when nothing came back in time.
-fn ask(dns: SocketAddr, name: &str, qtype: u16) -> Option<Vec<String>> {
-    let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, (qtype >> 8) as u8, qtype as u8, 0, 1]);
-    let s = UdpSocket::bind("127.0.0.1:0").expect("socket");
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    s.send_to(&q, dns).expect("send");
-    let mut buf = [0u8; 1500];
-    let n = s.recv(&mut buf).ok()?;
-    let m = hickory_proto::op::Message::from_vec(&buf[..n]).expect("a DNS answer");
-    Some(m.answers.iter().map(|r| r.data.to_string()).collect())
+    let mut args = vec!["--no-admin", "--workers", "1"];
+    args.extend_from_slice(extra);
+    common::serve(&args, None)
 }
 
 fn build_c_plugin(out: &Path) -> bool {

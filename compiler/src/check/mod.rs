@@ -20,6 +20,7 @@ mod membership;
 mod names;
 mod never;
 mod operators;
+mod scope_index;
 
 use crate::diagnostics::{closest, edit_distance, Diagnostic};
 use crate::ir::context::{Field, FIELDS, ROOTS};

@@ -72,6 +72,14 @@ pub struct ServeArgs {
     /// Share of queries the decision log records, in (0, 1] (default 0.01).
     #[arg(long, value_name = "RATE")]
     pub decision_sample: Option<f64>,
+    /// OpenTelemetry traces over OTLP/HTTP (protobuf) to this collector:
+    /// `http://HOST:4318` (`/v1/traces` is added) or a full URL. Spans for
+    /// plugin load/init/swap/destroy and for sampled queries.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of queries traced, in (0, 1] (default 0.01).
+    #[arg(long, value_name = "RATE")]
+    pub otlp_sample: Option<f64>,
     /// Plugins from an OCI registry instead of a directory:
     /// `oci://HOST:PORT/REPO@sha256:…` (pinned) or `oci://HOST:PORT/REPO:TAG`
     /// (followed: polled, new versions swapped in whole; docs/oci.md); or a
@@ -175,6 +183,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(r) = args.decision_sample {
         c.decisions.sample = r;
     }
+    if let Some(e) = &args.otlp_endpoint {
+        c.otlp.endpoint = Some(e.clone());
+    }
+    if let Some(r) = args.otlp_sample {
+        c.otlp.sample = r;
+    }
     if let Some(d) = &args.plugin_dir {
         c.plugin_dir = Some(d.clone());
     }
@@ -203,13 +217,6 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 /// Runs the server until SIGINT or SIGTERM. Exit 0 after a clean shutdown,
 /// 2 when the configuration or a socket is unusable.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let mut cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -217,6 +224,30 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the runtime: the exporter's blocking HTTP client must not be
+    // made (or dropped) inside it.
+    if let Some(e) = &cfg.otlp.endpoint {
+        if let Err(e) = dnspolicy_runtime::observe::otel::start(e, cfg.otlp.sample, &cfg.node) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .with(dnspolicy_runtime::observe::otel::layer())
+            .try_init();
+    }
     let source = match plugin_source(&args, &cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -235,7 +266,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let mut first = None;
         let mut fleet_start = None;
         match &source {
@@ -347,7 +378,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 ExitCode::from(2)
             }
         }
-    })
+    });
+    // Outside the runtime: the exporter's blocking client flushes here.
+    drop(rt);
+    dnspolicy_runtime::observe::otel::shutdown();
+    code
 }
 
 async fn wait_for_signal() {

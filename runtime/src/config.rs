@@ -69,6 +69,8 @@ pub struct Config {
     pub dnstap: Option<String>,
     /// `[decisions]`: the sampled decision log.
     pub decisions: DecisionsSection,
+    /// `[otlp]`: OpenTelemetry traces.
+    pub otlp: OtlpSection,
     /// Read the common query straight from the datagram and write its
     /// answer without hickory's `Message` (the default). `false` sends
     /// every query through hickory: for debugging, and for the test that
@@ -128,6 +130,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             dnstap: None,
             decisions: DecisionsSection::default(),
+            otlp: OtlpSection::default(),
             gslb: crate::gslb::config::GslbSection::default(),
             pools: BTreeMap::new(),
             source: SourceSection::default(),
@@ -196,6 +199,26 @@ pub struct ServerSection {
     /// `nsid = "..."`: returned to queries that ask for it (RFC 5001), so
     /// operators can tell anycast nodes apart.
     pub nsid: Option<String>,
+}
+
+/// `[otlp]`: traces over OTLP/HTTP (`--otlp-endpoint`, `--otlp-sample`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSection {
+    /// `http://HOST:PORT` (the path `/v1/traces` is added) or a full URL;
+    /// `None` (the default) exports nothing.
+    pub endpoint: Option<String>,
+    /// The share of queries traced, in (0, 1] (default 0.01).
+    pub sample: f64,
+}
+
+impl Default for OtlpSection {
+    fn default() -> Self {
+        OtlpSection {
+            endpoint: None,
+            sample: 0.01,
+        }
+    }
 }
 
 /// `[decisions]`.

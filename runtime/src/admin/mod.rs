@@ -477,6 +477,7 @@ pub fn metrics(shared: &Shared) -> String {
     observed(shared, &mut out);
     pools(shared, &mut out);
     source(shared, &mut out);
+    shared.decide_times.write(&mut out);
     live_sets(shared, &mut out);
     let chain = shared.chain.load();
     let _ = writeln!(

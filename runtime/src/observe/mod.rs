@@ -1,11 +1,13 @@
 //! Seeing what the server does, off the query path: [`dnstap`] query logs
-//! (Frame Streams + protobuf) and the sampled [`decisions`] log (JSON
-//! lines), each through a bounded queue that drops rather than waits.
+//! (Frame Streams + protobuf), the sampled [`decisions`] log (JSON lines)
+//! and [`otel`] traces (OTLP/HTTP), each through a bounded queue that
+//! drops rather than waits.
 //!
 //! Depends on nothing else in the runtime.
 
 pub mod decisions;
 pub mod dnstap;
+pub mod otel;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Mutex;

@@ -155,7 +155,9 @@ impl Shared {
             .lock()
             .map_err(|_| ReloadError::Poisoned)?;
         let start = Instant::now();
-        let result = self.build_and_swap(dir, mode);
+        // The parent of this reload's plugin.load/init/swap spans (traces).
+        let span = tracing::info_span!("plugin.reload", mode = ?mode);
+        let result = span.in_scope(|| self.build_and_swap(dir, mode));
         let took = start.elapsed();
         self.reloads
             .last_duration_us

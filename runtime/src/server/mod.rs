@@ -10,6 +10,7 @@
 
 mod batch;
 mod pipeline;
+pub mod sampled;
 mod shared;
 mod tcp;
 mod udp;

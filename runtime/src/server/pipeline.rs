@@ -58,8 +58,8 @@ pub struct Worker {
     templates: FxHashMap<TemplateKey, Template>,
     by_value: ByValue,
     generation: u64,
-    /// Queries seen, for the decision log's sampling.
-    sampled: u64,
+    /// Queries seen, for the samplings (decision log, traces, timing).
+    sampled: super::sampled::Counters,
 }
 
 /// Templates a worker keeps at most (one per static verdict and type in
@@ -76,7 +76,7 @@ impl Worker {
             templates: FxHashMap::default(),
             by_value: FxHashMap::default(),
             generation: 0,
-            sampled: 0,
+            sampled: super::sampled::Counters::default(),
         }
     }
 
@@ -382,10 +382,7 @@ fn decide(
         w.by_value.clear();
         w.generation = chain.generation;
     }
-    let t0 = match &shared.decisions {
-        Some(d) if d.sampled(&mut w.sampled) => Some(Instant::now()),
-        _ => None,
-    };
+    let t0 = super::sampled::Sampled::of(shared, &mut w.sampled);
     let mut ctx =
         QueryCtx::new(facts, &shared.geo, &w.listener, &shared.node).with_pools(&shared.pools);
     if let Some(id) = w.id {
@@ -397,7 +394,7 @@ fn decide(
         match chain.decide_from(start, &mut ctx) {
             Some((i, Decision::Records(records))) => {
                 m.verdicts[verdict_index("answer")].fetch_add(1, Relaxed);
-                note(shared, &chain, &ctx, t0, Some((i, None)), "records");
+                super::sampled::note(shared, &chain, &ctx, t0, Some((i, None)), "records");
                 let Some(r) = req.get() else {
                     return Step::Done(false);
                 };
@@ -409,7 +406,7 @@ fn decide(
                     continue;
                 }
                 m.verdicts[verdict_index(verdict.action())].fetch_add(1, Relaxed);
-                note(shared, &chain, &ctx, t0, Some((i, rule)), verdict.action());
+                super::sampled::note(shared, &chain, &ctx, t0, Some((i, rule)), verdict.action());
                 // An answer pool's members are picked now, among the healthy.
                 let verdict = if let Verdict::Pool { .. } = &*verdict {
                     let picked = shared
@@ -489,17 +486,17 @@ fn decide(
                     };
                     if let Some(b) = answer::from_zone(r, &shared.zone) {
                         m.verdicts[verdict_index("default_zone")].fetch_add(1, Relaxed);
-                        note(shared, &chain, &ctx, t0, None, "default_zone");
+                        super::sampled::note(shared, &chain, &ctx, t0, None, "default_zone");
                         break b;
                     }
                 }
                 if shared.has_default {
                     m.verdicts[verdict_index("default_forward")].fetch_add(1, Relaxed);
-                    note(shared, &chain, &ctx, t0, None, "default_forward");
+                    super::sampled::note(shared, &chain, &ctx, t0, None, "default_forward");
                     break Built::Forward("default".into());
                 }
                 m.verdicts[verdict_index("default_refuse")].fetch_add(1, Relaxed);
-                note(shared, &chain, &ctx, t0, None, "default_refuse");
+                super::sampled::note(shared, &chain, &ctx, t0, None, "default_refuse");
                 if let Some((q, packet)) = wire {
                     m.missing_reads.fetch_add(u64::from(ctx.missing()), Relaxed);
                     let ecs = facts.ecs_echo(ctx.ecs_scope());
@@ -526,44 +523,6 @@ fn decide(
         tcp,
         out,
     )
-}
-
-/// Logs a sampled decision (`t0` is set only for sampled queries): the
-/// plugin at `at` (index, rule) or none, and the verdict's kind.
-fn note(
-    shared: &Shared,
-    chain: &crate::plugin::Chain,
-    ctx: &QueryCtx<'_>,
-    t0: Option<Instant>,
-    at: Option<(usize, Option<usize>)>,
-    verdict: &str,
-) {
-    let (Some(t0), Some(log)) = (t0, &shared.decisions) else {
-        return;
-    };
-    let loaded = at.and_then(|(i, _)| chain.plugins.get(i));
-    let plugin = loaded
-        .and_then(|l| l.path.file_name())
-        .and_then(|n| n.to_str());
-    let rule = match (loaded, at.and_then(|(_, r)| r)) {
-        (Some(l), Some(r)) => l.plugin.rule_names().get(r).map(String::as_str),
-        _ => None,
-    };
-    let f = ctx.facts;
-    log.record(&crate::observe::decisions::Entry {
-        client: f.client,
-        qname: f.qname,
-        qtype: f.qtype,
-        transport: f.transport,
-        plugin,
-        version: loaded.map_or("", |l| l.version.as_str()),
-        rule,
-        verdict,
-        fields: ctx.fields_read(),
-        ecs_scope: f.ecs_echo(ctx.ecs_scope()).map(|e| e.2),
-        micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
-        generation: chain.generation,
-    });
 }
 
 fn finish(

@@ -85,6 +85,8 @@ pub struct Shared {
     pub source_dir: std::sync::Mutex<Option<std::path::PathBuf>>,
     /// What the source says (digest in service, failures).
     pub source: crate::source::SourceStatus,
+    /// Decision-time histograms per plugin and rule (sampled queries).
+    pub decide_times: super::sampled::DecideTimes,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -205,6 +207,7 @@ impl Shared {
             pools: Arc::new(pools),
             source_dir: std::sync::Mutex::new(None),
             source: crate::source::SourceStatus::default(),
+            decide_times: super::sampled::DecideTimes::default(),
         })
     }
 }
@@ -231,6 +234,8 @@ impl Shared {
 
 /// Loads the plugin chain from a directory, or the embedded example.
 pub fn load_chain(dir: Option<&Path>) -> Result<Chain, ServeError> {
+    // The parent of the first plugin.load/init spans (traces).
+    let _span = tracing::info_span!("plugin.start").entered();
     match dir {
         Some(d) => Chain::load_dir(d).map_err(|e| {
             ServeError::Setup(format!("cannot read plugin directory {}: {e}", d.display()))

@@ -1,0 +1,223 @@
+//! What happens to a sampled query once it is decided: a decision log line,
+//! an OpenTelemetry trace, and a sample in the per-plugin and per-rule
+//! decision-time histograms. Unsampled queries cost three counter
+//! increments and nothing else.
+
+use super::Shared;
+use crate::admin::metrics::BUCKETS;
+use crate::dns::query::QueryCtx;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+/// Every N-th query of a worker is timed for the decision histograms.
+pub const TIMED_EVERY: u64 = 64;
+/// Series kept at most per histogram family (then `rule="(other)"`).
+const MAX_SERIES: usize = 4096;
+
+/// A sampled query: when its decision started and what it is sampled for.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampled {
+    t0: Instant,
+    wall: Option<SystemTime>,
+    log: bool,
+}
+
+/// Worker counters for the three samplings.
+#[derive(Debug, Default)]
+pub struct Counters {
+    logged: u64,
+    traced: u64,
+    timed: u64,
+}
+
+impl Sampled {
+    /// Whether (and for what) this query is sampled.
+    pub fn of(shared: &Shared, c: &mut Counters) -> Option<Sampled> {
+        let log = shared
+            .decisions
+            .as_ref()
+            .is_some_and(|d| d.sampled(&mut c.logged));
+        let trace = crate::observe::otel::sampled(&mut c.traced);
+        c.timed = c.timed.wrapping_add(1);
+        let timed = c.timed.is_multiple_of(TIMED_EVERY);
+        (log || trace || timed).then(|| Sampled {
+            t0: Instant::now(),
+            wall: trace.then(SystemTime::now),
+            log,
+        })
+    }
+}
+
+/// Decision-time histograms: per plugin, and per rule of a plugin.
+#[derive(Debug, Default)]
+pub struct DecideTimes {
+    by_plugin: Mutex<HashMap<String, Hist>>,
+    by_rule: Mutex<HashMap<(String, String), Hist>>,
+}
+
+/// One histogram: bucket counts (then +Inf), the sum in nanoseconds.
+#[derive(Debug)]
+pub struct Hist {
+    buckets: [AtomicU64; 17],
+    sum_ns: AtomicU64,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Hist {
+    fn observe(&self, secs: f64) {
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add((secs * 1e9) as u64, Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write as _;
+        let mut cum = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+        }
+        cum += self.buckets[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl DecideTimes {
+    fn observe(&self, plugin: &str, rule: Option<&str>, secs: f64) {
+        {
+            let mut m = lock(&self.by_plugin);
+            let key = if m.len() < MAX_SERIES || m.contains_key(plugin) {
+                plugin
+            } else {
+                "(other)"
+            };
+            m.entry(key.to_string()).or_default().observe(secs);
+        }
+        if let Some(r) = rule {
+            let mut m = lock(&self.by_rule);
+            let key = (plugin.to_string(), r.to_string());
+            let key = if m.len() < MAX_SERIES || m.contains_key(&key) {
+                key
+            } else {
+                (plugin.to_string(), "(other)".to_string())
+            };
+            m.entry(key).or_default().observe(secs);
+        }
+    }
+
+    /// The Prometheus text of both families.
+    pub fn write(&self, out: &mut String) {
+        use crate::admin::metrics::label;
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_plugin_decide_seconds Time from the start of the chain to this plugin's decision, for 1 in {TIMED_EVERY} queries.\n# TYPE dnspolicy_plugin_decide_seconds histogram"
+        );
+        let plugins = lock(&self.by_plugin);
+        let mut names: Vec<&String> = plugins.keys().collect();
+        names.sort();
+        for p in names {
+            plugins[p].write(
+                out,
+                "dnspolicy_plugin_decide_seconds",
+                &format!("plugin=\"{}\"", label(p)),
+            );
+        }
+        drop(plugins);
+        let _ = writeln!(
+            out,
+            "# HELP dnspolicy_rule_decide_seconds Time from the start of the chain to this rule's decision, for 1 in {TIMED_EVERY} queries.\n# TYPE dnspolicy_rule_decide_seconds histogram"
+        );
+        let rules = lock(&self.by_rule);
+        let mut keys: Vec<&(String, String)> = rules.keys().collect();
+        keys.sort();
+        for k in keys {
+            rules[k].write(
+                out,
+                "dnspolicy_rule_decide_seconds",
+                &format!("plugin=\"{}\",rule=\"{}\"", label(&k.0), label(&k.1)),
+            );
+        }
+    }
+}
+
+/// Handles a sampled decision: the plugin at `at` (index, rule) or none,
+/// and the verdict's kind.
+pub(super) fn note(
+    shared: &Shared,
+    chain: &crate::plugin::Chain,
+    ctx: &QueryCtx<'_>,
+    s: Option<Sampled>,
+    at: Option<(usize, Option<usize>)>,
+    verdict: &str,
+) {
+    let Some(s) = s else { return };
+    let took = s.t0.elapsed();
+    let loaded = at.and_then(|(i, _)| chain.plugins.get(i));
+    let plugin = loaded
+        .and_then(|l| l.path.file_name())
+        .and_then(|n| n.to_str());
+    let rule = match (loaded, at.and_then(|(_, r)| r)) {
+        (Some(l), Some(r)) => l.plugin.rule_names().get(r).map(String::as_str),
+        _ => None,
+    };
+    let version = loaded.map_or("", |l| l.version.as_str());
+    let f = ctx.facts;
+    if let Some(p) = plugin {
+        shared.decide_times.observe(p, rule, took.as_secs_f64());
+    }
+    if let (true, Some(log)) = (s.log, &shared.decisions) {
+        log.record(&crate::observe::decisions::Entry {
+            client: f.client,
+            qname: f.qname,
+            qtype: f.qtype,
+            transport: f.transport,
+            plugin,
+            version,
+            rule,
+            verdict,
+            fields: ctx.fields_read(),
+            ecs_scope: f.ecs_echo(ctx.ecs_scope()).map(|e| e.2),
+            micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            generation: chain.generation,
+        });
+    }
+    if let Some(start) = s.wall {
+        crate::observe::otel::query(&crate::observe::otel::Query {
+            start,
+            took,
+            client: f.client,
+            qname: f.qname,
+            qtype: f.qtype,
+            transport: f.transport,
+            plugin,
+            version,
+            rule,
+            verdict,
+            generation: chain.generation,
+        });
+    }
+}

@@ -6,7 +6,8 @@ rule allow priority 2000 {
     if {query.name} in allow { then pass }  # stop here: later rules never see it
 }
 
-rule block priority 1000 {
+# `log`: every block is in the decision log (serve --decision-log), sampled or not.
+rule block priority 1000 log {
     if {query.name} in block {
         if {query.type} == "TXT" { then refuse }
         then nxdomain

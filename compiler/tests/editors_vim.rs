@@ -120,6 +120,12 @@ fn expectations(src: &str) -> Vec<Expect> {
                 } else if ["hash", "lower", "len"].contains(w) && matches!(next, Some(Tok::LParen))
                 {
                     "Function"
+                } else if *w == "log"
+                    && matches!(prev, Some(Tok::Int(_) | Tok::Ident(_)))
+                    && matches!(next, Some(Tok::When | Tok::LBrace | Tok::Lt))
+                {
+                    // The rule flag, after `priority N` or the rule's name.
+                    "StorageClass"
                 } else if matches!(prev, Some(Tok::Colon | Tok::LBracket))
                     && ["bool", "int", "string", "name", "ip", "cidr", "qtype"].contains(w)
                 {

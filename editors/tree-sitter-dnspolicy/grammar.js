@@ -52,6 +52,8 @@ module.exports = grammar({
       'rule',
       field('name', $.identifier),
       optional(seq('priority', field('priority', $.signed_integer))),
+      // `log` (the checker refuses any other word): a contextual word.
+      optional(field('flag', $.identifier)),
       optional(seq('when', field('guard', $._expression))),
       field('body', $._block),
     ),

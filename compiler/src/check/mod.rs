@@ -192,6 +192,17 @@ impl<'a> Checker<'a> {
                     let saved_scopes = std::mem::take(&mut self.scopes);
                     let saved_next = std::mem::replace(&mut self.next_local, 0);
                     self.scopes.push(Vec::new());
+                    if let Some(f) = r.flag.as_ref().filter(|f| f.name != "log") {
+                        self.error(
+                            Diagnostic::error(
+                                "E0046",
+                                format!("unknown rule flag `{}`", f.name),
+                                f.span,
+                            )
+                            .with_label("not a rule flag")
+                            .with_help("the one flag is `log` (every decision of the rule goes to the decision log), after the priority: `rule r priority 10 log { ... }`"),
+                        );
+                    }
                     let guard = r.guard.as_ref().map(|g| self.cond(g));
                     let body = self.block(&r.body.stmts);
                     let locals = self.next_local;
@@ -206,6 +217,7 @@ impl<'a> Checker<'a> {
                             locals,
                             span: r.span,
                             implicit: false,
+                            log: r.flag.as_ref().is_some_and(|f| f.name == "log"),
                         },
                         order,
                     ));
@@ -252,6 +264,7 @@ impl<'a> Checker<'a> {
                     locals: main_locals,
                     span,
                     implicit: true,
+                    log: false,
                 },
                 order,
             ));

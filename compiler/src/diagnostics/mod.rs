@@ -140,6 +140,7 @@ pub const CODES: &[(&str, &str)] = &[
         "E0045",
         "invalid `then pool` (unknown pick, key, count or TTL)",
     ),
+    ("E0046", "unknown rule flag (the one flag is `log`)"),
     (
         "E0050",
         "Lua plugin does not load (syntax, sandbox, or no `apply`)",

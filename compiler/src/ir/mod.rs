@@ -73,6 +73,9 @@ pub struct Rule {
     pub span: Span,
     /// Whether this is the implicit rule of bare statements.
     pub implicit: bool,
+    /// Marked `log`: every decision it makes goes to the decision log,
+    /// sampled or not.
+    pub log: bool,
 }
 
 /// A statement.

@@ -89,6 +89,9 @@ pub struct RuleDecl {
     pub name: Ident,
     /// `priority N`, with the span of `N`.
     pub priority: Option<(i64, Span)>,
+    /// A word after the priority: `log` (its decisions are always in the
+    /// decision log); the checker refuses any other.
+    pub flag: Option<Ident>,
     /// `when GUARD`.
     pub guard: Option<Expr>,
     /// The body.

@@ -293,6 +293,9 @@ impl Formatter<'_> {
                 if let Some((p, _)) = r.priority {
                     head.push_str(&format!(" priority {p}"));
                 }
+                if let Some(f) = &r.flag {
+                    head.push_str(&format!(" {}", f.name));
+                }
                 if let Some(g) = &r.guard {
                     head.push_str(&format!(" when {}", self.expr(g, 0)));
                 }

@@ -49,6 +49,8 @@
 
 (rule_declaration name: (identifier) @function)
 
+(rule_declaration flag: (identifier) @attribute)
+
 (const_declaration name: (identifier) @constant)
 
 (set_declaration name: (identifier) @variable)

@@ -41,6 +41,8 @@ syn match   dnspolicyCidr        "\<\d\{1,3}\(\.\d\{1,3}\)\{3}/\d\{1,3}\>"
 " forms): one token, not an IPv6 head and an IPv4 tail.
 syn match   dnspolicyIp          "\x\{0,4}\(:\x\{0,4}\)\{1,5}:\d\{1,3}\(\.\d\{1,3}\)\{3}\>"
 syn match   dnspolicyCidr        "\x\{0,4}\(:\x\{0,4}\)\{1,5}:\d\{1,3}\(\.\d\{1,3}\)\{3}/\d\{1,3}\>"
+" `log` after a rule's priority: a contextual word, not a keyword.
+syn match   dnspolicyRuleFlag    "\<log\>\ze\s*\%(when\>\|[{<]\)"
 syn match   dnspolicyInputDecl   ":\s*\[\=\s*\(bool\|int\|string\|name\|ip\|cidr\|qtype\)\>" contains=dnspolicyType
 
 hi def link dnspolicyControl     Conditional
@@ -62,5 +64,6 @@ hi def link dnspolicyIp          Number
 hi def link dnspolicyNumber      Number
 hi def link dnspolicyOperator    Operator
 hi def link dnspolicyInputDecl   Delimiter
+hi def link dnspolicyRuleFlag    StorageClass
 
 let b:current_syntax = "dnspolicy"

@@ -13,3 +13,4 @@ rule angle priority 10 {
     if x matches r"^a\.b$" and not false { then nodata }  // slash comment
     then pass
 }
+rule audited priority 5 log when {query.name} == "log.example" { then nxdomain }

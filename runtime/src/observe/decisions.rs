@@ -42,8 +42,11 @@ pub struct Entry<'a> {
     pub fields: u32,
     /// The ECS scope the answer carries (`None` without ECS).
     pub ecs_scope: Option<u8>,
-    /// Microseconds from the start of the decision to its end.
-    pub micros: u64,
+    /// Microseconds from the start of the decision to its end (`None`
+    /// for an unsampled decision of a `log` rule: not measured).
+    pub micros: Option<u64>,
+    /// Logged because the deciding rule is marked `log`.
+    pub marked: bool,
     /// The chain's generation (changes with every reload).
     pub generation: u64,
 }
@@ -72,6 +75,7 @@ impl Entry<'_> {
             "fields_read": fields,
             "ecs_scope": self.ecs_scope,
             "decide_us": self.micros,
+            "log_rule": self.marked,
             "chain": self.generation,
         })
         .to_string()

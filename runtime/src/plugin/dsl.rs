@@ -15,6 +15,8 @@ pub struct DslPlugin {
     name: String,
     jit: JitPolicy,
     rules: Vec<String>,
+    /// Per rule: marked `log` (always in the decision log).
+    logged: Vec<bool>,
     fields: u32,
     scratch: WorkerSlots<Prepared>,
     /// The watcher of its set files, stopped when the plugin goes.
@@ -43,6 +45,7 @@ impl DslPlugin {
         drop(checked.ast);
         let live = super::live::load_all(&policy, path)?;
         let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
+        let logged: Vec<bool> = policy.rules.iter().map(|r| r.log).collect();
         let fields = policy.fields_used();
         let mut jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
             path: path.to_path_buf(),
@@ -60,6 +63,7 @@ impl DslPlugin {
             name: name.to_string(),
             jit,
             rules,
+            logged,
             fields,
             scratch: WorkerSlots::new(),
             live: super::live::watch(live),
@@ -107,6 +111,10 @@ impl Plugin for DslPlugin {
 
     fn rule_names(&self) -> &[String] {
         &self.rules
+    }
+
+    fn logged_rules(&self) -> &[bool] {
+        &self.logged
     }
 
     fn fields_used(&self) -> u32 {

@@ -136,6 +136,11 @@ pub trait Plugin: Send + Sync {
     fn rule_names(&self) -> &[String] {
         &[]
     }
+    /// Per rule (as [`Plugin::rule_names`]): marked `log`, so its
+    /// decisions always go to the decision log (may be empty).
+    fn logged_rules(&self) -> &[bool] {
+        &[]
+    }
     /// Failures so far, by reason (`error`, `budget`, `memory`), for
     /// `/metrics`. Plugins that cannot fail report none.
     fn failures(&self) -> Vec<(&'static str, u64)> {

@@ -22,6 +22,15 @@ pub struct Sampled {
     t0: Instant,
     wall: Option<SystemTime>,
     log: bool,
+    /// Started before the decision (not made after it for a `log` rule).
+    measured: bool,
+}
+
+impl Sampled {
+    /// Made after the decision (a `log` rule, unsampled): no time to tell.
+    fn unmeasured(&self) -> bool {
+        !self.measured
+    }
 }
 
 /// Worker counters for the three samplings.
@@ -46,6 +55,7 @@ impl Sampled {
             t0: Instant::now(),
             wall: trace.then(SystemTime::now),
             log,
+            measured: true,
         })
     }
 }
@@ -174,9 +184,23 @@ pub(super) fn note(
     at: Option<(usize, Option<usize>)>,
     verdict: &str,
 ) {
-    let Some(s) = s else { return };
-    let took = s.t0.elapsed();
     let loaded = at.and_then(|(i, _)| chain.plugins.get(i));
+    let marked = match (loaded, at.and_then(|(_, r)| r)) {
+        (Some(l), Some(r)) => l.plugin.logged_rules().get(r).copied().unwrap_or(false),
+        _ => false,
+    };
+    let s = match s {
+        Some(s) => s,
+        // A rule marked `log` is logged unsampled (its time unmeasured).
+        None if marked && shared.decisions.is_some() => Sampled {
+            t0: Instant::now(),
+            wall: None,
+            log: true,
+            measured: false,
+        },
+        None => return,
+    };
+    let took = s.t0.elapsed();
     let plugin = loaded
         .and_then(|l| l.path.file_name())
         .and_then(|n| n.to_str());
@@ -186,10 +210,10 @@ pub(super) fn note(
     };
     let version = loaded.map_or("", |l| l.version.as_str());
     let f = ctx.facts;
-    if let Some(p) = plugin {
+    if let (Some(p), false) = (plugin, s.unmeasured()) {
         shared.decide_times.observe(p, rule, took.as_secs_f64());
     }
-    if let (true, Some(log)) = (s.log, &shared.decisions) {
+    if let (true, Some(log)) = (s.log || marked, &shared.decisions) {
         log.record(&crate::observe::decisions::Entry {
             client: f.client,
             qname: f.qname,
@@ -201,7 +225,8 @@ pub(super) fn note(
             verdict,
             fields: ctx.fields_read(),
             ecs_scope: f.ecs_echo(ctx.ecs_scope()).map(|e| e.2),
-            micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            micros: (!s.unmeasured()).then(|| u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
+            marked,
             generation: chain.generation,
         });
     }

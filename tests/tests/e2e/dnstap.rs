@@ -223,3 +223,51 @@ async fn sampled_decisions_are_logged_as_json_lines() {
         assert!(l["plugin"].is_null());
     }
 }
+
+#[tokio::test]
+async fn rules_marked_log_are_logged_unsampled() {
+    let dir = temp_dir("decisions-log-rule");
+    let file = dir.join("decisions.jsonl");
+    let mut c = config();
+    let policy = "rule block priority 100 log {\n  \
+                  if {query.name} == \"ads.example.net\" { then nxdomain }\n}\n\
+                  rule quiet priority 10 {\n  \
+                  if {query.name} == \"www.example.com\" { then answer A 192.0.2.1 }\n}\n";
+    c.plugin_dir = Some(plugin_dir("decisions-log-rule", &[("block.dsl", policy)]));
+    c.decisions.target = Some(file.display().to_string());
+    // One query in a million: nothing here is sampled.
+    c.decisions.sample = 0.000_001;
+    let s = start(c).await;
+    for _ in 0..10 {
+        udp(s.dns, &query("ads.example.net.", RecordType::A)).await;
+        udp(s.dns, &query("www.example.com.", RecordType::A)).await;
+    }
+    s.stop().await;
+    let lines: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect();
+            if lines.len() >= 10 || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("read");
+    assert_eq!(
+        lines.len(),
+        10,
+        "the `log` rule's decisions only: {lines:?}"
+    );
+    for l in &lines {
+        assert_eq!(l["rule"], "block");
+        assert_eq!(l["verdict"], "nxdomain");
+        assert_eq!(l["log_rule"], true);
+        assert!(l["decide_us"].is_null(), "unsampled, so not timed: {l}");
+    }
+}

@@ -37,3 +37,5 @@ then "a\tb" + r"^x$"  // done
 #      ^ string.escape
 #             ^ string
 #                     ^ comment
+rule audited priority 5 log { then nxdomain }
+#                       ^ attribute

@@ -188,7 +188,8 @@ mod tests {
             fields: (1 << dnspolicy_compiler::Field::ClientRegion as u32)
                 | (1 << dnspolicy_compiler::Field::QueryName as u32),
             ecs_scope: Some(24),
-            micros: 3,
+            micros: Some(3),
+            marked: false,
             generation: 1,
         };
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");

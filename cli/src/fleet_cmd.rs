@@ -4,7 +4,7 @@
 //! refuses; 2 on usage, local I/O errors, or etcd unreachable.
 
 use dnspolicy_runtime::source::etcd::client::{Etcd, EtcdError};
-use dnspolicy_runtime::source::etcd::fleet::{self, FleetError, Keys, NodeStatus, PushOptions};
+use dnspolicy_runtime::source::etcd::fleet::{self, FleetError, Keys, PushOptions};
 use dnspolicy_runtime::source::now_rfc3339;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -276,27 +276,9 @@ pub fn status(a: StatusArgs) -> ExitCode {
         let etcd = client(&a.etcd, &a.set)?;
         let keys = Keys::new(&a.set);
         let (head, _) = fleet::head(&etcd, &keys).await.map_err(fail)?;
-        let live = fleet::statuses(&etcd, &keys).await.map_err(fail)?;
-        let seen = fleet::last_reports(&etcd, &keys).await.map_err(fail)?;
-        let mut nodes: Vec<(NodeStatus, bool)> = live.into_iter().map(|s| (s, true)).collect();
-        for s in seen {
-            if !nodes.iter().any(|(n, _)| n.node == s.node) {
-                nodes.push((s, false));
-            }
-        }
-        nodes.sort_by(|a, b| a.0.node.cmp(&b.0.node));
+        let nodes = fleet::fleet_view(&etcd, &keys).await.map_err(fail)?;
         if a.format == "json" {
-            let list: Vec<serde_json::Value> = nodes
-                .iter()
-                .map(|(s, alive)| {
-                    let mut v = serde_json::to_value(s).unwrap_or_default();
-                    if !alive {
-                        v["state"] = "gone".into();
-                    }
-                    v
-                })
-                .collect();
-            let out = serde_json::json!({"set": a.set, "head": head, "nodes": list});
+            let out = serde_json::json!({"set": a.set, "head": head, "nodes": nodes});
             println!("{out}");
             return Ok(());
         }
@@ -322,8 +304,8 @@ pub fn status(a: StatusArgs) -> ExitCode {
             "{:<16} {:>7} {:>7} {:<9} {:>9} {:<21} ERROR",
             "NODE", "VERSION", "TARGET", "STATE", "REVISION", "REPORTED"
         );
-        for (s, alive) in &nodes {
-            let state = if *alive { s.state.as_str() } else { "gone" };
+        for s in &nodes {
+            let state = s.state.as_str();
             println!(
                 "{:<16} {:>7} {:>7} {:<9} {:>9} {:<21} {}",
                 s.node,

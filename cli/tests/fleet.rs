@@ -296,6 +296,22 @@ fn three_members_three_edges_ack_nack_and_push_latency() {
         })
     });
     assert_eq!(s["head"]["version"], 1);
+    // An edge's status page shows the fleet (read at its lease's pace).
+    let t0 = Instant::now();
+    loop {
+        let (_, body) = get(e1.admin.expect("admin"), "/status.json");
+        let j: serde_json::Value = serde_json::from_str(&body).expect("status json");
+        let nodes = j["fleet"]["nodes"].as_array().map_or(0, Vec::len);
+        if nodes == 3 {
+            assert_eq!(j["fleet"]["version"], 1);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the fleet is not on the status page: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // 20 pushes: time from the push command to every edge answering it.
     let mut took = Vec::new();

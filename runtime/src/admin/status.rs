@@ -122,7 +122,22 @@ pub fn json(shared: &Shared) -> String {
     let plugins: serde_json::Value =
         serde_json::from_str(&crate::admin::plugins(shared)).unwrap_or_default();
     let reloads = shared.reloads.history();
+    let src = &shared.source;
+    let reference = src
+        .reference
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let fleet = reference.starts_with("etcd://").then(|| {
+        serde_json::json!({
+            "source": reference,
+            "version": src.version.load(Relaxed),
+            "offline": src.offline.load(Relaxed),
+            "nodes": *src.fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        })
+    });
     serde_json::json!({
+        "fleet": fleet,
         "node": shared.node,
         "version": env!("CARGO_PKG_VERSION"),
         "queries": t.queries_udp.load(Relaxed) + t.queries_tcp.load(Relaxed),

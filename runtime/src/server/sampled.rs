@@ -64,7 +64,8 @@ impl Sampled {
 #[derive(Debug, Default)]
 pub struct DecideTimes {
     by_plugin: Mutex<HashMap<String, Hist>>,
-    by_rule: Mutex<HashMap<(String, String), Hist>>,
+    /// Plugin → rule → histogram (nested so a lookup borrows both names).
+    by_rule: Mutex<HashMap<String, HashMap<String, Hist>>>,
 }
 
 /// One histogram: bucket counts (then +Inf), the sum in nanoseconds.
@@ -116,25 +117,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl DecideTimes {
+    /// Adds a sample; allocates only for a plugin or rule not seen before
+    /// (lookups borrow the names, so a steady state allocates nothing).
     fn observe(&self, plugin: &str, rule: Option<&str>, secs: f64) {
         {
             let mut m = lock(&self.by_plugin);
-            let key = if m.len() < MAX_SERIES || m.contains_key(plugin) {
-                plugin
-            } else {
-                "(other)"
-            };
-            m.entry(key.to_string()).or_default().observe(secs);
+            match m.get(plugin) {
+                Some(h) => h.observe(secs),
+                None => {
+                    let key = if m.len() < MAX_SERIES {
+                        plugin
+                    } else {
+                        "(other)"
+                    };
+                    m.entry(key.to_string()).or_default().observe(secs);
+                }
+            }
         }
         if let Some(r) = rule {
             let mut m = lock(&self.by_rule);
-            let key = (plugin.to_string(), r.to_string());
-            let key = if m.len() < MAX_SERIES || m.contains_key(&key) {
-                key
-            } else {
-                (plugin.to_string(), "(other)".to_string())
-            };
-            m.entry(key).or_default().observe(secs);
+            if let Some(h) = m.get(plugin).and_then(|rules| rules.get(r)) {
+                h.observe(secs);
+                return;
+            }
+            let series: usize = m.values().map(HashMap::len).sum();
+            let r = if series < MAX_SERIES { r } else { "(other)" };
+            m.entry(plugin.to_string())
+                .or_default()
+                .entry(r.to_string())
+                .or_default()
+                .observe(secs);
         }
     }
 
@@ -162,13 +174,16 @@ impl DecideTimes {
             "# HELP dnspolicy_rule_decide_seconds Time from the start of the chain to this rule's decision, for 1 in {TIMED_EVERY} queries.\n# TYPE dnspolicy_rule_decide_seconds histogram"
         );
         let rules = lock(&self.by_rule);
-        let mut keys: Vec<&(String, String)> = rules.keys().collect();
-        keys.sort();
-        for k in keys {
-            rules[k].write(
+        let mut keys: Vec<(&String, &String, &Hist)> = rules
+            .iter()
+            .flat_map(|(p, rs)| rs.iter().map(move |(r, h)| (p, r, h)))
+            .collect();
+        keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (p, r, h) in keys {
+            h.write(
                 out,
                 "dnspolicy_rule_decide_seconds",
-                &format!("plugin=\"{}\",rule=\"{}\"", label(&k.0), label(&k.1)),
+                &format!("plugin=\"{}\",rule=\"{}\"", label(p), label(r)),
             );
         }
     }

@@ -35,6 +35,8 @@ pub struct SourceStatus {
     pub last_sync_ms: AtomicU64,
     /// Watch streams that broke and were opened again.
     pub reconnects: AtomicU64,
+    /// The fleet's reports as this edge last read them (status page).
+    pub fleet: Mutex<Vec<etcd::fleet::NodeStatus>>,
 }
 
 impl SourceStatus {

@@ -521,6 +521,20 @@ pub async fn statuses(etcd: &Etcd, keys: &Keys) -> Result<Vec<NodeStatus>, Fleet
         .collect())
 }
 
+/// The fleet as `dnspolicy status` shows it: every live edge's report,
+/// then the edges whose lease is gone with `state: "gone"`, by name.
+pub async fn fleet_view(etcd: &Etcd, keys: &Keys) -> Result<Vec<NodeStatus>, FleetError> {
+    let mut nodes = statuses(etcd, keys).await?;
+    for mut s in last_reports(etcd, keys).await? {
+        if !nodes.iter().any(|n| n.node == s.node) {
+            s.state = "gone".into();
+            nodes.push(s);
+        }
+    }
+    nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(nodes)
+}
+
 /// Every edge that ever reported: its last report.
 pub async fn last_reports(etcd: &Etcd, keys: &Keys) -> Result<Vec<NodeStatus>, FleetError> {
     let (kvs, _) = etcd.prefix(&keys.nodes(), false).await?;

@@ -317,6 +317,10 @@ impl Edge {
             self.report().await?;
         }
         self.shared.source.synced();
+        // The status page shows the fleet: read at the lease's pace.
+        if let Ok(nodes) = fleet::fleet_view(&self.etcd, &self.keys).await {
+            *lock(&self.shared.source.fleet) = nodes;
+        }
         Ok(())
     }
 

@@ -140,6 +140,8 @@ impl Etcd {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            // A member that vanishes without a reset still ends the watch.
+            .tcp_keepalive(Duration::from_secs(5))
             .build()
             .map_err(|e| EtcdError::Unreachable(e.to_string()))?;
         Ok(Etcd {
@@ -152,6 +154,11 @@ impl Etcd {
     /// The client URLs, in order.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// The member that answered last.
+    pub fn current(&self) -> &str {
+        &self.endpoints[self.preferred.load(Relaxed) % self.endpoints.len()]
     }
 
     fn order(&self) -> impl Iterator<Item = usize> + '_ {

@@ -406,7 +406,17 @@ impl Edge {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = tick.tick() => self.keepalive().await?,
+                _ = tick.tick() => {
+                    self.keepalive().await?;
+                    // The renewal had to go to another member: the one the
+                    // watch is on may be cut off without a reset.
+                    if self.etcd.current() != w.member {
+                        return Err(FleetError::Etcd(EtcdError::Unreachable(format!(
+                            "{} no longer answers; watching on another member",
+                            w.member
+                        ))));
+                    }
+                }
                 evs = w.next() => {
                     for ev in evs? {
                         match ev {

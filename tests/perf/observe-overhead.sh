@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cost of the query logs: the static policy under the kit's blast
-# (c10 q1000), once without logs and once with dnstap to a file plus the
-# decision log at 1 %, alternated REPS times (3) in one run; prints each
+# (c10 q1000): without logs; with dnstap to a file plus the decision log
+# at 1 %; and with those plus OpenTelemetry traces of 1 % of queries (to a
+# small OTLP/HTTP sink on loopback, python3); alternated REPS times (3) in one run; prints each
 # run, the medians and their ratio (issue 21's goal: >= 0.9), and the
 # dnstap messages dropped. Server pinned to SERVER_CPU, blast to GEN_CPU;
 # on a 2-core machine the log writers share the server's core.
@@ -17,10 +18,25 @@ REPS="${REPS:-3}"
 export LOAD_SECS="${LOAD_SECS:-5}"
 # shellcheck source=kit.sh
 source "$ROOT/tests/perf/kit.sh"
-PORT="${PORT:-25330}" ADMIN="${ADMIN_PORT:-25331}"
+PORT="${PORT:-25330}" ADMIN="${ADMIN_PORT:-25331}" OTLP="${OTLP_PORT:-25332}"
 port_free "$PORT"
 port_free "$ADMIN"
+port_free "$OTLP"
 mkdir -p "$RESULTS_DIR"
+# An OTLP/HTTP sink: reads each export, answers 200, counts bytes.
+python3 - "$OTLP" >"$RESULTS_DIR/otlp-sink.log" 2>&1 <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0)); self.rfile.read(n)
+        print("export", n, flush=True)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+SINK=$!
+trap 'stop_pid $SINK' EXIT
 Q="$WORK/bench/peer/queries/www-a.txt"
 
 one() {  # $1 label, rest: extra serve flags; prints "QPS DROPPED"
@@ -40,14 +56,19 @@ one() {  # $1 label, rest: extra serve flags; prints "QPS DROPPED"
   echo "$qps ${dropped:-0}"
 }
 
-base=() logs=()
+base=() logs=() traced=()
 for i in $(seq "$REPS"); do
   read -r b _ < <(one base)
   read -r l d < <(one logs --dnstap "file:$WORK/tap.fstrm" \
       --decision-log "$WORK/decisions.jsonl" --decision-sample 0.01)
-  echo "run $i: no logs $b qps, dnstap + decision log 1 % $l qps ($d dnstap messages dropped)"
-  base+=("$b") logs+=("$l")
+  read -r t _ < <(one traced --dnstap "file:$WORK/tap.fstrm" \
+      --decision-log "$WORK/decisions.jsonl" --decision-sample 0.01 \
+      --otlp-endpoint "http://127.0.0.1:$OTLP" --otlp-sample 0.01)
+  echo "run $i: no logs $b qps; dnstap + decision log 1 % $l qps ($d dnstap messages dropped); and traces 1 % $t qps"
+  base+=("$b") logs+=("$l") traced+=("$t")
 done
 mb=$(printf '%s\n' "${base[@]}" | median)
 ml=$(printf '%s\n' "${logs[@]}" | median)
-awk -v b="$mb" -v l="$ml" 'BEGIN {printf "medians: no logs %d qps, with logs %d qps, ratio %.2f\n", b, l, l / b}'
+mt=$(printf '%s\n' "${traced[@]}" | median)
+awk -v b="$mb" -v l="$ml" -v t="$mt" 'BEGIN {printf "medians: no logs %d qps, dnstap + decision log %d qps (ratio %.2f), and OTLP traces %d qps (ratio %.2f)\n", b, l, l / b, t, t / b}'
+echo "OTLP exports received: $(grep -c export "$RESULTS_DIR/otlp-sink.log" || true)"

@@ -200,14 +200,16 @@ pub(super) fn note(
     verdict: &str,
 ) {
     let loaded = at.and_then(|(i, _)| chain.plugins.get(i));
-    let marked = match (loaded, at.and_then(|(_, r)| r)) {
-        (Some(l), Some(r)) => l.plugin.logged_rules().get(r).copied().unwrap_or(false),
-        _ => false,
-    };
+    // Looked up only where it matters: with a decision log.
+    let marked = shared.decisions.is_some()
+        && match (loaded, at.and_then(|(_, r)| r)) {
+            (Some(l), Some(r)) => l.plugin.logged_rules().get(r).copied().unwrap_or(false),
+            _ => false,
+        };
     let s = match s {
         Some(s) => s,
         // A rule marked `log` is logged unsampled (its time unmeasured).
-        None if marked && shared.decisions.is_some() => Sampled {
+        None if marked => Sampled {
             t0: Instant::now(),
             wall: None,
             log: true,

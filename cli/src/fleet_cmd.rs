@@ -5,6 +5,7 @@
 
 use dnspolicy_runtime::source::etcd::client::{Etcd, EtcdError};
 use dnspolicy_runtime::source::etcd::fleet::{self, FleetError, Keys, PushOptions};
+use dnspolicy_runtime::source::etcd::oci_ref;
 use dnspolicy_runtime::source::now_rfc3339;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,16 @@ use std::process::ExitCode;
 pub struct PushArgs {
     /// The plugin directory (checked as `serve` loads it; refused if any
     /// plugin does not load).
-    dir: PathBuf,
+    #[arg(required_unless_present = "oci", conflicts_with = "oci")]
+    dir: Option<PathBuf>,
+    /// Instead of DIR: an OCI artifact (`HOST[:PORT]/REPO:TAG` or
+    /// `…@sha256:…`, see docs/oci.md) the edges pull by digest; a tag is
+    /// pinned to its digest now. Checked like DIR before it is pushed.
+    #[arg(long, value_name = "REF")]
+    oci: Option<String>,
+    /// Plain HTTP to the `--oci` registry (loopback registries).
+    #[arg(long)]
+    insecure: bool,
     /// etcd client URLs, comma-separated (`http://127.0.0.1:2379,…`).
     #[arg(long, value_name = "URL[,URL]")]
     etcd: String,
@@ -81,6 +91,15 @@ pub struct StatusArgs {
 
 type Failure = (u8, String);
 
+/// A directory deleted when dropped (the pulled copy `push --oci` checks).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn fail(e: FleetError) -> Failure {
     let code = match e {
         FleetError::Etcd(EtcdError::Unreachable(_)) => 2,
@@ -143,12 +162,31 @@ fn set_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Failure> {
 pub fn push(a: PushArgs) -> ExitCode {
     block_on(async move {
         let etcd = client(&a.etcd, &a.set)?;
-        if !a.dir.is_dir() {
-            return Err((2, format!("{} is not a directory", a.dir.display())));
+        let (dir, pointer, _pulled) = match (&a.dir, &a.oci) {
+            (Some(d), _) => (d.clone(), None, None),
+            (None, Some(r)) => {
+                let p = oci_ref::pin(r, a.insecure).await.map_err(fail)?;
+                let (files, _) = oci_ref::pull(&p).await.map_err(fail)?;
+                let tmp =
+                    std::env::temp_dir().join(format!("dnspolicy-push-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                std::fs::create_dir_all(&tmp)
+                    .map_err(|e| (2, format!("{}: {e}", tmp.display())))?;
+                for (name, data) in &files {
+                    std::fs::write(tmp.join(name), data)
+                        .map_err(|e| (2, format!("{name}: {e}")))?;
+                }
+                let guard = RemoveOnDrop(tmp.clone());
+                (tmp, Some(p), Some(guard))
+            }
+            (None, None) => return Err((2, "DIR or --oci REF".into())),
+        };
+        if !dir.is_dir() {
+            return Err((2, format!("{} is not a directory", dir.display())));
         }
         // What does not load in `serve` is not pushed.
-        let chain = dnspolicy_runtime::plugin::Chain::load_dir(&a.dir)
-            .map_err(|e| (2, format!("{}: {e}", a.dir.display())))?;
+        let chain = dnspolicy_runtime::plugin::Chain::load_dir(&dir)
+            .map_err(|e| (2, format!("{}: {e}", dir.display())))?;
         if !chain.failed.is_empty() {
             let why: Vec<String> = chain
                 .failed
@@ -165,12 +203,15 @@ pub fn push(a: PushArgs) -> ExitCode {
             ));
         }
         if chain.plugins.is_empty() {
-            return Err((
-                1,
-                format!("not pushed: {} holds no plugin", a.dir.display()),
-            ));
+            return Err((1, format!("not pushed: {} holds no plugin", dir.display())));
         }
-        let files = set_files(&a.dir)?;
+        drop(chain);
+        // With --oci the edges pull the files: etcd carries the pointer.
+        let files = if pointer.is_some() {
+            Vec::new()
+        } else {
+            set_files(&dir)?
+        };
         let (canary, canary_percent) = match a.canary.as_deref() {
             None => (Vec::new(), 0),
             Some(c) if c.ends_with('%') => match c.trim_end_matches('%').parse::<u8>() {
@@ -201,6 +242,7 @@ pub fn push(a: PushArgs) -> ExitCode {
             canary_percent,
             keep: a.keep,
             time: now_rfc3339(),
+            oci: pointer.clone(),
         };
         let pushed = fleet::push(&etcd, &a.set, &files, &opts)
             .await
@@ -215,14 +257,20 @@ pub fn push(a: PushArgs) -> ExitCode {
         } else {
             format!(", staged on {}", opts.canary.join(","))
         };
-        println!(
-            "pushed set {} version {} ({} file(s), {} bytes uploaded, revision {}{staged})",
-            a.set,
-            pushed.version,
-            files.len(),
-            pushed.uploaded,
-            pushed.revision
-        );
+        match &pointer {
+            Some(p) => println!(
+                "pushed set {} version {} (OCI {}, revision {}{staged})",
+                a.set, pushed.version, p.reference, pushed.revision
+            ),
+            None => println!(
+                "pushed set {} version {} ({} file(s), {} bytes uploaded, revision {}{staged})",
+                a.set,
+                pushed.version,
+                files.len(),
+                pushed.uploaded,
+                pushed.revision
+            ),
+        }
         Ok(())
     })
 }
@@ -234,7 +282,8 @@ pub fn rollback(a: RollbackArgs) -> ExitCode {
         let keys = Keys::new(&a.set);
         let m = fleet::manifest(&etcd, &keys, a.to).await.map_err(fail)?;
         let mut files = Vec::new();
-        for f in &m.files {
+        // A version that points at an OCI artifact points at it again.
+        for f in m.files.iter().filter(|_| m.oci.is_none()) {
             files.push((
                 f.name.clone(),
                 fleet::read_file(&etcd, &keys, f).await.map_err(fail)?,
@@ -245,6 +294,7 @@ pub fn rollback(a: RollbackArgs) -> ExitCode {
             message: format!("rollback to version {}", a.to),
             keep: fleet::DEFAULT_KEEP,
             time: now_rfc3339(),
+            oci: m.oci.clone(),
             ..PushOptions::default()
         };
         let pushed = fleet::push(&etcd, &a.set, &files, &opts)

@@ -235,17 +235,23 @@ pub fn run(args: ServeArgs) -> ExitCode {
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        // RUST_LOG filters the log lines only: the lifecycle spans (info)
+        // are traced whatever it says.
         let _ = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "info".into()),
+                    ),
             )
-            .with(dnspolicy_runtime::observe::otel::layer())
+            .with(
+                dnspolicy_runtime::observe::otel::layer()
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
             .try_init();
     }
     let source = match plugin_source(&args, &cfg) {

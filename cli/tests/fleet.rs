@@ -233,11 +233,31 @@ fn status_json(c: &Cluster) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("status json")
 }
 
+/// A node's row in `status --format json`; null while it has not reported.
 fn node<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    static NONE: serde_json::Value = serde_json::Value::Null;
     s["nodes"]
         .as_array()
         .and_then(|a| a.iter().find(|n| n["node"] == name))
-        .unwrap_or_else(|| panic!("{name} not in status: {s}"))
+        .unwrap_or(&NONE)
+}
+
+/// Stops an edge with SIGTERM (a clean shutdown, which revokes its lease).
+fn stop_cleanly(mut e: Served) {
+    let pid = e.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let t0 = Instant::now();
+    while e.child.try_wait().expect("wait").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the edge did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until `dnspolicy status` shows `pred` true.
@@ -374,8 +394,8 @@ fn three_members_three_edges_ack_nack_and_push_latency() {
         "{metrics}"
     );
 
-    // A stopped edge's lease is revoked: status says it is gone.
-    drop(e2);
+    // A stopped edge's lease is revoked: status says it is gone at once.
+    stop_cleanly(e2);
     let s = wait_status(&c, "edge-2 gone", |s| node(s, "edge-2")["state"] == "gone");
     assert_eq!(node(&s, "edge-1")["state"], "ok");
 }
@@ -661,4 +681,96 @@ fn no_query_lost_while_twenty_versions_are_pushed() {
     let (sent, lost) = load.join().expect("load");
     assert!(sent > 100, "the load ran ({sent} queries)");
     assert_eq!(lost, 0, "{lost} of {sent} queries lost during 20 pushes");
+}
+
+#[test]
+fn a_version_can_point_at_an_oci_artifact() {
+    let Some(c) = Cluster::start("oci", 1) else {
+        return;
+    };
+    let Some(reg) = common::registry("fleet-oci") else {
+        return;
+    };
+    // The set goes to the registry; etcd gets a pointer pinned by digest.
+    let v1 = version_set("oci-v1", "oci-v1");
+    let tag = format!("{}/sets/edge:v1", reg.addr);
+    let o = dnspolicy(&[
+        "oci",
+        "push",
+        v1.to_str().expect("utf-8"),
+        &tag,
+        "--insecure",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let digest = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .expect("digest")
+        .to_string();
+    let urls = c.urls();
+    let o = dnspolicy(&[
+        "push",
+        "--oci",
+        &tag,
+        "--insecure",
+        "--etcd",
+        &urls,
+        "--set",
+        "edge",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(&format!("@{digest}")),
+        "pinned to the tag's digest: {out}"
+    );
+    let state = temp("oci-state");
+    let e = edge(&c, "edge-1", &state, &[], &[]);
+    converge(&[&e], "oci-v1", Duration::from_secs(10));
+    wait_status(&c, "the ACK", |s| {
+        node(s, "edge-1")["version"] == 1 && node(s, "edge-1")["state"] == "ok"
+    });
+
+    // The tag moves on; version 1 still means the digest it was pinned to.
+    let v2 = version_set("oci-v2", "oci-v2");
+    let o = dnspolicy(&[
+        "oci",
+        "push",
+        v2.to_str().expect("utf-8"),
+        &tag,
+        "--insecure",
+    ]);
+    assert!(o.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(version_of(e.dns).as_deref(), Some("oci-v1"));
+    // An unreachable registry: nothing is pushed.
+    let o = dnspolicy(&[
+        "push",
+        "--oci",
+        "127.0.0.1:1/sets/none:v1",
+        "--insecure",
+        "--etcd",
+        &urls,
+        "--set",
+        "edge",
+    ]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "an unreachable registry is not pushed"
+    );
+    assert_eq!(status_json(&c)["head"]["version"], 1);
+    // Restart with the registry gone: the persisted copy serves.
+    drop(reg);
+    drop(e);
+    let e = edge(&c, "edge-1", &state, &[], &[]);
+    assert_eq!(
+        version_of(e.dns).as_deref(),
+        Some("oci-v1"),
+        "served from the persisted copy"
+    );
 }

@@ -8,78 +8,14 @@ use dnspolicy_e2e::have_tool;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ask, bin, free_port, repo_root, Served};
+use common::{ask, bin, registry, registry_with, repo_root, Reg, Served};
 
 fn temp(name: &str) -> PathBuf {
     common::temp("oci", name)
-}
-
-/// A registry on loopback; stopped (by its PID) when dropped.
-struct Reg {
-    child: Child,
-    addr: String,
-    storage: PathBuf,
-}
-
-impl Drop for Reg {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn registry(name: &str) -> Option<Reg> {
-    registry_with(name, None)
-}
-
-/// A registry; with `htpasswd` (a `user:bcrypt-hash` line) it asks for
-/// basic auth.
-fn registry_with(name: &str, htpasswd: Option<&str>) -> Option<Reg> {
-    if !have_tool("docker-registry", "docker-registry") {
-        return None;
-    }
-    let dir = temp(&format!("registry-{name}"));
-    let addr = format!("127.0.0.1:{}", free_port());
-    let storage = dir.join("data");
-    let config = dir.join("config.yml");
-    let mut text = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-        storage.display()
-    );
-    if let Some(line) = htpasswd {
-        let f = dir.join("htpasswd");
-        std::fs::write(&f, format!("{line}\n")).expect("htpasswd");
-        text.push_str(&format!(
-            "auth:\n  htpasswd:\n    realm: dnspolicy-test\n    path: {}\n",
-            f.display()
-        ));
-    }
-    std::fs::write(&config, text).expect("registry config");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let reg = Reg {
-        child,
-        addr,
-        storage,
-    };
-    let t0 = Instant::now();
-    while TcpStream::connect(&reg.addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(reg)
 }
 
 fn oci(args: &[&str]) -> Output {

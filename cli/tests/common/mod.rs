@@ -1,5 +1,6 @@
 //! What the process-level tests share: the binary, temp dirs, free ports,
-//! a `serve` child stopped by its PID, one UDP query.
+//! a `serve` child stopped by its PID, one UDP query, an OCI registry
+//! (Debian's docker-registry) on loopback.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -8,6 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
+use std::time::Instant;
 
 /// The `dnspolicy` binary under test.
 pub fn bin() -> &'static str {
@@ -133,4 +135,71 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (code, body)
+}
+
+/// A registry on loopback; stopped (by its PID) when dropped.
+pub struct Reg {
+    /// The process.
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its storage root (tests tamper with blobs there).
+    pub storage: PathBuf,
+}
+
+impl Drop for Reg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn registry(name: &str) -> Option<Reg> {
+    registry_with(name, None)
+}
+
+/// A registry; with `htpasswd` (a `user:bcrypt-hash` line) it asks for
+/// basic auth.
+pub fn registry_with(name: &str, htpasswd: Option<&str>) -> Option<Reg> {
+    if !dnspolicy_e2e::have_tool("docker-registry", "docker-registry") {
+        return None;
+    }
+    let dir = temp("registry", name);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let storage = dir.join("data");
+    let config = dir.join("config.yml");
+    let mut text = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+        storage.display()
+    );
+    if let Some(line) = htpasswd {
+        let f = dir.join("htpasswd");
+        std::fs::write(&f, format!("{line}\n")).expect("htpasswd");
+        text.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: dnspolicy-test\n    path: {}\n",
+            f.display()
+        ));
+    }
+    std::fs::write(&config, text).expect("registry config");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let reg = Reg {
+        child,
+        addr,
+        storage,
+    };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&reg.addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(reg)
 }

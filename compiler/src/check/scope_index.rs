@@ -54,31 +54,42 @@ fn push(map: &mut Ids, key: String, id: usize) {
 
 /// Every id under `key` (the name itself when `with_self`, and every name
 /// below it).
-fn descendants(map: &Ids, name: &str, with_self: bool, out: &mut Vec<usize>) {
+fn descendants(map: &Ids, name: &str, with_self: bool, out: &mut Vec<usize>, first: bool) {
     let k = rev(name);
     if k.is_empty() {
         for (key, ids) in map {
             if with_self || !key.is_empty() {
-                out.extend(ids);
+                take(out, ids, first);
             }
         }
         return;
     }
     if with_self {
         if let Some(ids) = map.get(&k) {
-            out.extend(ids);
+            take(out, ids, first);
         }
     }
     // Keys starting with `k.` sort between `k.` and `k/` ('/' follows '.').
     for (_, ids) in map.range(format!("{k}.")..format!("{k}/")) {
+        take(out, ids, first);
+    }
+}
+
+/// Every id, or (`first`) only the earliest: where any hit is as good as
+/// another, the earliest is the one reported, and taking one per key keeps
+/// many rules on one name from costing their square.
+fn take(out: &mut Vec<usize>, ids: &[usize], first: bool) {
+    if first {
+        out.extend(ids.first());
+    } else {
         out.extend(ids);
     }
 }
 
-fn lookup(map: &Ids, keys: impl Iterator<Item = String>, out: &mut Vec<usize>) {
+fn lookup(map: &Ids, keys: impl Iterator<Item = String>, out: &mut Vec<usize>, first: bool) {
     for k in keys {
         if let Some(ids) = map.get(&k) {
-            out.extend(ids);
+            take(out, ids, first);
         }
     }
 }
@@ -104,14 +115,14 @@ impl ScopeIndex {
     pub(super) fn covering_one(&self, b: &NameScope) -> Option<Vec<usize>> {
         let mut out = Vec::new();
         if let Some(e) = b.exact.first() {
-            lookup(&self.exact, std::iter::once(rev(e)), &mut out);
-            lookup(&self.suffix, ancestors_or_self(e), &mut out);
-            lookup(&self.wildcard, strict_ancestors(e), &mut out);
+            lookup(&self.exact, std::iter::once(rev(e)), &mut out, false);
+            lookup(&self.suffix, ancestors_or_self(e), &mut out, false);
+            lookup(&self.wildcard, strict_ancestors(e), &mut out, false);
         } else if let Some(s) = b.suffix.first() {
-            lookup(&self.suffix, ancestors_or_self(s), &mut out);
+            lookup(&self.suffix, ancestors_or_self(s), &mut out, false);
         } else if let Some(w) = b.wildcard.first() {
-            lookup(&self.wildcard, ancestors_or_self(w), &mut out);
-            lookup(&self.suffix, ancestors_or_self(w), &mut out);
+            lookup(&self.wildcard, ancestors_or_self(w), &mut out, false);
+            lookup(&self.suffix, ancestors_or_self(w), &mut out, false);
         } else {
             return None;
         }
@@ -120,28 +131,28 @@ impl ScopeIndex {
         Some(out)
     }
 
-    /// Rules whose scope shares some name with `b`: a superset of the
-    /// rules `overlap` holds for (the caller checks each).
+    /// Rules whose scope shares some name with `b`, the earliest per key
+    /// (every hit is an overlap, so the earliest overall is among them).
     pub(super) fn overlapping(&self, b: &NameScope) -> Vec<usize> {
         let mut out = Vec::new();
         for e in &b.exact {
-            lookup(&self.exact, std::iter::once(rev(e)), &mut out);
-            lookup(&self.suffix, ancestors_or_self(e), &mut out);
-            lookup(&self.wildcard, strict_ancestors(e), &mut out);
+            lookup(&self.exact, std::iter::once(rev(e)), &mut out, true);
+            lookup(&self.suffix, ancestors_or_self(e), &mut out, true);
+            lookup(&self.wildcard, strict_ancestors(e), &mut out, true);
         }
         for s in &b.suffix {
-            descendants(&self.exact, s, true, &mut out);
-            lookup(&self.suffix, ancestors_or_self(s), &mut out);
-            descendants(&self.suffix, s, true, &mut out);
-            descendants(&self.wildcard, s, true, &mut out);
-            lookup(&self.wildcard, strict_ancestors(s), &mut out);
+            descendants(&self.exact, s, true, &mut out, true);
+            lookup(&self.suffix, ancestors_or_self(s), &mut out, true);
+            descendants(&self.suffix, s, true, &mut out, true);
+            descendants(&self.wildcard, s, true, &mut out, true);
+            lookup(&self.wildcard, strict_ancestors(s), &mut out, true);
         }
         for w in &b.wildcard {
-            descendants(&self.exact, w, false, &mut out);
-            lookup(&self.suffix, ancestors_or_self(w), &mut out);
-            descendants(&self.suffix, w, false, &mut out);
-            lookup(&self.wildcard, ancestors_or_self(w), &mut out);
-            descendants(&self.wildcard, w, true, &mut out);
+            descendants(&self.exact, w, false, &mut out, true);
+            lookup(&self.suffix, ancestors_or_self(w), &mut out, true);
+            descendants(&self.suffix, w, false, &mut out, true);
+            lookup(&self.wildcard, ancestors_or_self(w), &mut out, true);
+            descendants(&self.wildcard, w, true, &mut out, true);
         }
         out.sort_unstable();
         out.dedup();

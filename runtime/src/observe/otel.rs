@@ -159,7 +159,8 @@ pub fn query(q: &Query<'_>) {
             KeyValue::new("dnspolicy.chain.generation", q.generation as i64),
         ])
         .start(t);
-    let cx = Context::current_with_span(root);
+    // A root of its own, whatever context the worker thread has.
+    let cx = Context::new().with_span(root);
     if let Some(p) = q.plugin {
         let mut attrs = vec![
             KeyValue::new("dnspolicy.plugin", p.to_string()),

@@ -8,7 +8,7 @@ use crate::admin::metrics::BUCKETS;
 use crate::dns::query::QueryCtx;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 /// Every N-th query of a worker is timed for the decision histograms.
@@ -60,12 +60,15 @@ impl Sampled {
     }
 }
 
+type RuleHists = HashMap<String, HashMap<String, Arc<Hist>>>;
+
 /// Decision-time histograms: per plugin, and per rule of a plugin.
 #[derive(Debug, Default)]
 pub struct DecideTimes {
-    by_plugin: Mutex<HashMap<String, Hist>>,
-    /// Plugin → rule → histogram (nested so a lookup borrows both names).
-    by_rule: Mutex<HashMap<String, HashMap<String, Hist>>>,
+    by_plugin: Mutex<HashMap<String, Arc<Hist>>>,
+    /// Plugin → rule → histogram (nested so a lookup borrows both names),
+    /// and how many rule series there are.
+    by_rule: Mutex<(RuleHists, usize)>,
 }
 
 /// One histogram: bucket counts (then +Inf), the sum in nanoseconds.
@@ -118,30 +121,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl DecideTimes {
     /// Adds a sample; allocates only for a plugin or rule not seen before
-    /// (lookups borrow the names, so a steady state allocates nothing).
+    /// (lookups borrow the names, past the series cap too, so a steady
+    /// state allocates nothing).
     fn observe(&self, plugin: &str, rule: Option<&str>, secs: f64) {
         {
             let mut m = lock(&self.by_plugin);
-            match m.get(plugin) {
+            let key = if m.contains_key(plugin) || m.len() < MAX_SERIES {
+                plugin
+            } else {
+                "(other)"
+            };
+            match m.get(key) {
                 Some(h) => h.observe(secs),
                 None => {
-                    let key = if m.len() < MAX_SERIES {
-                        plugin
-                    } else {
-                        "(other)"
-                    };
                     m.entry(key.to_string()).or_default().observe(secs);
                 }
             }
         }
         if let Some(r) = rule {
-            let mut m = lock(&self.by_rule);
+            let mut guard = lock(&self.by_rule);
+            let (m, series) = &mut *guard;
             if let Some(h) = m.get(plugin).and_then(|rules| rules.get(r)) {
                 h.observe(secs);
                 return;
             }
-            let series: usize = m.values().map(HashMap::len).sum();
-            let r = if series < MAX_SERIES { r } else { "(other)" };
+            let r = if *series < MAX_SERIES { r } else { "(other)" };
+            if let Some(h) = m.get(plugin).and_then(|rules| rules.get(r)) {
+                h.observe(secs);
+                return;
+            }
+            *series += 1;
             m.entry(plugin.to_string())
                 .or_default()
                 .entry(r.to_string())
@@ -150,7 +159,9 @@ impl DecideTimes {
         }
     }
 
-    /// The Prometheus text of both families.
+    /// The Prometheus text of both families. The maps are locked only to
+    /// copy their handles: a scrape never holds up sampled queries while
+    /// it formats.
     pub fn write(&self, out: &mut String) {
         use crate::admin::metrics::label;
         use std::fmt::Write as _;
@@ -158,32 +169,36 @@ impl DecideTimes {
             out,
             "# HELP dnspolicy_plugin_decide_seconds Time from the start of the chain to this plugin's decision, for 1 in {TIMED_EVERY} queries.\n# TYPE dnspolicy_plugin_decide_seconds histogram"
         );
-        let plugins = lock(&self.by_plugin);
-        let mut names: Vec<&String> = plugins.keys().collect();
-        names.sort();
-        for p in names {
-            plugins[p].write(
+        let mut plugins: Vec<(String, Arc<Hist>)> = lock(&self.by_plugin)
+            .iter()
+            .map(|(p, h)| (p.clone(), h.clone()))
+            .collect();
+        plugins.sort_by(|a, b| a.0.cmp(&b.0));
+        for (p, h) in plugins {
+            h.write(
                 out,
                 "dnspolicy_plugin_decide_seconds",
-                &format!("plugin=\"{}\"", label(p)),
+                &format!("plugin=\"{}\"", label(&p)),
             );
         }
-        drop(plugins);
         let _ = writeln!(
             out,
             "# HELP dnspolicy_rule_decide_seconds Time from the start of the chain to this rule's decision, for 1 in {TIMED_EVERY} queries.\n# TYPE dnspolicy_rule_decide_seconds histogram"
         );
-        let rules = lock(&self.by_rule);
-        let mut keys: Vec<(&String, &String, &Hist)> = rules
+        let mut rules: Vec<(String, String, Arc<Hist>)> = lock(&self.by_rule)
+            .0
             .iter()
-            .flat_map(|(p, rs)| rs.iter().map(move |(r, h)| (p, r, h)))
+            .flat_map(|(p, rs)| {
+                rs.iter()
+                    .map(move |(r, h)| (p.clone(), r.clone(), h.clone()))
+            })
             .collect();
-        keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        for (p, r, h) in keys {
+        rules.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        for (p, r, h) in rules {
             h.write(
                 out,
                 "dnspolicy_rule_decide_seconds",
-                &format!("plugin=\"{}\",rule=\"{}\"", label(p), label(r)),
+                &format!("plugin=\"{}\",rule=\"{}\"", label(&p), label(&r)),
             );
         }
     }

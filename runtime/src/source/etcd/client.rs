@@ -58,6 +58,8 @@ pub enum Op {
 pub enum Compare {
     /// The key's last change was at this revision (0: the key is absent).
     ModRevision(Vec<u8>, i64),
+    /// The key exists.
+    Exists(Vec<u8>),
 }
 
 /// A client for a cluster given by its client URLs.
@@ -167,8 +169,27 @@ impl Etcd {
         (0..n).map(move |i| (first + i) % n)
     }
 
-    /// POSTs `body` to `path` on the first member that answers.
+    /// POSTs `body` to `path` on the first member that answers (a read or
+    /// another call that may safely run twice).
     pub async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        self.call_with(path, body, true).await
+    }
+
+    /// POSTs a write: it moves to another member only when this one was
+    /// not reached or says it did nothing (no leader, stopped). After a
+    /// timeout the write may have been applied, so that is an error to
+    /// the caller, who can read back what happened, rather than a second
+    /// write elsewhere.
+    pub async fn write(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        self.call_with(path, body, false).await
+    }
+
+    async fn call_with(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotent: bool,
+    ) -> Result<Value, EtcdError> {
         let mut tried = Vec::new();
         for i in self.order() {
             let url = format!("{}{path}", self.endpoints[i]);
@@ -181,17 +202,31 @@ impl Etcd {
                 .await;
             let resp = match sent {
                 Ok(r) => r,
-                Err(e) => {
+                Err(e) if idempotent || e.is_connect() => {
                     tried.push(format!("{}: {}", self.endpoints[i], short(&e)));
                     continue;
+                }
+                Err(e) => {
+                    return Err(EtcdError::Unreachable(format!(
+                        "{}: {} (the write may or may not have been applied)",
+                        self.endpoints[i],
+                        short(&e)
+                    )))
                 }
             };
             let status = resp.status();
             let text = match resp.text().await {
                 Ok(t) => t,
-                Err(e) => {
+                Err(e) if idempotent => {
                     tried.push(format!("{}: {}", self.endpoints[i], short(&e)));
                     continue;
+                }
+                Err(e) => {
+                    return Err(EtcdError::Unreachable(format!(
+                        "{}: {} (the write may or may not have been applied)",
+                        self.endpoints[i],
+                        short(&e)
+                    )))
                 }
             };
             let v: Value = serde_json::from_str(&text)
@@ -207,7 +242,7 @@ impl Etcd {
                 if status.is_server_error()
                     && (msg.contains("leader")
                         || msg.contains("stopped")
-                        || msg.contains("timed out"))
+                        || (idempotent && msg.contains("timed out")))
                 {
                     tried.push(format!("{}: {msg}", self.endpoints[i]));
                     continue;
@@ -268,7 +303,7 @@ impl Etcd {
         if lease != 0 {
             body["lease"] = json!(lease.to_string());
         }
-        let v = self.call("/v3/kv/put", &body).await?;
+        let v = self.write("/v3/kv/put", &body).await?;
         Ok(header_revision(&v))
     }
 
@@ -290,6 +325,9 @@ impl Etcd {
                 Compare::ModRevision(k, r) => json!({
                     "key": b64(k), "target": "MOD", "result": "EQUAL", "mod_revision": r.to_string()
                 }),
+                Compare::Exists(k) => json!({
+                    "key": b64(k), "target": "CREATE", "result": "GREATER", "create_revision": "0"
+                }),
             })
             .collect();
         let success: Vec<Value> = ops
@@ -302,7 +340,7 @@ impl Etcd {
             })
             .collect();
         let v = self
-            .call(
+            .write(
                 "/v3/kv/txn",
                 &json!({"compare": compare, "success": success}),
             )
@@ -316,7 +354,7 @@ impl Etcd {
     /// A lease of `ttl` seconds: its id.
     pub async fn lease_grant(&self, ttl: i64) -> Result<i64, EtcdError> {
         let v = self
-            .call("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))
+            .write("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))
             .await?;
         match num(&v["ID"]) {
             0 => Err(EtcdError::Malformed("lease grant without an ID".into())),
@@ -347,7 +385,17 @@ impl Etcd {
         let mut tried = Vec::new();
         for i in self.order() {
             let url = format!("{}/v3/watch", self.endpoints[i]);
-            match self.http.post(&url).json(&body).send().await {
+            let sent =
+                tokio::time::timeout(CALL_TIMEOUT, self.http.post(&url).json(&body).send()).await;
+            let sent = match sent {
+                Ok(s) => s,
+                Err(_) => {
+                    tried.push(format!("{}: no answer to the watch", self.endpoints[i]));
+                    self.preferred.store(i + 1, Relaxed);
+                    continue;
+                }
+            };
+            match sent {
                 Ok(r) if r.status().is_success() => {
                     self.preferred.store(i, Relaxed);
                     return Ok(Watch {

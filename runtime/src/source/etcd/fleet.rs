@@ -39,6 +39,9 @@ pub enum FleetError {
     /// Stored data that does not parse or does not match its hash.
     #[error("{0}")]
     Corrupt(String),
+    /// Another source of the files (a registry) could not be reached.
+    #[error("{0}")]
+    Source(String),
 }
 
 /// One file of a version.
@@ -67,8 +70,11 @@ pub struct Manifest {
     pub message: String,
     /// When (RFC 3339).
     pub time: String,
-    /// The files, by name.
+    /// The files, by name (empty when `oci` names them).
     pub files: Vec<FileEntry>,
+    /// The files are an OCI artifact, pulled by digest from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<super::oci_ref::OciPointer>,
 }
 
 /// The rollout state of a set.
@@ -237,6 +243,8 @@ pub struct PushOptions {
     pub keep: u64,
     /// The time to record (RFC 3339).
     pub time: String,
+    /// The files are this OCI artifact (`files` is then empty).
+    pub oci: Option<super::oci_ref::OciPointer>,
 }
 
 /// A pushed version.
@@ -289,7 +297,8 @@ pub async fn manifests(etcd: &Etcd, keys: &Keys) -> Result<Vec<(Manifest, i64)>,
 
 /// Reads a file of a manifest back, every chunk, checked against its hash.
 pub async fn read_file(etcd: &Etcd, keys: &Keys, f: &FileEntry) -> Result<Vec<u8>, FleetError> {
-    let mut data = Vec::with_capacity(f.size as usize);
+    // The size is etcd's word: a reservation, capped, not a promise.
+    let mut data = Vec::with_capacity((f.size as usize).min(64 << 20));
     for i in 0..f.chunks {
         let (kv, _) = etcd.get(&keys.chunk(&f.sha256, i)).await?;
         let kv = kv.ok_or_else(|| {
@@ -350,9 +359,13 @@ pub async fn push(
     opts: &PushOptions,
 ) -> Result<Pushed, FleetError> {
     let keys = Keys::new(set);
-    let (entries, uploaded) = upload(etcd, &keys, files).await?;
     let keep = opts.keep.max(1);
+    let mut uploaded = 0;
     for _attempt in 0..8 {
+        // Again on every attempt: another push's garbage collection may
+        // have taken a blob this one found and reused.
+        let (entries, sent) = upload(etcd, &keys, files).await?;
+        uploaded += sent;
         let (old, rev) = head(etcd, &keys).await?;
         let current = old.as_ref().map_or(0, |h| h.version);
         if let Some(want) = opts.if_version {
@@ -388,6 +401,7 @@ pub async fn push(
             message: opts.message.clone(),
             time: opts.time.clone(),
             files: entries.clone(),
+            oci: opts.oci.clone(),
         };
         let mut ops = vec![
             Op::Put(keys.version(version), json_bytes(&m)),
@@ -399,9 +413,16 @@ pub async fn push(
         if oldest_kept > 1 {
             ops.push(Op::DeleteRange(keys.version(0), keys.version(oldest_kept)));
         }
-        let (ok, revision) = etcd
-            .txn(&[Compare::ModRevision(keys.head(), rev)], &ops)
-            .await?;
+        // The head is what was read, and every blob is still there (etcd
+        // takes 128 comparisons per transaction: the first 100 files).
+        let mut guard = vec![Compare::ModRevision(keys.head(), rev)];
+        guard.extend(
+            entries
+                .iter()
+                .take(100)
+                .map(|f| Compare::Exists(keys.chunk(&f.sha256, 0))),
+        );
+        let (ok, revision) = etcd.txn(&guard, &ops).await?;
         if ok {
             return Ok(Pushed {
                 version,
@@ -409,11 +430,14 @@ pub async fn push(
                 uploaded,
             });
         }
-        if opts.if_version.is_some() {
+        let (_, now) = head(etcd, &keys).await?;
+        if now != rev && opts.if_version.is_some() {
             return Err(FleetError::Conflict(format!(
                 "set {set} moved past version {current} while pushing (another push won): not pushed"
             )));
         }
+        // Else the head moved (retry on top of it) or a blob went (upload
+        // it again).
     }
     Err(FleetError::Conflict(format!(
         "set {set}: gave up after 8 concurrent pushes won the race"

@@ -10,4 +10,5 @@
 
 pub mod client;
 pub mod fleet;
+pub mod oci_ref;
 pub mod watch;

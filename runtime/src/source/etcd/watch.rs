@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long an edge's report outlives it (seconds).
-const LEASE_TTL: i64 = 10;
+const LEASE_TTL: i64 = 20;
 /// How often the lease is renewed.
 const KEEPALIVE: Duration = Duration::from_secs(3);
 /// Longest wait between reconnects.
@@ -151,10 +151,18 @@ impl EtcdSource {
         if verify_dir(&dir).is_ok() {
             return Ok(dir);
         }
-        let m = fleet::manifest(etcd, keys, v).await?;
+        let mut m = fleet::manifest(etcd, keys, v).await?;
         let mut files = Vec::new();
-        for f in &m.files {
-            files.push((f.name.clone(), fleet::read_file(etcd, keys, f).await?));
+        if let Some(p) = &m.oci {
+            // Pulled by digest, every blob verified; the entries let a
+            // restart check the files offline.
+            let (pulled, entries) = super::oci_ref::pull(p).await?;
+            files = pulled;
+            m.files = entries;
+        } else {
+            for f in &m.files {
+                files.push((f.name.clone(), fleet::read_file(etcd, keys, f).await?));
+            }
         }
         write_dir(&self.state, &dir, &m, &files)
             .map_err(|e| FleetError::Refused(format!("{}: {e}", dir.display())))?;
@@ -198,12 +206,15 @@ impl EtcdSource {
                     offline: false,
                 })
             }
-            (Err(FleetError::Etcd(e)), Some((version, dir))) => {
-                tracing::warn!(set = %self.set, version, error = %e, "etcd unreachable: serving the persisted set");
+            (Err(e), Some((version, dir))) => {
+                // Unreachable, or a head that does not parse: the
+                // persisted set serves; the watch says what is wrong.
+                let offline = matches!(e, FleetError::Etcd(_));
+                tracing::warn!(set = %self.set, version, error = %e, "serving the persisted set");
                 Ok(Initial {
                     dir,
                     version,
-                    offline: true,
+                    offline,
                 })
             }
             (Err(e), _) => Err(e),
@@ -262,6 +273,11 @@ struct Edge {
     target: u64,
     revision: i64,
     lease: i64,
+    /// The target could not be fetched (etcd or the registry away): the
+    /// watch is left so the sync runs again, with backoff.
+    retry: bool,
+    /// The current watch delivered something (the backoff starts over).
+    delivered: bool,
 }
 
 impl Edge {
@@ -333,8 +349,9 @@ impl Edge {
         }
         let dir = match self.src.fetch(&self.etcd, &self.keys, t).await {
             Ok(d) => d,
-            Err(FleetError::Etcd(e)) => {
+            Err(e @ (FleetError::Etcd(_) | FleetError::Source(_))) => {
                 // Not this version's fault: tried again on the next sync.
+                self.retry = true;
                 self.failed(&format!(
                     "version {t}: {e}; version {} keeps serving",
                     self.applied
@@ -382,6 +399,7 @@ impl Edge {
 
     /// Reads the head, applies it, reports: the revision to watch from.
     async fn sync(&mut self) -> Result<i64, FleetError> {
+        self.retry = false;
         let (kv, read_at) = self.etcd.get(&self.keys.head()).await?;
         self.shared.source.synced();
         if self.shared.source.offline.swap(false, Relaxed) {
@@ -395,6 +413,12 @@ impl Edge {
             }
         }
         self.report().await?;
+        if self.retry {
+            return Err(FleetError::Source(format!(
+                "version {} could not be fetched yet",
+                self.target
+            )));
+        }
         Ok(read_at)
     }
 
@@ -420,7 +444,10 @@ impl Edge {
                 evs = w.next() => {
                     for ev in evs? {
                         match ev {
-                            WatchEvent::Created(_) => self.shared.source.synced(),
+                            WatchEvent::Created(_) => {
+                                self.delivered = true;
+                                self.shared.source.synced();
+                            }
                             WatchEvent::Compacted(at) => {
                                 tracing::warn!(source = %self.src.spec, compacted = at, "watch revision compacted: reading the head again");
                                 return Ok(());
@@ -437,6 +464,12 @@ impl Edge {
                                     Err(e) => self.failed(&format!("the set's head does not parse: {e}")),
                                 }
                                 self.report().await?;
+                                if self.retry {
+                                    return Err(FleetError::Source(format!(
+                                        "version {} could not be fetched yet",
+                                        self.target
+                                    )));
+                                }
                             }
                         }
                     }
@@ -466,7 +499,19 @@ pub async fn follow(
             return;
         }
     };
-    if initial.version > 0 {
+    // A first start loads through the server's start-up, which may have
+    // let failed plugins through (`--allow-partial`): that is a NACK, and
+    // such a set is not the last good one.
+    let failed: Vec<String> = shared
+        .chain
+        .load()
+        .failed
+        .iter()
+        .map(|f| f.error.clone())
+        .collect();
+    let refused =
+        (initial.version > 0 && !failed.is_empty()).then(|| (initial.version, failed.join("; ")));
+    if initial.version > 0 && refused.is_none() {
         if let Err(e) = src.persist(initial.version) {
             tracing::warn!(error = %e, "the set in service is not persisted");
         }
@@ -476,11 +521,17 @@ pub async fn follow(
         keys: Keys::new(&src.set),
         src,
         etcd,
-        applied: initial.version,
-        refused: None,
+        applied: if refused.is_some() {
+            0
+        } else {
+            initial.version
+        },
+        refused,
         target: initial.version,
         revision: 0,
         lease: 0,
+        retry: false,
+        delivered: false,
     };
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
@@ -489,13 +540,16 @@ pub async fn follow(
             edge.shared.source.reconnects.fetch_add(1, Relaxed);
         }
         first = false;
+        edge.delivered = false;
         let result = match edge.sync().await {
-            Ok(at) => {
-                backoff = Duration::from_millis(100);
-                edge.watch(at + 1, &stop).await
-            }
+            Ok(at) => edge.watch(at + 1, &stop).await,
             Err(e) => Err(e),
         };
+        // Only a watch that worked starts the backoff over: one that
+        // breaks as it opens must not loop ten times a second.
+        if edge.delivered {
+            backoff = Duration::from_millis(100);
+        }
         if let Err(e) = result {
             tracing::warn!(source = %edge.src.spec, error = %e, "etcd: will retry in {backoff:?}");
             *lock(&edge.shared.source.last_error) = Some(e.to_string());

@@ -242,24 +242,6 @@ fn node<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or(&NONE)
 }
 
-/// Stops an edge with SIGTERM (a clean shutdown, which revokes its lease).
-fn stop_cleanly(mut e: Served) {
-    let pid = e.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let t0 = Instant::now();
-    while e.child.try_wait().expect("wait").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the edge did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits until `dnspolicy status` shows `pred` true.
 fn wait_status(
     c: &Cluster,
@@ -395,7 +377,8 @@ fn three_members_three_edges_ack_nack_and_push_latency() {
     );
 
     // A stopped edge's lease is revoked: status says it is gone at once.
-    stop_cleanly(e2);
+    let mut e2 = e2;
+    common::stop_cleanly(&mut e2);
     let s = wait_status(&c, "edge-2 gone", |s| node(s, "edge-2")["state"] == "gone");
     assert_eq!(node(&s, "edge-1")["state"], "ok");
 }

@@ -165,16 +165,7 @@ fn spans_for_the_plugin_lifecycle_and_sampled_queries() {
     assert!(count("dnspolicy_plugin_decide_seconds_count{plugin=\"steer.dsl\"}") >= 3);
     assert!(count("dnspolicy_rule_decide_seconds_count{plugin=\"steer.dsl\",rule=\"steer\"}") >= 3);
     // SIGTERM: a clean shutdown flushes the exporter.
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let t0 = Instant::now();
-    while s.child.try_wait().expect("wait").is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "serve did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::stop_cleanly(&mut s);
     let got = spans.lock().expect("lock").clone();
     let named =
         |n: &str| -> Vec<&Span> { got.iter().map(|(s, _)| s).filter(|s| s.name == n).collect() };

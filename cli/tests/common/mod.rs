@@ -56,6 +56,22 @@ impl Drop for Served {
     }
 }
 
+/// Stops a server with SIGTERM and waits (10 s at most) for it to exit:
+/// a clean shutdown (logs flushed, a fleet lease revoked).
+pub fn stop_cleanly(s: &mut Served) {
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let t0 = Instant::now();
+    while s.child.try_wait().expect("wait").is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts `dnspolicy serve --listen 127.0.0.1:0 ARGS…` and waits for its
 /// `listening` line; stderr goes to `log` when given.
 pub fn serve(args: &[&str], log: Option<&Path>) -> Served {

@@ -25,6 +25,9 @@ struct Cluster {
     dirs: Vec<PathBuf>,
     children: Vec<Option<Child>>,
     token: String,
+    /// The members' data (hundreds of MB of preallocated WAL): removed on
+    /// drop.
+    root: PathBuf,
 }
 
 impl Drop for Cluster {
@@ -32,6 +35,7 @@ impl Drop for Cluster {
         for i in 0..self.children.len() {
             self.stop(i);
         }
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -50,6 +54,7 @@ impl Cluster {
             dirs: (0..n).map(|i| root.join(format!("m{i}"))).collect(),
             children: (0..n).map(|_| None).collect(),
             token: format!("t-{tag}-{}", std::process::id()),
+            root,
         };
         for i in 0..n {
             c.run(i);

@@ -490,9 +490,18 @@ fn members_down_offline_restart_compaction_and_convergence() {
     }
     push_ok(&c, &version_set("down-v6", "v6"), &[]);
     converge(&[&e1, &e2], "v6", Duration::from_secs(15));
-    let (_, m) = get(e1.admin.expect("admin"), "/metrics");
-    assert!(m.contains("dnspolicy_fleet_offline 0"), "{m}");
-    assert!(m.contains("dnspolicy_fleet_applied_version 6"), "{m}");
+    // The answer changes at the swap; the gauges follow a moment later.
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(e1.admin.expect("admin"), "/metrics");
+        if m.contains("dnspolicy_fleet_offline 0")
+            && m.contains("dnspolicy_fleet_applied_version 6")
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let s = wait_status(&c, "both on version 6", |s| {
         node(s, "edge-1")["version"] == 6 && node(s, "edge-2")["version"] == 6
     });

@@ -111,42 +111,17 @@ pub fn sampled(counter: &mut u64) -> bool {
     counter.is_multiple_of(o.every)
 }
 
-/// A traced query, after its decision.
-#[derive(Debug)]
-pub struct Query<'a> {
-    /// When the decision started.
-    pub start: SystemTime,
-    /// How long it took.
-    pub took: Duration,
-    /// Source address.
-    pub client: std::net::IpAddr,
-    /// Question name.
-    pub qname: &'a str,
-    /// Question type.
-    pub qtype: u16,
-    /// `udp` or `tcp`.
-    pub transport: &'a str,
-    /// The deciding plugin's file.
-    pub plugin: Option<&'a str>,
-    /// Its version (metadata).
-    pub version: &'a str,
-    /// The deciding rule.
-    pub rule: Option<&'a str>,
-    /// The verdict's kind.
-    pub verdict: &'a str,
-    /// The chain's generation.
-    pub generation: u64,
-}
-
-/// Records a traced query: `dns.query` and its child `plugin.decide`.
-pub fn query(q: &Query<'_>) {
+/// Records a traced query, after its decision (the decision log's entry
+/// of it, started at `start`, taking `took`): `dns.query` and its child
+/// `plugin.decide`.
+pub fn query(start: SystemTime, took: Duration, q: &super::decisions::Entry<'_>) {
     let Some(o) = OTEL.get() else { return };
-    let end = q.start + q.took;
+    let end = start + took;
     let t = &o.tracer;
     let root = t
         .span_builder("dns.query")
         .with_kind(SpanKind::Server)
-        .with_start_time(q.start)
+        .with_start_time(start)
         .with_attributes([
             KeyValue::new("dns.question.name", q.qname.to_string()),
             KeyValue::new(
@@ -172,7 +147,7 @@ pub fn query(q: &Query<'_>) {
         let mut child = t
             .span_builder("plugin.decide")
             .with_kind(SpanKind::Internal)
-            .with_start_time(q.start)
+            .with_start_time(start)
             .with_attributes(attrs)
             .start_with_context(t, &cx);
         child.end_with_timestamp(end);

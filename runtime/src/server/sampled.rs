@@ -245,36 +245,26 @@ pub(super) fn note(
     if let (Some(p), false) = (plugin, s.unmeasured()) {
         shared.decide_times.observe(p, rule, took.as_secs_f64());
     }
+    // One entry for the log and the trace.
+    let entry = crate::observe::decisions::Entry {
+        client: f.client,
+        qname: f.qname,
+        qtype: f.qtype,
+        transport: f.transport,
+        plugin,
+        version,
+        rule,
+        verdict,
+        fields: ctx.fields_read(),
+        ecs_scope: f.ecs_echo(ctx.ecs_scope()).map(|e| e.2),
+        micros: (!s.unmeasured()).then(|| u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
+        marked,
+        generation: chain.generation,
+    };
     if let (true, Some(log)) = (s.log || marked, &shared.decisions) {
-        log.record(&crate::observe::decisions::Entry {
-            client: f.client,
-            qname: f.qname,
-            qtype: f.qtype,
-            transport: f.transport,
-            plugin,
-            version,
-            rule,
-            verdict,
-            fields: ctx.fields_read(),
-            ecs_scope: f.ecs_echo(ctx.ecs_scope()).map(|e| e.2),
-            micros: (!s.unmeasured()).then(|| u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
-            marked,
-            generation: chain.generation,
-        });
+        log.record(&entry);
     }
     if let Some(start) = s.wall {
-        crate::observe::otel::query(&crate::observe::otel::Query {
-            start,
-            took,
-            client: f.client,
-            qname: f.qname,
-            qtype: f.qtype,
-            transport: f.transport,
-            plugin,
-            version,
-            rule,
-            verdict,
-            generation: chain.generation,
-        });
+        crate::observe::otel::query(start, took, &entry);
     }
 }

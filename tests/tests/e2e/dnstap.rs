@@ -151,6 +151,26 @@ async fn queries_and_responses_to_a_frame_streams_reader() {
     assert_logged(&read_back(&out));
 }
 
+/// The decision log's JSON lines once there are `want` (or 10 s passed).
+async fn decision_lines(file: std::path::PathBuf, want: usize) -> Vec<serde_json::Value> {
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect();
+            if lines.len() >= want || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("read")
+}
+
 #[tokio::test]
 async fn sampled_decisions_are_logged_as_json_lines() {
     let dir = temp_dir("decisions");
@@ -181,23 +201,7 @@ async fn sampled_decisions_are_logged_as_json_lines() {
         8
     );
     s.stop().await;
-    let file2 = file.clone();
-    let lines: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&file2).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("a JSON line"))
-                .collect();
-            if lines.len() >= 8 || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .expect("read");
+    let lines = decision_lines(file.clone(), 8).await;
     // Every query (the sampling itself has a unit test).
     assert_eq!(lines.len(), 8, "{lines:?}");
     let geo: Vec<&serde_json::Value> = lines
@@ -243,22 +247,7 @@ async fn rules_marked_log_are_logged_unsampled() {
         udp(s.dns, &query("www.example.com.", RecordType::A)).await;
     }
     s.stop().await;
-    let lines: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("a JSON line"))
-                .collect();
-            if lines.len() >= 10 || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .expect("read");
+    let lines = decision_lines(file, 10).await;
     assert_eq!(
         lines.len(),
         10,

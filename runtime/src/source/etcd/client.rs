@@ -206,13 +206,7 @@ impl Etcd {
                     tried.push(format!("{}: {}", self.endpoints[i], short(&e)));
                     continue;
                 }
-                Err(e) => {
-                    return Err(EtcdError::Unreachable(format!(
-                        "{}: {} (the write may or may not have been applied)",
-                        self.endpoints[i],
-                        short(&e)
-                    )))
-                }
+                Err(e) => return Err(unclear(&self.endpoints[i], &e)),
             };
             let status = resp.status();
             let text = match resp.text().await {
@@ -221,13 +215,7 @@ impl Etcd {
                     tried.push(format!("{}: {}", self.endpoints[i], short(&e)));
                     continue;
                 }
-                Err(e) => {
-                    return Err(EtcdError::Unreachable(format!(
-                        "{}: {} (the write may or may not have been applied)",
-                        self.endpoints[i],
-                        short(&e)
-                    )))
-                }
+                Err(e) => return Err(unclear(&self.endpoints[i], &e)),
             };
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| EtcdError::Malformed(format!("{path}: {e}: {text:.200}")))?;
@@ -412,6 +400,14 @@ impl Etcd {
         }
         Err(EtcdError::Unreachable(tried.join("; ")))
     }
+}
+
+/// A write that was sent but not answered: it may have been applied.
+fn unclear(member: &str, e: &reqwest::Error) -> EtcdError {
+    EtcdError::Unreachable(format!(
+        "{member}: {} (the write may or may not have been applied)",
+        short(e)
+    ))
 }
 
 fn short(e: &reqwest::Error) -> String {

@@ -405,12 +405,21 @@ impl Edge {
         if self.shared.source.offline.swap(false, Relaxed) {
             tracing::info!(source = %self.src.spec, "etcd reachable again");
         }
-        if let Some(kv) = kv {
-            self.revision = kv.mod_revision;
-            match serde_json::from_slice::<Head>(&kv.value) {
-                Ok(h) => self.apply(&h).await,
-                Err(e) => self.failed(&format!("the set's head does not parse: {e}")),
-            }
+        match kv {
+            Some(kv) => self.take_head(&kv.value, kv.mod_revision).await?,
+            None => self.report().await?,
+        }
+        Ok(read_at)
+    }
+
+    /// Applies a head value read at `revision`, reports, and breaks off
+    /// (an error) when its version could not be fetched yet, so the sync
+    /// runs again with backoff.
+    async fn take_head(&mut self, value: &[u8], revision: i64) -> Result<(), FleetError> {
+        self.revision = revision;
+        match serde_json::from_slice::<Head>(value) {
+            Ok(h) => self.apply(&h).await,
+            Err(e) => self.failed(&format!("the set's head does not parse: {e}")),
         }
         self.report().await?;
         if self.retry {
@@ -419,7 +428,7 @@ impl Edge {
                 self.target
             )));
         }
-        Ok(read_at)
+        Ok(())
     }
 
     /// Follows the watch until it breaks (an error) or is compacted (Ok).
@@ -457,19 +466,8 @@ impl Edge {
                                 self.failed("the set's head was deleted; the version in service stays");
                             }
                             WatchEvent::Changed(Some(kv), at) => {
-                                self.revision = at;
                                 self.shared.source.synced();
-                                match serde_json::from_slice::<Head>(&kv.value) {
-                                    Ok(h) => self.apply(&h).await,
-                                    Err(e) => self.failed(&format!("the set's head does not parse: {e}")),
-                                }
-                                self.report().await?;
-                                if self.retry {
-                                    return Err(FleetError::Source(format!(
-                                        "version {} could not be fetched yet",
-                                        self.target
-                                    )));
-                                }
+                                self.take_head(&kv.value, at).await?;
                             }
                         }
                     }

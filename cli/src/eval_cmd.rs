@@ -10,11 +10,13 @@ use crate::EvalArgs;
 use anyhow::{anyhow, Context as _};
 use dnspolicy_compiler::backend::interp::{self, default_subnet};
 use dnspolicy_compiler::ir::context::ContextError;
+use dnspolicy_compiler::ir::http::{HttpInputs, RequestParts};
 use dnspolicy_compiler::ir::types::{canonical_name, qtype_from_str};
 use dnspolicy_compiler::{check, Cidr, Context, Field, JitPolicy, Policy, Value};
 use dnspolicy_runtime::plugin::host::Limits;
 use dnspolicy_runtime::plugin::wasm::WasmPlugin;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -134,6 +136,13 @@ pub(crate) fn build_context(args: &EvalArgs, policy: &Policy) -> anyhow::Result<
         .map_or(0, |d| d.as_secs() as i64);
     ctx.set_time(args.time.unwrap_or(now));
 
+    if let Some(line) = &args.http {
+        let req = EvalRequest::parse(line, &args.headers)?;
+        HttpInputs::new(policy, &[])
+            .map_err(|e| anyhow!(e))?
+            .fill(&mut ctx, &req);
+    }
+
     let vars_text = match (&args.vars, &args.vars_file) {
         (Some(v), _) => Some(v.clone()),
         (None, Some(f)) => Some(
@@ -151,4 +160,75 @@ pub(crate) fn build_context(args: &EvalArgs, policy: &Policy) -> anyhow::Result<
         }
     }
     Ok(ctx)
+}
+
+/// The request of `--http 'GET /path?query'` and its `--header`s.
+struct EvalRequest {
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl EvalRequest {
+    fn parse(line: &str, headers: &[String]) -> anyhow::Result<EvalRequest> {
+        let mut words = line.split_whitespace();
+        let (method, target) = match (words.next(), words.next()) {
+            (Some(t), None) if t.starts_with('/') => ("GET", t),
+            (Some(m), Some(t)) => (m, t),
+            _ => {
+                anyhow::bail!("--http: expected `METHOD /path?query`, e.g. 'GET /api?region=cn-sh'")
+            }
+        };
+        if !target.starts_with('/') {
+            anyhow::bail!("--http: the target `{target}` does not start with `/`");
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (target, None),
+        };
+        let headers = headers
+            .iter()
+            .map(|h| {
+                let (n, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("--header: expected `NAME: VALUE`, got `{h}`"))?;
+                Ok((n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(EvalRequest {
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+            query,
+            headers,
+        })
+    }
+}
+
+impl RequestParts for EvalRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn host(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "host")
+            .map(|(_, v)| v.as_str())
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    fn header(&self, lower_name: &str) -> Option<Cow<'_, str>> {
+        let sep = if lower_name == "cookie" { "; " } else { ", " };
+        let all: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n == lower_name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!all.is_empty()).then(|| Cow::Owned(all.join(sep)))
+    }
 }

@@ -141,7 +141,8 @@ struct CheckArgs {
 #[command(after_help = "EXAMPLES:\n  \
     dnspolicy eval examples/seed.dsl --vars '{\"user\":{\"age\":20},\"order\":{\"total\":150}}'\n  \
     dnspolicy eval examples/geo.dsl --query www.example.com --region CN-BJ --explain\n  \
-    dnspolicy eval examples/geo.dsl --query www.example.com --client 198.51.100.7 --type AAAA\n\n\
+    dnspolicy eval examples/geo.dsl --query www.example.com --client 198.51.100.7 --type AAAA\n  \
+    dnspolicy eval examples/http/routes.dsl --http 'GET /api?region=cn-sh' --header 'X-User-Tier: premium'\n\n\
     Fields not given are missing: every comparison that reads them is false.")]
 pub struct EvalArgs {
     /// The policy file.
@@ -183,6 +184,14 @@ pub struct EvalArgs {
     /// Evaluation time as Unix seconds (`time.*`); defaults to now.
     #[arg(long, value_name = "UNIX")]
     pub time: Option<i64>,
+    /// An HTTP request line for an HTTP policy (`http.method`, `http.path`,
+    /// `http.query.*`): `'GET /api?region=cn-sh'` (the method defaults to GET).
+    #[arg(long, value_name = "REQUEST", conflicts_with = "query")]
+    pub http: Option<String>,
+    /// A request header (`http.header.*`, `http.cookie.*` from `Cookie`,
+    /// `http.host` from `Host`), repeatable: `--header 'X-User-Tier: premium'`.
+    #[arg(long = "header", value_name = "'NAME: VALUE'", requires = "http")]
+    pub headers: Vec<String>,
     /// Print which rule and which conditions decided, before the verdict.
     #[arg(long)]
     pub explain: bool,

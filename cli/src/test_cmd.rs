@@ -61,6 +61,11 @@ struct Case {
     city: Option<String>,
     asn: Option<i64>,
     time: Option<i64>,
+    /// An HTTP request line (`"GET /api?region=cn-sh"`), as `eval --http`.
+    http: Option<String>,
+    /// Its headers (`["X-User-Tier: premium"]`), as `eval --header`.
+    #[serde(default)]
+    headers: Vec<String>,
     /// Injected variables (and context paths), as `eval --vars` takes them.
     vars: Option<toml::Value>,
     /// The verdict as `eval` prints it: a table for actions
@@ -227,6 +232,8 @@ fn run_file(path: &Path) -> anyhow::Result<Vec<Outcome>> {
             city: case.city.clone(),
             asn: case.asn,
             transport: case.transport.clone(),
+            http: case.http.clone(),
+            headers: case.headers.clone(),
             // A fixed time unless the case sets one: tests must not depend
             // on when they run.
             time: Some(case.time.unwrap_or(0)),

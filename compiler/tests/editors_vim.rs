@@ -44,13 +44,14 @@ fn keyword_group(w: &str) -> Option<&'static str> {
         "in" | "not" | "and" | "or" | "matches" | "starts_with" | "ends_with" => "Operator",
         "true" | "false" => "Boolean",
         "answer" | "rewrite" | "ttl" | "forward" | "pool" | "count" | "nxdomain" | "nodata"
-        | "refuse" | "servfail" | "drop" | "truncate" => "Statement",
+        | "refuse" | "servfail" | "drop" | "truncate" | "route" | "respond" | "redirect"
+        | "set_header" | "remove_header" => "Statement",
         _ => return None,
     })
 }
 
 fn is_context(path: &str) -> bool {
-    ["client.", "query.", "server.", "time."]
+    ["client.", "query.", "server.", "time.", "http."]
         .iter()
         .any(|r| path.starts_with(r))
 }

@@ -17,6 +17,10 @@ const PREC = {
 
 const IDENT = /[A-Za-z_][A-Za-z0-9_]*/;
 
+// A path segment after the first: may hold `-` (HTTP header names,
+// `http.header.x-user-tier`), not as its first character.
+const SEGMENT = /[A-Za-z_][A-Za-z0-9_-]*/;
+
 module.exports = grammar({
   name: 'dnspolicy',
 
@@ -96,6 +100,9 @@ module.exports = grammar({
       $.rewrite_action,
       $.forward_action,
       $.pool_action,
+      $.route_action,
+      $.respond_action,
+      $.redirect_action,
       $.rcode_action,
     ),
 
@@ -121,6 +128,32 @@ module.exports = grammar({
       optional(seq('count', field('count', $._unary))),
       optional(seq('ttl', field('ttl', $._unary))),
     )),
+
+    // HTTP verdicts. Header edits follow the pool in any order; `respond`'s
+    // body is optional (only statements, which start with a keyword,
+    // follow an action).
+    route_action: $ => prec.right(seq(
+      'route',
+      field('pool', $._http_operand),
+      repeat(field('edit', choice($.set_header, $.remove_header))),
+    )),
+
+    set_header: $ => seq('set_header', field('name', $._http_operand), field('value', $._http_operand)),
+
+    remove_header: $ => seq('remove_header', field('name', $._http_operand)),
+
+    respond_action: $ => prec.right(seq(
+      'respond',
+      field('status', $._http_operand),
+      optional(field('body', $._http_operand)),
+    )),
+
+    redirect_action: $ => seq('redirect', field('status', $._http_operand), field('url', $._http_operand)),
+
+    // HTTP verdict operands (the compiler's `HttpOperand`) are single
+    // tokens, since some follow each other (`set_header NAME VALUE`): a
+    // call or a parenthesis after one could be read two ways.
+    _http_operand: $ => choice($.integer, $.string, $.raw_string, $.identifier, $.variable),
 
     rcode_action: _ => choice('nxdomain', 'nodata', 'refuse', 'servfail', 'drop', 'truncate', 'pass'),
 
@@ -173,13 +206,13 @@ module.exports = grammar({
 
     list: $ => seq('[', commaSep($._expression), optional(','), ']'),
 
-    // `{client.region}` and `<user.age>`.
+    // `{client.region}` and `<user.age>`; `{http.header.x-user-tier}`.
     variable: $ => choice(
       seq('{', field('path', choice($.identifier, $.path)), '}'),
-      seq('<', field('path', alias(token.immediate(seq(IDENT, repeat(seq('.', IDENT)))), $.path)), token.immediate('>')),
+      seq('<', field('path', alias(token.immediate(seq(IDENT, repeat(seq('.', SEGMENT)))), $.path)), token.immediate('>')),
     ),
 
-    path: _ => token(seq(IDENT, repeat1(seq('.', IDENT)))),
+    path: _ => token(seq(IDENT, repeat1(seq('.', SEGMENT)))),
 
     identifier: _ => IDENT,
 

@@ -5,6 +5,17 @@ use super::*;
 
 impl<'a> Checker<'a> {
     pub(super) fn action(&mut self, a: &'a ast::Action) -> Action {
+        let door = match &a.kind {
+            ActionKind::Value(_) | ActionKind::Pass => None,
+            ActionKind::Route { .. } | ActionKind::Respond { .. } | ActionKind::Redirect { .. } => {
+                Some(ir::Front::Http)
+            }
+            _ => Some(ir::Front::Dns),
+        };
+        if let Some(door) = door {
+            let word = crate::syntax::format::action_word(&a.kind);
+            self.front_use(door, a.span, &format!("`then {word}`"));
+        }
         match &a.kind {
             ActionKind::Value(e) => Action::Value(self.expr_value(e)),
             ActionKind::Answer { rtype, data, ttl } => {
@@ -76,6 +87,150 @@ impl<'a> Checker<'a> {
             ActionKind::Drop => Action::Drop,
             ActionKind::Truncate => Action::Truncate,
             ActionKind::Pass => Action::Pass,
+            ActionKind::Route { pool, edits } => self.route_action(pool, edits),
+            ActionKind::Respond { status, body } => {
+                let status = self.http_status(
+                    status,
+                    100..=599,
+                    "`respond` takes a status from 100 to 599",
+                );
+                let body = match body {
+                    Some(b) => self.http_text(b, "a body").unwrap_or_default(),
+                    None => String::new(),
+                };
+                Action::Respond {
+                    status,
+                    body: body.into(),
+                }
+            }
+            ActionKind::Redirect { status, url } => {
+                let status = self.http_status(status, 301..=308, "");
+                let location = self.http_text(url, "a URL").unwrap_or_default();
+                if location.is_empty() || location.chars().any(|c| c.is_control() || c == ' ') {
+                    self.error(
+                        Diagnostic::error("E0048", "invalid redirect URL", url.span)
+                            .with_label("a URL or path, without spaces or control characters"),
+                    );
+                }
+                Action::Redirect {
+                    status,
+                    location: location.into(),
+                }
+            }
+        }
+    }
+
+    /// `then route POOL [set_header NAME VALUE | remove_header NAME]...`:
+    /// all constants, so the verdict is static data in every backend.
+    fn route_action(&mut self, pool: &'a ast::Expr, edits: &'a [ast::HeaderEdit]) -> Action {
+        // A bare word that names nothing is the pool's name: `route api`.
+        let pool_name = match &pool.kind {
+            ast::ExprKind::Ident(n) if !self.is_bound(n) => Some(n.to_string()),
+            _ => self.http_text(pool, "a pool name"),
+        };
+        if pool_name.as_deref() == Some("") {
+            self.error(
+                Diagnostic::error("E0048", "empty pool name", pool.span)
+                    .with_label("the name of an HTTP pool (`[http.pools.NAME]`)"),
+            );
+        }
+        let mut headers = Vec::new();
+        for e in edits {
+            let (name, value) = match e {
+                ast::HeaderEdit::Set { name, value } => {
+                    let v = self.http_text(value, "a header value").unwrap_or_default();
+                    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                        self.error(
+                            Diagnostic::error("E0048", "invalid header value", value.span)
+                                .with_label("no CR, LF or NUL in a header value"),
+                        );
+                    }
+                    (name, Some(v.into()))
+                }
+                ast::HeaderEdit::Remove(name) => (name, None),
+            };
+            let n = self.http_text(name, "a header name").unwrap_or_default();
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if n.is_empty() || !n.bytes().all(token) {
+                self.error(
+                    Diagnostic::error("E0048", format!("invalid header name `{n}`"), name.span)
+                        .with_label("letters, digits and !#$%&'*+-.^_`|~ (RFC 9110 token)"),
+                );
+            } else if is_hop_by_hop(&n) {
+                self.error(
+                    Diagnostic::error("E0048", format!("`{n}` is a hop-by-hop header"), name.span)
+                        .with_label("the proxy sets it per connection")
+                        .with_help("hop-by-hop headers (Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade, ...) are not forwarded"),
+                );
+            }
+            headers.push(crate::ir::value::HeaderOp {
+                name: n.into(),
+                value,
+            });
+        }
+        Action::Route {
+            pool: pool_name.unwrap_or_default().into(),
+            headers: headers.into(),
+        }
+    }
+
+    /// A constant string operand of an HTTP verdict (E0048 otherwise).
+    fn http_text(&mut self, e: &'a ast::Expr, what: &str) -> Option<String> {
+        match self.coerce(e, &Type::String, None).kind {
+            ExprKind::Lit(Value::Str(s)) => Some(s.to_string()),
+            _ => {
+                self.error(
+                    Diagnostic::error("E0048", format!("{what} must be a constant"), e.span)
+                        .with_label("a string literal or a const")
+                        .with_help("HTTP verdicts are static data, like `then pool`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A constant status code in `range` (E0048 otherwise).
+    fn http_status(
+        &mut self,
+        e: &'a ast::Expr,
+        range: std::ops::RangeInclusive<i64>,
+        label: &str,
+    ) -> u16 {
+        let redirect = *range.start() == 301;
+        match self.coerce(e, &Type::Int, None).kind {
+            ExprKind::Lit(Value::Int(n))
+                if range.contains(&n)
+                    && (!redirect || matches!(n, 301 | 302 | 303 | 307 | 308)) =>
+            {
+                n as u16
+            }
+            ExprKind::Lit(Value::Int(n)) => {
+                let label = if redirect {
+                    "a redirect is 301, 302, 303, 307 or 308"
+                } else {
+                    label
+                };
+                self.error(
+                    Diagnostic::error("E0048", format!("status {n} is out of range"), e.span)
+                        .with_label(label),
+                );
+                if redirect {
+                    302
+                } else {
+                    500
+                }
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error("E0048", "a status must be a constant", e.span)
+                        .with_label("an integer literal or a const"),
+                );
+                if redirect {
+                    302
+                } else {
+                    500
+                }
+            }
         }
     }
 
@@ -264,4 +419,21 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Hop-by-hop header fields (RFC 9110 §7.6.1, plus the old `Proxy-Connection`
+/// and `Keep-Alive`): a proxy removes them, so a policy cannot set them.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }

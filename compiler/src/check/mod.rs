@@ -129,6 +129,12 @@ pub(crate) struct Checker<'a> {
     /// The injected variable on the other side of the comparison being
     /// checked, so a literal that does not fit reports a conflict on it.
     other_input: Option<u32>,
+    /// The first read or verdict that exists for one front door only, per
+    /// door (what `{query.name}` or `route` tie the policy to), and whether
+    /// mixing them was reported.
+    front_dns: Option<(Span, String)>,
+    front_http: Option<(Span, String)>,
+    front_mixed: bool,
 }
 
 /// A statement list after checking, and whether it always decides (so
@@ -156,7 +162,42 @@ impl<'a> Checker<'a> {
             regex_cache: HashMap::new(),
             pending_eq: Vec::new(),
             other_input: None,
+            front_dns: None,
+            front_http: None,
+            front_mixed: false,
         }
+    }
+
+    /// Notes that `what` at `span` belongs to one front door; the first use
+    /// of the other door is E0047 (once per policy).
+    pub(super) fn front_use(&mut self, front: ir::Front, span: Span, what: &str) {
+        let (mine, other, door, other_door) = match front {
+            ir::Front::Dns => (&mut self.front_dns, &self.front_http, "DNS", "HTTP"),
+            ir::Front::Http => (&mut self.front_http, &self.front_dns, "HTTP", "DNS"),
+            ir::Front::Any => return,
+        };
+        if mine.is_none() {
+            *mine = Some((span, what.to_string()));
+        }
+        let Some((at, first)) = other.clone() else {
+            return;
+        };
+        if self.front_mixed {
+            return;
+        }
+        self.front_mixed = true;
+        self.error(
+            Diagnostic::error(
+                "E0047",
+                format!("{what} is for {door}, but this policy is for {other_door}"),
+                span,
+            )
+            .with_label(format!("{door} only"))
+            .with_secondary(at, format!("{first}: {other_door} only"))
+            .with_help(format!(
+                "a policy serves one front door: put the {door} rules in a file of their own"
+            )),
+        );
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -297,6 +338,11 @@ impl<'a> Checker<'a> {
             declared_sets: self.sets.len(),
             index,
             live_sets: std::mem::take(&mut self.live_sets),
+            front: match (&self.front_dns, &self.front_http) {
+                (Some(_), None) => ir::Front::Dns,
+                (None, Some(_)) => ir::Front::Http,
+                _ => ir::Front::Any,
+            },
         };
         self.diags.extend(lint::lints(&policy));
         self.diags.extend(never::lints(&policy));

@@ -16,6 +16,9 @@ impl<'a> Checker<'a> {
             );
         }
         if let Some(f) = Field::from_path(path) {
+            if path.starts_with("query.") || f == Field::ClientRate {
+                self.front_use(ir::Front::Dns, span, &format!("`{{{path}}}`"));
+            }
             return Expr {
                 kind: ExprKind::Field(f),
                 ty: f.info().ty.clone(),
@@ -24,7 +27,11 @@ impl<'a> Checker<'a> {
         }
         let root = path.split('.').next().unwrap_or("");
         if root == "pool" {
+            self.front_use(ir::Front::Dns, span, &format!("`{{{path}}}`"));
             return self.pool_path(path, span);
+        }
+        if root == "http" {
+            return self.http_path(path, span);
         }
         let declared = self.input_ids.contains_key(path);
         let near_root = ROOTS
@@ -120,6 +127,58 @@ impl<'a> Checker<'a> {
         Expr {
             kind: ExprKind::Input(id),
             ty: Type::Int,
+            span,
+        }
+    }
+
+    /// `{http.method}`, `{http.host}`, `{http.path}`, `{http.header.NAME}`
+    /// (case-insensitive: kept lowercase), `{http.query.NAME}` and
+    /// `{http.cookie.NAME}`: strings the HTTP front door supplies like
+    /// injected variables, so every backend reads them the way it reads
+    /// `input`s. Other `http.` paths are E0020.
+    fn http_path(&mut self, path: &str, span: Span) -> Expr {
+        let rest = &path["http.".len().min(path.len())..];
+        let canonical = match rest.split_once('.') {
+            None if matches!(rest, "method" | "host" | "path") => Some(path.to_string()),
+            Some(("header", name)) if !name.is_empty() && !name.contains('.') => {
+                Some(format!("http.header.{}", name.to_ascii_lowercase()))
+            }
+            Some(("query" | "cookie", name)) if !name.is_empty() && !name.contains('.') => {
+                Some(path.to_string())
+            }
+            _ => None,
+        };
+        let Some(canonical) = canonical else {
+            let mut d = Diagnostic::error("E0020", format!("unknown context path `{path}`"), span)
+                .with_label("no such path");
+            d = match closest(path, ["http.method", "http.host", "http.path"]) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(
+                    "`http.` paths are `http.method`, `http.host`, `http.path`, `http.header.NAME`, `http.query.NAME` and `http.cookie.NAME`",
+                ),
+            };
+            self.error(d);
+            return lit(Value::Bool(false), Type::Unknown, span);
+        };
+        self.front_use(ir::Front::Http, span, &format!("`{{{path}}}`"));
+        let id = match self.input_ids.get(&canonical) {
+            Some(&id) => id,
+            None => {
+                let id = self.inputs.len() as u32;
+                self.inputs.push(InputState {
+                    path: canonical.clone(),
+                    ty: Some(Type::String),
+                    fixed_at: Some(span),
+                    declared: true,
+                    first_use: span,
+                });
+                self.input_ids.insert(canonical, id);
+                id
+            }
+        };
+        Expr {
+            kind: ExprKind::Input(id),
+            ty: Type::String,
             span,
         }
     }

@@ -142,6 +142,14 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("E0046", "unknown rule flag (the one flag is `log`)"),
     (
+        "E0047",
+        "a policy reads or decides for both front doors (DNS and HTTP)",
+    ),
+    (
+        "E0048",
+        "invalid HTTP verdict (pool, status, header name or value, URL)",
+    ),
+    (
         "E0050",
         "Lua plugin does not load (syntax, sandbox, or no `apply`)",
     ),

@@ -66,7 +66,7 @@ pub struct FieldInfo {
 }
 
 /// Roots reserved for context paths; any other root is an injected variable.
-pub const ROOTS: &[&str] = &["client", "query", "server", "time"];
+pub const ROOTS: &[&str] = &["client", "query", "server", "time", "http"];
 
 /// Every context path, its type and its meaning.
 pub const FIELDS: &[FieldInfo] = &[

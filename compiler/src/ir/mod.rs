@@ -14,6 +14,7 @@
 pub mod context;
 pub mod cost;
 pub mod hash;
+pub mod http;
 pub mod index;
 pub mod live;
 pub mod types;
@@ -21,7 +22,7 @@ pub mod value;
 
 use crate::ir::context::Field;
 use crate::ir::types::{name_has_suffix, Cidr, Type};
-use crate::ir::value::{Pick, Value, Verdict};
+use crate::ir::value::{HeaderOp, Pick, Value, Verdict};
 use crate::syntax::span::Span;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -45,6 +46,34 @@ pub struct Policy {
     /// each (`LiveSet::load_text`) before the policy answers, and again
     /// whenever the file changes. Also reachable through [`Policy::sets`].
     pub live_sets: Vec<Arc<live::LiveSet>>,
+    /// The front door the policy serves, from the paths it reads and the
+    /// verdicts it gives (a policy that says nothing either way serves DNS
+    /// or HTTP alike).
+    pub front: Front,
+}
+
+/// Which requests a policy is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Front {
+    /// Reads nothing that exists for one door only (`client.*`, `time.*`,
+    /// injected variables, value verdicts, `pass`).
+    #[default]
+    Any,
+    /// DNS queries: reads `query.*` or `pool.*`, or gives DNS verdicts.
+    Dns,
+    /// HTTP requests: reads `http.*`, or gives `route`/`respond`/`redirect`.
+    Http,
+}
+
+impl Front {
+    /// `"any"`, `"dns"` or `"http"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Any => "any",
+            Front::Dns => "dns",
+            Front::Http => "http",
+        }
+    }
 }
 
 /// An injected variable.
@@ -158,6 +187,28 @@ pub enum Action {
     Truncate,
     /// Explicit pass.
     Pass,
+    /// HTTP: `route POOL [set_header NAME VALUE | remove_header NAME]...`
+    /// (constants: the verdict is static data in every backend).
+    Route {
+        /// The HTTP pool.
+        pool: Arc<str>,
+        /// Header edits, in order.
+        headers: Arc<[HeaderOp]>,
+    },
+    /// HTTP: `respond STATUS [BODY]`.
+    Respond {
+        /// 100 to 599.
+        status: u16,
+        /// The body ("" when none).
+        body: Arc<str>,
+    },
+    /// HTTP: `redirect STATUS URL`.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// The `Location`.
+        location: Arc<str>,
+    },
 }
 
 /// A typed expression.
@@ -625,6 +676,18 @@ impl Action {
             Action::Drop => Verdict::Drop,
             Action::Truncate => Verdict::Truncate,
             Action::Pass => Verdict::Pass,
+            Action::Route { pool, headers } => Verdict::Route {
+                pool: pool.clone(),
+                headers: headers.clone(),
+            },
+            Action::Respond { status, body } => Verdict::Respond {
+                status: *status,
+                body: body.clone(),
+            },
+            Action::Redirect { status, location } => Verdict::Redirect {
+                status: *status,
+                location: location.clone(),
+            },
         }))
     }
 }

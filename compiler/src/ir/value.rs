@@ -206,6 +206,37 @@ pub enum Verdict {
     Truncate,
     /// Stop this policy without deciding; the next plugin gets the query.
     Pass,
+    /// HTTP: send the request to an upstream pool, with header edits.
+    Route {
+        /// The HTTP pool's name (`[http.pools.NAME]` in the server config).
+        pool: Arc<str>,
+        /// Edits of the request's headers, applied in order.
+        headers: Arc<[HeaderOp]>,
+    },
+    /// HTTP: answer the request here.
+    Respond {
+        /// The status code, 100 to 599.
+        status: u16,
+        /// The body.
+        body: Arc<str>,
+    },
+    /// HTTP: answer with a redirect.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// The `Location`.
+        location: Arc<str>,
+    },
+}
+
+/// A header edit of a `route` verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HeaderOp {
+    /// The header name, as written (HTTP field names are case-insensitive).
+    pub name: Arc<str>,
+    /// The value to set (every field of that name is replaced); `None`
+    /// removes the header.
+    pub value: Option<Arc<str>>,
 }
 
 impl Verdict {
@@ -224,6 +255,9 @@ impl Verdict {
             Verdict::Drop => "drop",
             Verdict::Truncate => "truncate",
             Verdict::Pass => "pass",
+            Verdict::Route { .. } => "route",
+            Verdict::Respond { .. } => "respond",
+            Verdict::Redirect { .. } => "redirect",
         }
     }
 
@@ -260,6 +294,25 @@ impl Verdict {
                     j["key"] = json!(k);
                 }
                 j
+            }
+            Verdict::Route { pool, headers } => {
+                let mut j = json!({"action": "route", "pool": &**pool});
+                if !headers.is_empty() {
+                    j["headers"] = headers
+                        .iter()
+                        .map(|h| match &h.value {
+                            Some(v) => json!({"set": &*h.name, "value": &**v}),
+                            None => json!({"remove": &*h.name}),
+                        })
+                        .collect();
+                }
+                j
+            }
+            Verdict::Respond { status, body } => {
+                json!({"action": "respond", "status": status, "body": &**body})
+            }
+            Verdict::Redirect { status, location } => {
+                json!({"action": "redirect", "status": status, "location": &**location})
             }
             other => json!({"action": other.action()}),
         }
@@ -327,6 +380,38 @@ impl Verdict {
             "drop" => Verdict::Drop,
             "truncate" => Verdict::Truncate,
             "pass" => Verdict::Pass,
+            "route" => Verdict::Route {
+                pool: text("pool")?.into(),
+                headers: match obj.get("headers") {
+                    None => Arc::from([]),
+                    Some(h) => h
+                        .as_array()?
+                        .iter()
+                        .map(|op| {
+                            Some(match (op.get("set"), op.get("remove")) {
+                                (Some(n), None) => HeaderOp {
+                                    name: n.as_str()?.into(),
+                                    value: Some(op.get("value")?.as_str()?.into()),
+                                },
+                                (None, Some(n)) => HeaderOp {
+                                    name: n.as_str()?.into(),
+                                    value: None,
+                                },
+                                _ => return None,
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?
+                        .into(),
+                },
+            },
+            "respond" => Verdict::Respond {
+                status: u16::try_from(obj.get("status")?.as_u64()?).ok()?,
+                body: text("body").unwrap_or("").into(),
+            },
+            "redirect" => Verdict::Redirect {
+                status: u16::try_from(obj.get("status")?.as_u64()?).ok()?,
+                location: text("location")?.into(),
+            },
             _ => return None,
         })
     }

@@ -211,6 +211,41 @@ pub enum ActionKind {
     Truncate,
     /// `pass`
     Pass,
+    /// `route POOL [set_header NAME VALUE | remove_header NAME]...` (HTTP)
+    Route {
+        /// The upstream pool.
+        pool: Expr,
+        /// Header edits on the request sent upstream, in order.
+        edits: Vec<HeaderEdit>,
+    },
+    /// `respond STATUS [BODY]` (HTTP)
+    Respond {
+        /// The status code.
+        status: Expr,
+        /// The body.
+        body: Option<Expr>,
+    },
+    /// `redirect STATUS URL` (HTTP)
+    Redirect {
+        /// The status code (301, 302, 303, 307 or 308).
+        status: Expr,
+        /// The `Location`.
+        url: Expr,
+    },
+}
+
+/// A header edit after `route POOL`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeaderEdit {
+    /// `set_header NAME VALUE`: replaces every field of that name.
+    Set {
+        /// The header name.
+        name: Expr,
+        /// Its value.
+        value: Expr,
+    },
+    /// `remove_header NAME`
+    Remove(Expr),
 }
 
 /// An expression.
@@ -425,6 +460,26 @@ fn zero_stmt(s: &mut Stmt) {
                     key.iter_mut().for_each(zero_expr);
                     count.iter_mut().for_each(zero_expr);
                     ttl.iter_mut().for_each(zero_expr);
+                }
+                ActionKind::Route { pool, edits } => {
+                    zero_expr(pool);
+                    for e in edits {
+                        match e {
+                            HeaderEdit::Set { name, value } => {
+                                zero_expr(name);
+                                zero_expr(value);
+                            }
+                            HeaderEdit::Remove(name) => zero_expr(name),
+                        }
+                    }
+                }
+                ActionKind::Respond { status, body } => {
+                    zero_expr(status);
+                    body.iter_mut().for_each(zero_expr);
+                }
+                ActionKind::Redirect { status, url } => {
+                    zero_expr(status);
+                    zero_expr(url);
                 }
                 ActionKind::Rewrite { target, ttl } => {
                     zero_expr(target);

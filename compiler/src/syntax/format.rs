@@ -544,6 +544,25 @@ impl Formatter<'_> {
             ActionKind::Drop => "drop".into(),
             ActionKind::Truncate => "truncate".into(),
             ActionKind::Pass => "pass".into(),
+            ActionKind::Route { pool, edits } => {
+                let mut s = format!("route {}", u(pool));
+                for e in edits {
+                    match e {
+                        HeaderEdit::Set { name, value } => {
+                            s.push_str(&format!(" set_header {} {}", u(name), u(value)))
+                        }
+                        HeaderEdit::Remove(name) => {
+                            s.push_str(&format!(" remove_header {}", u(name)))
+                        }
+                    }
+                }
+                s
+            }
+            ActionKind::Respond { status, body } => match body {
+                Some(b) => format!("respond {} {}", u(status), u(b)),
+                None => format!("respond {}", u(status)),
+            },
+            ActionKind::Redirect { status, url } => format!("redirect {} {}", u(status), u(url)),
         }
     }
 
@@ -643,4 +662,26 @@ fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The keyword an action starts with (`value` for a value verdict), for
+/// diagnostics.
+pub(crate) fn action_word(k: &ActionKind) -> &'static str {
+    match k {
+        ActionKind::Value(_) => "value",
+        ActionKind::Answer { .. } => "answer",
+        ActionKind::Rewrite { .. } => "rewrite",
+        ActionKind::Forward(_) => "forward",
+        ActionKind::Pool { .. } => "pool",
+        ActionKind::Nxdomain => "nxdomain",
+        ActionKind::Nodata => "nodata",
+        ActionKind::Refuse => "refuse",
+        ActionKind::Servfail => "servfail",
+        ActionKind::Drop => "drop",
+        ActionKind::Truncate => "truncate",
+        ActionKind::Pass => "pass",
+        ActionKind::Route { .. } => "route",
+        ActionKind::Respond { .. } => "respond",
+        ActionKind::Redirect { .. } => "redirect",
+    }
 }

@@ -123,6 +123,21 @@ pub enum Tok<'input> {
     /// `pass`
     #[token("pass")]
     Pass,
+    /// `route` (HTTP)
+    #[token("route")]
+    Route,
+    /// `respond` (HTTP)
+    #[token("respond")]
+    Respond,
+    /// `redirect` (HTTP)
+    #[token("redirect")]
+    Redirect,
+    /// `set_header` (HTTP, after `route`)
+    #[token("set_header")]
+    SetHeader,
+    /// `remove_header` (HTTP, after `route`)
+    #[token("remove_header")]
+    RemoveHeader,
     // Word operators and literals.
     /// `in`
     #[token("in")]
@@ -223,11 +238,13 @@ pub enum Tok<'input> {
     /// A plain identifier.
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*")]
     Ident(&'input str),
-    /// A dotted path such as `user.age` (segments may be keywords).
-    #[regex(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")]
+    /// A dotted path such as `user.age` (segments may be keywords; after the
+    /// first, they may hold `-`, so HTTP header names are written as they
+    /// are: `http.header.x-user-tier`).
+    #[regex(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)+")]
     Path(&'input str),
     /// `<path>` with no spaces: the angle spelling of a variable. Holds the path.
-    #[regex(r"<[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*>", angle_var)]
+    #[regex(r"<[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)*>", angle_var)]
     AngleVar(&'input str),
     /// An integer literal.
     #[regex(r"[0-9]+", int_literal)]
@@ -378,6 +395,11 @@ impl Tok<'_> {
             Tok::Drop => "drop",
             Tok::Truncate => "truncate",
             Tok::Pass => "pass",
+            Tok::Route => "route",
+            Tok::Respond => "respond",
+            Tok::Redirect => "redirect",
+            Tok::SetHeader => "set_header",
+            Tok::RemoveHeader => "remove_header",
             Tok::In => "in",
             Tok::Not => "not",
             Tok::And => "and",
@@ -439,6 +461,11 @@ pub const KEYWORDS: &[&str] = &[
     "drop",
     "truncate",
     "pass",
+    "route",
+    "respond",
+    "redirect",
+    "set_header",
+    "remove_header",
     "in",
     "not",
     "and",

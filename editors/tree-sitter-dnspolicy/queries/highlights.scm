@@ -9,7 +9,8 @@
 
 ["if" "else" "when" "then"] @keyword.conditional
 
-["answer" "rewrite" "ttl" "forward" "pool" "count"] @keyword
+["answer" "rewrite" "ttl" "forward" "pool" "count"
+ "route" "respond" "redirect" "set_header" "remove_header"] @keyword
 
 (rcode_action) @keyword
 
@@ -34,11 +35,11 @@
 ; Context paths are filled by the server; injected variables by the caller.
 (variable
   path: (_) @variable.builtin
-  (#match? @variable.builtin "^(client|query|server|time)[.]"))
+  (#match? @variable.builtin "^(client|query|server|time|http)[.]"))
 
 (variable
   path: (_) @variable
-  (#not-match? @variable "^(client|query|server|time)[.]"))
+  (#not-match? @variable "^(client|query|server|time|http)[.]"))
 
 (input_declaration path: (_) @variable)
 

@@ -7,6 +7,7 @@ endif
 syn keyword dnspolicyControl     if else then when pass
 syn keyword dnspolicyDeclaration const set input rule priority let
 syn keyword dnspolicyAction      answer rewrite ttl forward pool count nxdomain nodata refuse servfail drop truncate
+syn keyword dnspolicyAction      route respond redirect set_header remove_header
 syn keyword dnspolicyWordOp      in not and or matches starts_with ends_with
 syn keyword dnspolicyBoolean     true false
 syn keyword dnspolicyType        bool int string name ip cidr qtype contained
@@ -25,11 +26,15 @@ syn match   dnspolicyEscape      "\\\([ntr0\\\"]\|u{\x\+}\)" contained
 syn region  dnspolicyString      start=+"+ skip=+\\.+ end=+"\|$+ contains=dnspolicyEscape
 syn match   dnspolicyRawString   +r"[^"]*"+
 
-syn match   dnspolicyInjectedVar "{\s*\h\w*\(\.\h\w*\)*\s*}"
-syn match   dnspolicyInjectedVar "<\h\w*\(\.\h\w*\)*>"
+" Path segments after the first may hold `-` (HTTP header names:
+" `{http.header.x-user-tier}`). A bare dotted path (after `input`) is one
+" plain word: no operator `-`, no keywords inside.
+syn match   dnspolicyPath        "\<\h\w*\(\.\h[0-9A-Za-z_-]*\)\+" transparent contains=NONE
+syn match   dnspolicyInjectedVar "{\s*\h\w*\(\.\h[0-9A-Za-z_-]*\)*\s*}"
+syn match   dnspolicyInjectedVar "<\h\w*\(\.\h[0-9A-Za-z_-]*\)*>"
 " Context paths win over injected variables: define them last.
-syn match   dnspolicyContextVar  "{\s*\(client\|query\|server\|time\)\.\w\+\s*}"
-syn match   dnspolicyContextVar  "<\(client\|query\|server\|time\)\.\w\+>"
+syn match   dnspolicyContextVar  "{\s*\(client\|query\|server\|time\|http\)\(\.\h[0-9A-Za-z_-]*\)\+\s*}"
+syn match   dnspolicyContextVar  "<\(client\|query\|server\|time\|http\)\(\.\h[0-9A-Za-z_-]*\)\+>"
 
 " Later definitions win where matches start at the same column: numbers,
 " then addresses, then prefixes.

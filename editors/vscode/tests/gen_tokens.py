@@ -26,6 +26,14 @@ spec = [
  ('then drop', [('drop','keyword.other.action.dnspolicy')]),
  ('then truncate', [('truncate','keyword.other.action.dnspolicy')]),
  ('then -42 / 7 - 1', [('42','constant.numeric.integer.dnspolicy'),('/','keyword.operator.arithmetic.dnspolicy')]),
+ # HTTP verdicts; path segments after the first may hold `-`.
+ ('rule canary when {http.header.x-canary} == "true" {', [('rule','keyword.declaration.rule.dnspolicy'),('{','punctuation.definition.variable.begin.dnspolicy'),('http.header.x-canary','variable.language.context.dnspolicy'),('}','punctuation.definition.variable.end.dnspolicy'),('==','keyword.operator.comparison.dnspolicy')]),
+ ('    then route "api-canary" set_header "X-Route" {user.x-tag} remove_header "X-Debug"', [('route','keyword.other.action.dnspolicy'),('"api-canary"','string.quoted.double.dnspolicy'),('set_header','keyword.other.action.dnspolicy'),('X-Route','string.quoted.double.dnspolicy'),('user.x-tag','variable.other.injected.dnspolicy'),('remove_header','keyword.other.action.dnspolicy')]),
+ ('    if <http.header.X-Canary> == "no" < then respond 404 >', [('<','punctuation.definition.variable.begin.dnspolicy'),('http.header.X-Canary','variable.language.context.dnspolicy'),('> ==','punctuation.definition.variable.end.dnspolicy',0,1),('respond','keyword.other.action.dnspolicy'),('404','constant.numeric.integer.dnspolicy')]),
+ ('    then respond 403 "forbidden\\n"', [('respond','keyword.other.action.dnspolicy'),('403','constant.numeric.integer.dnspolicy'),('\\n','constant.character.escape.dnspolicy')]),
+ ('}', []),
+ ('then redirect 308 <user.next-url>', [('redirect','keyword.other.action.dnspolicy'),('308','constant.numeric.integer.dnspolicy'),('user.next-url','variable.other.injected.dnspolicy')]),
+ ('input user.x-tag : string', [('user.x-tag','variable.other.injected.dnspolicy')]),
 ]
 out = ['# SYNTAX TEST "source.dnspolicy" "every token class of the language"']
 for line, asserts in spec:

@@ -111,3 +111,33 @@ then truncate
 then -42 / 7 - 1
 #     ^^ constant.numeric.integer.dnspolicy
 #        ^ keyword.operator.arithmetic.dnspolicy
+rule canary when {http.header.x-canary} == "true" {
+# <---- keyword.declaration.rule.dnspolicy
+#                ^ punctuation.definition.variable.begin.dnspolicy
+#                 ^^^^^^^^^^^^^^^^^^^^ variable.language.context.dnspolicy
+#                                     ^ punctuation.definition.variable.end.dnspolicy
+#                                       ^^ keyword.operator.comparison.dnspolicy
+    then route "api-canary" set_header "X-Route" {user.x-tag} remove_header "X-Debug"
+#        ^^^^^ keyword.other.action.dnspolicy
+#              ^^^^^^^^^^^^ string.quoted.double.dnspolicy
+#                           ^^^^^^^^^^ keyword.other.action.dnspolicy
+#                                       ^^^^^^^ string.quoted.double.dnspolicy
+#                                                 ^^^^^^^^^^ variable.other.injected.dnspolicy
+#                                                             ^^^^^^^^^^^^^ keyword.other.action.dnspolicy
+    if <http.header.X-Canary> == "no" < then respond 404 >
+#      ^ punctuation.definition.variable.begin.dnspolicy
+#       ^^^^^^^^^^^^^^^^^^^^ variable.language.context.dnspolicy
+#                           ^ punctuation.definition.variable.end.dnspolicy
+#                                            ^^^^^^^ keyword.other.action.dnspolicy
+#                                                    ^^^ constant.numeric.integer.dnspolicy
+    then respond 403 "forbidden\n"
+#        ^^^^^^^ keyword.other.action.dnspolicy
+#                ^^^ constant.numeric.integer.dnspolicy
+#                              ^^ constant.character.escape.dnspolicy
+}
+then redirect 308 <user.next-url>
+#    ^^^^^^^^ keyword.other.action.dnspolicy
+#             ^^^ constant.numeric.integer.dnspolicy
+#                  ^^^^^^^^^^^^^ variable.other.injected.dnspolicy
+input user.x-tag : string
+#     ^^^^^^^^^^ variable.other.injected.dnspolicy

@@ -254,7 +254,12 @@ pub fn build(
             r.metadata.truncation = true;
             Built::Reply(r)
         }
-        Verdict::Pass => Built::Skip,
+        // HTTP verdicts do not apply to a DNS query (a Lua or WASM plugin
+        // could hand one back): the next plugin decides.
+        Verdict::Pass
+        | Verdict::Route { .. }
+        | Verdict::Respond { .. }
+        | Verdict::Redirect { .. } => Built::Skip,
     }
 }
 

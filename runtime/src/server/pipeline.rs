@@ -337,12 +337,13 @@ fn split_ecs(shared: &Shared, ecs: Option<Ecs>) -> (Option<Ecs>, Option<Ecs>) {
 }
 
 /// Whether a verdict does not apply here and the next plugin decides:
-/// a value that names no pool, `truncate` over TCP, `pass`.
+/// a value that names no pool, `truncate` over TCP, `pass`, an HTTP verdict.
 fn skips(v: &Verdict, tcp: bool, shared: &Shared) -> bool {
     match v {
         Verdict::Value(Value::Str(s)) => !shared.upstreams.contains_key(&**s),
         Verdict::Value(_) | Verdict::Pass => true,
         Verdict::Truncate => tcp,
+        Verdict::Route { .. } | Verdict::Respond { .. } | Verdict::Redirect { .. } => true,
         _ => false,
     }
 }

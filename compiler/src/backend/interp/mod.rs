@@ -315,6 +315,10 @@ impl Interp<'_, '_> {
             Action::Drop => Verdict::Drop,
             Action::Truncate => Verdict::Truncate,
             Action::Pass => Verdict::Pass,
+            Action::Route { .. } | Action::Respond { .. } | Action::Redirect { .. } => {
+                // Constants, checked at compile time.
+                return a.static_verdict().ok().flatten();
+            }
         })
     }
 

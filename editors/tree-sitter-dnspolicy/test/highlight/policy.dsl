@@ -39,3 +39,20 @@ then "a\tb" + r"^x$"  // done
 #                     ^ comment
 rule audited priority 5 log { then nxdomain }
 #                       ^ attribute
+rule canary when {http.header.x-canary} == "true" { then route "api" set_header "X-Route" "canary" remove_header "X-Debug" }
+#                 ^ variable.builtin
+#                              ^ variable.builtin
+#                                                        ^ keyword
+#                                                                    ^ keyword
+#                                                                                                  ^ keyword
+#                                                                               ^ string
+if <http.header.X-Canary> == "no" < then respond 404 "gone" >
+#   ^ variable.builtin
+#                ^ variable.builtin
+#                                        ^ keyword
+#                                                ^ number
+then redirect 308 {user.next-url}
+#    ^ keyword
+#             ^ number
+#                  ^ variable
+#                           ^ variable

@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// Turn the admin endpoint off.
     #[arg(long, conflicts_with = "admin")]
     pub no_admin: bool,
+    /// Run the HTTP front door (the strategy router) on this address:
+    /// HTTP policies route requests to `[http.pools.NAME]` (docs/http.md).
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// A directory whose policies all serve the HTTP front door (HTTP
+    /// policies may also live in --plugin-dir).
+    #[arg(long, value_name = "DIR")]
+    pub http_plugin_dir: Option<PathBuf>,
     /// Directory of plugins (*.dsl, *.lua, *.wasm, *.wat, each with an optional NAME.yaml).
     #[arg(long, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
@@ -167,6 +175,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if args.no_admin {
         c.admin.listen = None;
+    }
+    if let Some(a) = args.http_listen {
+        c.http.listen = Some(a);
+    }
+    if let Some(d) = &args.http_plugin_dir {
+        c.http.plugin_dir = Some(d.clone());
     }
     if !args.acl.is_empty() {
         c.server.acl = args.acl.clone();
@@ -340,7 +354,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
             .admin_addr()
             .map_or_else(|| "off".to_string(), |a| a.to_string());
         // One line on stdout that scripts and tests can wait for.
-        crate::output::outln(&format!("listening dns={} admin={admin}", dns.join(",")));
+        match server.http_addr() {
+            Some(h) => crate::output::outln(&format!(
+                "listening dns={} admin={admin} http={h}",
+                dns.join(",")
+            )),
+            None => crate::output::outln(&format!("listening dns={} admin={admin}", dns.join(","))),
+        }
         if let Err(e) = dnspolicy_runtime::reload::signal::reload_on_sighup(server.shared()) {
             tracing::warn!(error = %e, "SIGHUP will not reload: cannot install the handler");
         }

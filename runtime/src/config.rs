@@ -82,6 +82,8 @@ pub struct Config {
     pub pools: BTreeMap<String, crate::gslb::config::PoolConfig>,
     /// `[source]`: plugins from an OCI registry instead of `plugin_dir`.
     pub source: SourceSection,
+    /// `[http]`: the HTTP front door (`--http-listen`).
+    pub http: crate::http::config::HttpSection,
 }
 
 /// `[source]` (`docs/oci.md`); the `--source*` flags win.
@@ -134,6 +136,7 @@ impl Default for Config {
             gslb: crate::gslb::config::GslbSection::default(),
             pools: BTreeMap::new(),
             source: SourceSection::default(),
+            http: crate::http::config::HttpSection::default(),
         }
     }
 }
@@ -390,6 +393,7 @@ impl Config {
         c.zone.iter_mut().for_each(rebase);
         c.geoip.iter_mut().for_each(rebase);
         c.admin.token_file.iter_mut().for_each(rebase);
+        c.http.plugin_dir.iter_mut().for_each(rebase);
         Ok(c)
     }
 

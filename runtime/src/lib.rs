@@ -24,6 +24,7 @@ pub mod config;
 pub mod dns;
 pub mod geo;
 pub mod gslb;
+pub mod http;
 pub mod import;
 pub mod observe;
 pub mod plugin;

@@ -474,6 +474,9 @@ fn live_sets(shared: &Shared, out: &mut String) {
 pub fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render(&mut out);
+    if let Some(h) = &shared.http {
+        h.render_metrics(&mut out);
+    }
     observed(shared, &mut out);
     pools(shared, &mut out);
     source(shared, &mut out);
@@ -617,6 +620,7 @@ pub fn plugins(shared: &Shared) -> String {
             "file": file_name(&p.path, "embedded"),
             "queries": p.stats.decided.load(Relaxed),
             "rules": rules,
+            "front": if p.http { "http" } else { "dns" },
         });
         // Serving its last good version: the file on disk failed to load.
         if let Some(st) = chain.stale.iter().find(|f| f.path == p.path) {

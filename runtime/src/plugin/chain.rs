@@ -41,6 +41,9 @@ pub struct Loaded {
     pub state: crate::reload::lifecycle::State,
     /// A hash of the file and its metadata as loaded (0: not from a file).
     pub source: u64,
+    /// Serves the HTTP front door (an HTTP policy, or any policy from the
+    /// HTTP plugin directory); DNS queries never reach it.
+    pub http: bool,
 }
 
 impl Loaded {
@@ -52,6 +55,7 @@ impl Loaded {
         path: PathBuf,
         source: u64,
     ) -> Loaded {
+        let http = plugin.front() == dnspolicy_compiler::ir::Front::Http;
         let rules = plugin
             .rule_names()
             .iter()
@@ -72,6 +76,7 @@ impl Loaded {
                 .on(crate::reload::lifecycle::Event::Load)
                 .unwrap_or(crate::reload::lifecycle::State::Loaded),
             source,
+            http,
         }
     }
 }
@@ -162,8 +167,26 @@ impl Chain {
     }
 
     fn push_loaded(&mut self, loaded: Arc<Loaded>) {
-        self.fields |= loaded.plugin.fields_used();
+        if !loaded.http {
+            self.fields |= loaded.plugin.fields_used();
+        }
         self.plugins.push(loaded);
+    }
+
+    /// Whether any plugin serves HTTP requests.
+    pub fn has_http(&self) -> bool {
+        self.plugins.iter().any(|p| p.http)
+    }
+
+    /// Adds another chain's plugins (the HTTP directory beside the
+    /// embedded example).
+    pub fn extend(&mut self, other: Chain) {
+        for l in other.plugins {
+            self.push_loaded(l);
+        }
+        self.failed.extend(other.failed);
+        self.stale.extend(other.stale);
+        self.sort();
     }
 
     fn sort(&mut self) {
@@ -187,17 +210,35 @@ impl Chain {
     /// (stale) in [`ReloadMode::Plugin`]. The caller refuses the result in
     /// [`ReloadMode::Set`] when anything failed.
     pub fn reload_dir(dir: &Path, old: Option<&Chain>, mode: ReloadMode) -> std::io::Result<Chain> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && is_plugin_file(p))
-            .collect();
-        files.sort();
+        Chain::reload_dirs(&[(dir, false)], old, mode)
+    }
+
+    /// [`Chain::reload_dir`] over several directories; those marked `true`
+    /// hold policies that all serve HTTP (`--http-plugin-dir`): a policy
+    /// there that is written for DNS does not load.
+    pub fn reload_dirs(
+        dirs: &[(&Path, bool)],
+        old: Option<&Chain>,
+        mode: ReloadMode,
+    ) -> std::io::Result<Chain> {
+        let list = |d: &Path| -> std::io::Result<Vec<PathBuf>> {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && is_plugin_file(p))
+                .collect();
+            files.sort();
+            Ok(files)
+        };
+        let mut files: Vec<(PathBuf, bool)> = Vec::new();
+        for (d, http) in dirs {
+            files.extend(list(d)?.into_iter().map(|p| (p, *http)));
+        }
         let previous: HashMap<&Path, &Arc<Loaded>> = old
             .map(|c| c.plugins.iter().map(|l| (l.path.as_path(), l)).collect())
             .unwrap_or_default();
         let mut c = Chain::default();
-        for path in files {
+        for (path, http_only) in files {
             let hash = source_hash(&path);
             let before = previous.get(path.as_path());
             if let (Some(l), Some(h)) = (before, hash) {
@@ -206,15 +247,25 @@ impl Chain {
                     continue;
                 }
             }
-            match load_file(&path) {
+            let loaded = load_file(&path).and_then(|(plugin, meta)| {
+                if http_only && plugin.front() == dnspolicy_compiler::ir::Front::Dns {
+                    return Err(super::PluginError::Compile {
+                        path: path.clone(),
+                        reason: "a DNS policy (it reads `query.*` or gives DNS verdicts) in the HTTP plugin directory".into(),
+                    });
+                }
+                Ok((plugin, meta))
+            });
+            match loaded {
                 Ok((plugin, meta)) => {
-                    let loaded = Loaded::new(
+                    let mut loaded = Loaded::new(
                         plugin,
                         meta.priority,
                         meta.version.unwrap_or_default(),
                         path,
                         hash.unwrap_or(0),
                     );
+                    loaded.http |= http_only;
                     c.push_loaded(Arc::new(loaded));
                 }
                 Err(e) => {
@@ -265,6 +316,9 @@ impl Chain {
         ctx: &mut QueryCtx<'_>,
     ) -> Option<(usize, Decision<'_>)> {
         for (i, p) in self.plugins.iter().enumerate().skip(start) {
+            if p.http {
+                continue;
+            }
             let d = p.plugin.apply(ctx);
             match &d {
                 Decision::Pass => {}

@@ -7,7 +7,9 @@ use super::pool::WorkerSlots;
 use super::{Decision, Plugin, PluginError};
 use crate::dns::query::QueryCtx;
 use dnspolicy_compiler::backend::jit::{JitStats, Prepared};
-use dnspolicy_compiler::{check, JitPolicy, Verdict};
+use dnspolicy_compiler::ir::http::{HttpInputs, HttpPart, RequestParts};
+use dnspolicy_compiler::ir::Front;
+use dnspolicy_compiler::{check, Context, JitPolicy, Verdict};
 use std::path::Path;
 
 /// A dnspolicy policy as a plugin.
@@ -21,6 +23,12 @@ pub struct DslPlugin {
     scratch: WorkerSlots<Prepared>,
     /// The watcher of its set files, stopped when the plugin goes.
     live: Option<super::live::Watch>,
+    /// What it reads of an HTTP request, worked out on the first request
+    /// (the server's bindings are fixed for its life).
+    http_inputs: std::sync::OnceLock<Result<HttpInputs, String>>,
+    /// Evaluation scratch for HTTP requests, which run on any task: taken
+    /// and put back, so steady traffic allocates none.
+    http_scratch: std::sync::Mutex<Vec<Prepared>>,
 }
 
 impl DslPlugin {
@@ -67,6 +75,8 @@ impl DslPlugin {
             fields,
             scratch: WorkerSlots::new(),
             live: super::live::watch(live),
+            http_inputs: std::sync::OnceLock::new(),
+            http_scratch: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -90,6 +100,9 @@ impl Plugin for DslPlugin {
     }
 
     fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s> {
+        if self.jit.policy().front == Front::Http {
+            return Decision::Pass;
+        }
         let mut claim = self.scratch.claim(ctx.worker());
         let Ok(p) = claim.get_or_try_init(|| Ok::<_, ()>(Prepared::default())) else {
             return Decision::Pass;
@@ -127,5 +140,49 @@ impl Plugin for DslPlugin {
 
     fn compiled(&self) -> Option<JitStats> {
         Some(self.stats())
+    }
+
+    fn front(&self) -> Front {
+        self.jit.policy().front
+    }
+
+    fn decide_http(
+        &self,
+        req: &dyn RequestParts,
+        base: &Context,
+        bindings: &[(String, HttpPart)],
+    ) -> Option<(Verdict, Option<usize>)> {
+        let inputs = self
+            .http_inputs
+            .get_or_init(|| HttpInputs::new(self.jit.policy(), bindings));
+        let inputs = match inputs {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "HTTP bindings do not fit the policy");
+                return None;
+            }
+        };
+        let mut ctx = base.clone();
+        inputs.fill(&mut ctx, req);
+        let taken = self
+            .http_scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut p = taken.unwrap_or_default();
+        self.jit.refill(&ctx, &mut p);
+        let out = self.jit.eval_prepared(&mut p, &ctx);
+        let decided = out.verdict.map(|v| (v.into_owned(), out.rule));
+        let mut pool = self
+            .http_scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pool.len() < 64 {
+            pool.push(p);
+        }
+        match decided {
+            Some((Verdict::Pass, _)) | None => None,
+            d => d,
+        }
     }
 }

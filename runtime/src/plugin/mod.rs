@@ -161,4 +161,21 @@ pub trait Plugin: Send + Sync {
     fn live_sets(&self) -> Vec<live::Status> {
         Vec::new()
     }
+    /// The front door the plugin is written for: DSL policies say so by
+    /// what they read and decide (`http.*`, `route`); Lua and WASM plugins
+    /// serve DNS.
+    fn front(&self) -> dnspolicy_compiler::ir::Front {
+        dnspolicy_compiler::ir::Front::Dns
+    }
+    /// Decides for one HTTP request: `base` holds the client's fields, the
+    /// plugin adds what it reads of `req` (its `http.*` paths and the
+    /// variables `bindings` ties to request parts). `None`: no rule decided.
+    fn decide_http(
+        &self,
+        _req: &dyn dnspolicy_compiler::ir::http::RequestParts,
+        _base: &dnspolicy_compiler::Context,
+        _bindings: &[(String, dnspolicy_compiler::ir::http::HttpPart)],
+    ) -> Option<(dnspolicy_compiler::Verdict, Option<usize>)> {
+        None
+    }
 }

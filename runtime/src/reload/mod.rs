@@ -205,8 +205,12 @@ impl Shared {
     ) -> Result<usize, ReloadError> {
         let dir = dir.ok_or(ReloadError::NoDirectory)?;
         let current = self.chain.load_full();
+        let mut dirs = vec![(dir, false)];
+        if let Some(h) = &self.http_plugin_dir {
+            dirs.push((h.as_path(), true));
+        }
         let chain =
-            Chain::reload_dir(dir, Some(&current), mode).map_err(|source| ReloadError::Io {
+            Chain::reload_dirs(&dirs, Some(&current), mode).map_err(|source| ReloadError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;

@@ -46,6 +46,7 @@ pub struct Server {
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
     admin: Option<std::net::TcpListener>,
+    http: Option<std::net::TcpListener>,
     workers: usize,
     hot_reload: bool,
 }
@@ -118,11 +119,22 @@ impl Server {
             }
             None => None,
         };
+        let http = match config.http.listen {
+            Some(a) => {
+                // Not SO_REUSEPORT: a second server on the port is an error.
+                let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| ServeError::Bind(a, e))?;
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Server {
             shared: Arc::new(shared),
             udp,
             tcp,
             admin,
+            http,
             workers,
             hot_reload: config.hot_reload,
         })
@@ -139,6 +151,11 @@ impl Server {
     /// The admin address actually bound.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The HTTP front door's address actually bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     /// The shared state (for reload and admin).
@@ -194,6 +211,16 @@ impl Server {
             tasks.spawn(tcp::tcp_accept(
                 listener,
                 self.shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let (Some(l), Some(state)) = (self.http, self.shared.http.clone()) {
+            let listener =
+                TcpListener::from_std(l).map_err(|e| ServeError::Setup(e.to_string()))?;
+            tasks.spawn(crate::http::proxy::serve(
+                listener,
+                self.shared.clone(),
+                state,
                 shutdown.clone(),
             ));
         }

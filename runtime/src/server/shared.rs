@@ -8,6 +8,7 @@ use crate::access::conns::ConnLimit;
 use crate::access::rate::RateLimiter;
 use crate::access::AccessCounters;
 use crate::config::OnPluginError;
+use crate::plugin::chain::ReloadMode;
 
 /// Starting the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,10 @@ pub struct Shared {
     pub source: crate::source::SourceStatus,
     /// Decision-time histograms per plugin and rule (sampled queries).
     pub decide_times: super::sampled::DecideTimes,
+    /// The HTTP plugin directory (`--http-plugin-dir`), reloaded with the other.
+    pub http_plugin_dir: Option<std::path::PathBuf>,
+    /// The HTTP front door's pools, client and counters, when `[http]` is on.
+    pub http: Option<Arc<crate::http::HttpState>>,
 }
 
 /// Upstream exchanges in flight at most (each holds a task and a socket).
@@ -169,7 +174,23 @@ impl Shared {
         };
         let pools = crate::gslb::Pools::new(&config.pools, config.gslb.max_ttl)
             .map_err(|e| ServeError::Setup(e.to_string()))?;
-        let chain = load_chain(config.plugin_dir.as_deref())?;
+        let mut chain = load_chain(config.plugin_dir.as_deref())?;
+        if let Some(h) = &config.http.plugin_dir {
+            let http = Chain::reload_dirs(&[(h, true)], None, ReloadMode::Plugin).map_err(|e| {
+                ServeError::Setup(format!(
+                    "cannot read HTTP plugin directory {}: {e}",
+                    h.display()
+                ))
+            })?;
+            chain.extend(http);
+        }
+        let http = if config.http.enabled() || chain.has_http() {
+            Some(Arc::new(
+                crate::http::HttpState::new(&config.http).map_err(ServeError::Setup)?,
+            ))
+        } else {
+            None
+        };
         // Compiling leaves freed memory behind: give it back before serving.
         crate::reload::trim_heap();
         // Strict by default: a policy that does not load must not fail open.
@@ -208,6 +229,8 @@ impl Shared {
             source_dir: std::sync::Mutex::new(None),
             source: crate::source::SourceStatus::default(),
             decide_times: super::sampled::DecideTimes::default(),
+            http_plugin_dir: config.http.plugin_dir.clone(),
+            http,
         })
     }
 }

@@ -1,0 +1,472 @@
+//! The HTTP listener and one request's way through: limits, the client's
+//! address, the chain's HTTP policies, then a local answer or the upstream
+//! exchange (hop-by-hop headers out, `X-Forwarded-For` and `Forwarded`
+//! in, the policy's header edits, streamed bodies with time limits).
+
+use super::{Body, HttpState};
+use crate::server::Shared;
+use bytes::Bytes;
+use dnspolicy_compiler::backend::interp::default_subnet;
+use dnspolicy_compiler::ir::http::RequestParts;
+use dnspolicy_compiler::{Context, Field, Value, Verdict};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future as _;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves HTTP on `listener` until `stop`; connections in progress finish
+/// their current request.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    http: Arc<HttpState>,
+    stop: CancellationToken,
+) {
+    let _checks = http.start_checks();
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        http.config.max_connections.max(1),
+    ));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, http, stop) = (shared.clone(), http.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let h = http.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (shared, http) = (shared.clone(), h.clone());
+                async move { Ok::<_, Infallible>(handle(&shared, &http, req, peer).await) }
+            });
+            let mut b =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            b.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(http.config.header_timeout_ms))
+                .max_buf_size(http.config.max_header_bytes.max(8192))
+                .max_headers(http.config.max_headers);
+            b.http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_header_list_size(
+                    u32::try_from(http.config.max_header_bytes).unwrap_or(u32::MAX),
+                )
+                .keep_alive_interval(Some(Duration::from_millis(http.config.header_timeout_ms)));
+            let conn = b.serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
+
+/// A request as the policies read it.
+struct Parts<'r>(&'r hyper::http::request::Parts);
+
+impl RequestParts for Parts<'_> {
+    fn method(&self) -> &str {
+        self.0.method.as_str()
+    }
+    fn host(&self) -> Option<&str> {
+        self.0
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| self.0.headers.get(hyper::header::HOST)?.to_str().ok())
+    }
+    fn path(&self) -> &str {
+        self.0.uri.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.0.uri.query()
+    }
+    fn header(&self, lower_name: &str) -> Option<Cow<'_, str>> {
+        let mut all = self
+            .0
+            .headers
+            .get_all(lower_name)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let first = all.next()?;
+        let sep = if lower_name == "cookie" { "; " } else { ", " };
+        let mut joined: Option<String> = None;
+        for v in all {
+            let j = joined.get_or_insert_with(|| first.to_string());
+            j.push_str(sep);
+            j.push_str(v);
+        }
+        Some(joined.map_or(Cow::Borrowed(first), Cow::Owned))
+    }
+}
+
+fn local(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// One request.
+async fn handle(
+    shared: &Shared,
+    http: &HttpState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    http.stats.requests.fetch_add(1, Relaxed);
+    let (parts, body) = req.into_parts();
+    if let Some(why) = smuggling(&parts.headers) {
+        http.stats.refused.fetch_add(1, Relaxed);
+        let mut r = local(StatusCode::BAD_REQUEST, why);
+        r.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let client = client_ip(http, &parts.headers, peer.ip());
+    let mut base = Context::default();
+    base.set(Field::ClientIp, Value::Ip(client));
+    base.set(Field::ClientSubnet, Value::Cidr(default_subnet(client)));
+    if !shared.geo.is_empty() {
+        let g = shared.geo.lookup(client);
+        base.set(Field::ClientCountry, Value::Str(g.country.clone()));
+        base.set(Field::ClientRegion, Value::Str(g.region.clone()));
+        base.set(Field::ClientCity, Value::Str(g.city.clone()));
+        base.set(Field::ClientAsn, Value::Int(g.asn));
+    }
+    base.set(Field::ServerNode, Value::Str(shared.node.as_str().into()));
+    base.set_time(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    );
+    let view = Parts(&parts);
+    let chain = shared.chain.load();
+    let mut decided = None;
+    for p in chain.plugins.iter().filter(|p| p.http) {
+        let Some((verdict, rule)) = p.plugin.decide_http(&view, &base, &http.bindings) else {
+            continue;
+        };
+        // A value names a pool, or does not apply here (the next policy decides).
+        let verdict = match verdict {
+            Verdict::Value(Value::Str(s)) if http.pools.contains_key(&*s) => Verdict::Route {
+                pool: s.as_ref().into(),
+                headers: Arc::from([]),
+            },
+            v @ (Verdict::Route { .. } | Verdict::Respond { .. } | Verdict::Redirect { .. }) => v,
+            _ => continue,
+        };
+        p.stats.decided.fetch_add(1, Relaxed);
+        if let Some(c) = rule.and_then(|r| p.stats.rules.get(r)) {
+            c.fetch_add(1, Relaxed);
+        }
+        decided = Some(verdict);
+        break;
+    }
+    drop(chain);
+    let verdict = match decided {
+        Some(v) => v,
+        None => match &http.config.default_pool {
+            Some(d) => Verdict::Route {
+                pool: d.as_str().into(),
+                headers: Arc::from([]),
+            },
+            None => {
+                http.stats.unrouted.fetch_add(1, Relaxed);
+                return local(StatusCode::NOT_FOUND, "no route for this request\n");
+            }
+        },
+    };
+    match verdict {
+        Verdict::Respond { status, body } => {
+            http.stats.responded.fetch_add(1, Relaxed);
+            local(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body.to_string(),
+            )
+        }
+        Verdict::Redirect { status, location } => {
+            http.stats.redirected.fetch_add(1, Relaxed);
+            let mut r = local(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
+                "",
+            );
+            match HeaderValue::from_str(&location) {
+                Ok(v) => {
+                    r.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                Err(_) => {
+                    return local(StatusCode::INTERNAL_SERVER_ERROR, "bad redirect location\n")
+                }
+            }
+            r
+        }
+        Verdict::Route { pool, headers } => forward(http, parts, body, peer, &pool, &headers).await,
+        _ => local(StatusCode::NOT_FOUND, "no route for this request\n"),
+    }
+}
+
+/// Why a request is refused before anything reads it: both
+/// `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1: a proxy would
+/// be left to guess where the body ends), or several lengths that differ.
+fn smuggling(h: &HeaderMap) -> Option<&'static str> {
+    if h.contains_key(hyper::header::TRANSFER_ENCODING)
+        && h.contains_key(hyper::header::CONTENT_LENGTH)
+    {
+        return Some("both Content-Length and Transfer-Encoding\n");
+    }
+    let mut lengths = h.get_all(hyper::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.any(|l| l != first) || first.to_str().map_or(true, |v| v.contains(',')) {
+            return Some("conflicting Content-Length\n");
+        }
+    }
+    None
+}
+
+/// The client: the connection's peer, or from a trusted proxy the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+fn client_ip(http: &HttpState, h: &HeaderMap, peer: IpAddr) -> IpAddr {
+    if !http.trusts(peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    while let Some(ip) = hops.pop() {
+        if !http.trusts(ip) {
+            return ip;
+        }
+    }
+    peer
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) and those the `Connection` field names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(n);
+    }
+}
+
+async fn forward(
+    http: &HttpState,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+    peer: SocketAddr,
+    pool_name: &str,
+    edits: &[dnspolicy_compiler::ir::value::HeaderOp],
+) -> Response<Body> {
+    let Some(pool) = http.pools.get(pool_name) else {
+        http.stats.unknown_pool.fetch_add(1, Relaxed);
+        tracing::warn!(pool = %pool_name, "a policy routed to a pool that is not configured");
+        return local(StatusCode::BAD_GATEWAY, format!("no pool `{pool_name}`\n"));
+    };
+    let Some(picked) = pool.pick() else {
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("pool `{pool_name}` has no healthy member\n"),
+        );
+    };
+    let host = Parts(&parts).host().map(str::to_string);
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    // An HTTP/2 request carries its host in the authority only.
+    if let (Some(host), false) = (&host, h.contains_key(hyper::header::HOST)) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(hyper::header::HOST, v);
+        }
+    }
+    let prior = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let xff = if prior.is_empty() {
+        peer.ip().to_string()
+    } else {
+        format!("{prior}, {}", peer.ip())
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    let for_ = match peer.ip() {
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+        IpAddr::V4(a) => a.to_string(),
+    };
+    let mut fwd = format!("for={for_};proto=http");
+    if let Some(host) = &host {
+        fwd.push_str(&format!(";host=\"{host}\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        h.append(hyper::header::FORWARDED, v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    for e in edits {
+        let Ok(name) = HeaderName::from_bytes(e.name.as_bytes()) else {
+            continue;
+        };
+        match &e.value {
+            Some(v) => {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.insert(name, v);
+                }
+            }
+            None => {
+                h.remove(name);
+            }
+        }
+    }
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = match format!("http://{}{}", picked.member.addr, target).parse() {
+        Ok(u) => u,
+        Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target\n"),
+    };
+    parts.uri = uri;
+    parts.version = hyper::Version::HTTP_11;
+    let body_timeout = Duration::from_millis(http.config.body_timeout_ms);
+    let up = Request::from_parts(parts, TimeoutBody::new(body, body_timeout).boxed());
+    let timeout = Duration::from_millis(http.config.upstream_timeout_ms);
+    let resp = match tokio::time::timeout(timeout, http.client.request(up)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            picked.failed();
+            http.stats.upstream_errors.fetch_add(1, Relaxed);
+            tracing::debug!(pool = %pool_name, member = %picked.member.addr, error = %e, "upstream exchange failed");
+            return local(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {} failed\n", picked.member.addr),
+            );
+        }
+        Err(_) => {
+            picked.failed();
+            http.stats.upstream_timeouts.fetch_add(1, Relaxed);
+            return local(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("upstream {} timed out\n", picked.member.addr),
+            );
+        }
+    };
+    if resp.status().is_server_error() {
+        picked.failed();
+    } else {
+        picked.ok();
+    }
+    let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    http.stats.relayed[class].fetch_add(1, Relaxed);
+    let (mut rp, rb) = resp.into_parts();
+    strip_hop_by_hop(&mut rp.headers);
+    Response::from_parts(rp, TimeoutBody::new(rb, body_timeout).boxed())
+}
+
+/// A body whose next frame must come within `limit` (each frame resets
+/// it): a client or upstream that stops sending cannot hold the exchange.
+struct TimeoutBody<B> {
+    inner: B,
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> TimeoutBody<B> {
+    fn new(inner: B, limit: Duration) -> Self {
+        TimeoutBody {
+            inner,
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<B> hyper::body::Body for TimeoutBody<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(f)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                // hyper's error type cannot be made here: end the body
+                // early, which the other side sees as a cut exchange.
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

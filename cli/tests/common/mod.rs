@@ -45,6 +45,8 @@ pub struct Served {
     pub dns: SocketAddr,
     /// Its admin address, when it has one.
     pub admin: Option<SocketAddr>,
+    /// Its HTTP front door, when it has one.
+    pub http: Option<SocketAddr>,
     /// Its stdout after the `listening` line (kept open).
     pub stdout: BufReader<ChildStdout>,
 }
@@ -97,10 +99,12 @@ pub fn serve(args: &[&str], log: Option<&Path>) -> Served {
     };
     let dns = field("dns=").unwrap_or_else(|| panic!("serve did not start: {line:?}"));
     let admin = field("admin=");
+    let http = field("http=");
     Served {
         child,
         dns,
         admin,
+        http,
         stdout,
     }
 }

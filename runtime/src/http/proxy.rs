@@ -56,6 +56,14 @@ pub async fn serve(
         let (shared, http, stop) = (shared.clone(), http.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            // hyper's header timeout starts with a request's first byte, and
+            // the HTTP/1 or h2 sniffing before it has none: a connection
+            // that sends nothing gets the same time as a slow head.
+            let limit = Duration::from_millis(http.config.header_timeout_ms);
+            if !matches!(tokio::time::timeout(limit, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0)
+            {
+                return;
+            }
             let io = hyper_util::rt::TokioIo::new(stream);
             let h = http.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {

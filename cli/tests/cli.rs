@@ -595,6 +595,7 @@ fn every_example_policy_has_tests_and_they_pass() {
         "examples/blocklist.dsl",
         "examples/canary.dsl",
         "examples/serve/plugins/geo_redirect.dsl",
+        "examples/http/routes.dsl",
     ] {
         let test = policy.replace(".dsl", ".test.toml");
         assert!(root().join(&test).exists(), "{policy} has no {test}");

@@ -217,6 +217,18 @@ impl HttpState {
                 );
             }
         }
+        let _ = writeln!(out, "# HELP dnspolicy_http_pool_responses_total Upstream answers relayed per pool, by status class.\n# TYPE dnspolicy_http_pool_responses_total counter");
+        for p in self.pools.values() {
+            for (i, c) in p.responses.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "dnspolicy_http_pool_responses_total{{pool=\"{}\",class=\"{}xx\"}} {}",
+                    p.name,
+                    i + 1,
+                    c.load(Relaxed)
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP dnspolicy_http_pool_unavailable_total Requests routed to a pool with no usable member (503).\n# TYPE dnspolicy_http_pool_unavailable_total counter");
         for p in self.pools.values() {
             let _ = writeln!(

@@ -43,6 +43,8 @@ pub struct Pool {
     born: Instant,
     /// Requests that found no usable member (503).
     pub unavailable: AtomicU64,
+    /// Upstream answers relayed, by status class 1xx..5xx.
+    pub responses: [AtomicU64; 5],
 }
 
 /// A member picked for one request; the in-flight count drops with it.
@@ -115,6 +117,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             born: Instant::now(),
             unavailable: AtomicU64::new(0),
+            responses: Default::default(),
         })
     }
 

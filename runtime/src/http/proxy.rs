@@ -60,9 +60,15 @@ pub async fn serve(
             // the HTTP/1 or h2 sniffing before it has none: a connection
             // that sends nothing gets the same time as a slow head.
             let limit = Duration::from_millis(http.config.header_timeout_ms);
-            if !matches!(tokio::time::timeout(limit, stream.peek(&mut [0u8; 1])).await, Ok(Ok(n)) if n > 0)
-            {
-                return;
+            let first = first_head(&stream, http.config.max_header_bytes);
+            match tokio::time::timeout(limit, first).await {
+                Ok(Some(Head::Refused(why))) => {
+                    http.stats.refused.fetch_add(1, Relaxed);
+                    refuse(stream, why).await;
+                    return;
+                }
+                Ok(Some(Head::Serve)) => {}
+                Ok(None) | Err(_) => return,
             }
             let io = hyper_util::rt::TokioIo::new(stream);
             let h = http.clone();
@@ -94,6 +100,67 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// What the first bytes of a connection say.
+enum Head {
+    /// Hand the connection to hyper (which refuses what it cannot parse).
+    Serve,
+    /// Answer 400 and close: the reason.
+    Refused(&'static str),
+}
+
+/// Waits for a connection's first request head, without consuming it, and
+/// refuses one that carries both `Content-Length` and `Transfer-Encoding`
+/// (RFC 9112 §6.1 allows it; nginx does it). hyper would read such a
+/// request as chunked and close after it, which is safe but not a refusal.
+/// Later requests on a kept-alive connection get hyper's handling. `None`:
+/// the peer closed before sending anything.
+async fn first_head(stream: &tokio::net::TcpStream, max: usize) -> Option<Head> {
+    let mut buf = vec![0u8; max.max(1024)];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let seen = &buf[..n];
+        // HTTP/2 (h2c prior knowledge) and heads hyper will refuse anyway
+        // (too large) go on to hyper.
+        if seen.starts_with(b"PRI ") || n == buf.len() {
+            return Some(Head::Serve);
+        }
+        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut headers);
+            if req.parse(seen).is_err() {
+                return Some(Head::Serve);
+            }
+            let has = |name: &str| {
+                req.headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case(name))
+            };
+            if has("content-length") && has("transfer-encoding") {
+                return Some(Head::Refused("both Content-Length and Transfer-Encoding\n"));
+            }
+            return Some(Head::Serve);
+        }
+        // An unfinished head: look again shortly (readiness stays set while
+        // unread bytes wait, so waiting on it would spin).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Answers 400 with `why` and closes, before hyper sees the connection.
+async fn refuse(mut stream: tokio::net::TcpStream, why: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        why.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(why.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// A request as the policies read it.
@@ -166,10 +233,23 @@ async fn handle(
         return r;
     }
     let client = client_ip(http, &parts.headers, peer.ip());
+    let chain = shared.chain.load();
+    let reads = chain
+        .plugins
+        .iter()
+        .filter(|p| p.http)
+        .fold(0u32, |a, p| a | p.plugin.fields_used());
+    let geo_fields = [
+        Field::ClientCountry,
+        Field::ClientRegion,
+        Field::ClientCity,
+        Field::ClientAsn,
+    ];
     let mut base = Context::default();
     base.set(Field::ClientIp, Value::Ip(client));
     base.set(Field::ClientSubnet, Value::Cidr(default_subnet(client)));
-    if !shared.geo.is_empty() {
+    // GeoIP only for policies that read it.
+    if !shared.geo.is_empty() && geo_fields.iter().any(|f| reads & (1 << *f as u32) != 0) {
         let g = shared.geo.lookup(client);
         base.set(Field::ClientCountry, Value::Str(g.country.clone()));
         base.set(Field::ClientRegion, Value::Str(g.region.clone()));
@@ -183,7 +263,6 @@ async fn handle(
             .map_or(0, |d| d.as_secs() as i64),
     );
     let view = Parts(&parts);
-    let chain = shared.chain.load();
     let mut decided = None;
     for p in chain.plugins.iter().filter(|p| p.http) {
         let Some((verdict, rule)) = p.plugin.decide_http(&view, &base, &http.bindings) else {
@@ -248,9 +327,11 @@ async fn handle(
     }
 }
 
-/// Why a request is refused before anything reads it: both
-/// `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1: a proxy would
-/// be left to guess where the body ends), or several lengths that differ.
+/// Why a request is refused before its body is read: several lengths that
+/// differ, or both `Content-Length` and `Transfer-Encoding` (RFC 9112
+/// §6.1: where does the body end?). hyper already refuses the first and
+/// drops the length of the second on HTTP/1 (`first_head` refuses it on a
+/// connection's first request); this holds for whatever reaches here.
 fn smuggling(h: &HeaderMap) -> Option<&'static str> {
     if h.contains_key(hyper::header::TRANSFER_ENCODING)
         && h.contains_key(hyper::header::CONTENT_LENGTH)
@@ -420,6 +501,7 @@ async fn forward(
     }
     let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     http.stats.relayed[class].fetch_add(1, Relaxed);
+    pool.responses[class].fetch_add(1, Relaxed);
     let (mut rp, rb) = resp.into_parts();
     strip_hop_by_hop(&mut rp.headers);
     Response::from_parts(rp, TimeoutBody::new(rb, body_timeout).boxed())

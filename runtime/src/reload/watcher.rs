@@ -1,5 +1,5 @@
-//! The plugin-directory watcher behind `--enable-hot-reload`: changes are
-//! debounced into one reload.
+//! The plugin-directory watcher behind `--enable-hot-reload` (and the HTTP
+//! plugin directory beside it): changes are debounced into one reload.
 
 use crate::server::Shared;
 use std::sync::Arc;
@@ -31,6 +31,10 @@ pub fn watch(shared: Arc<Shared>) -> Result<notify::RecommendedWatcher, WatchErr
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    // HTTP policies of `--http-plugin-dir` reload in the same swap.
+    if let Some(h) = &shared.http_plugin_dir {
+        watcher.watch(h, notify::RecursiveMode::NonRecursive)?;
+    }
     std::thread::Builder::new()
         .name("dnspolicy-reload".into())
         .spawn(move || {

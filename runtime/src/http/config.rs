@@ -38,6 +38,9 @@ pub struct HttpSection {
     pub max_headers: usize,
     /// HTTP connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Proxy threads, each with its own event loop and upstream
+    /// connections; 0 = one per DNS worker (one per CPU by default).
+    pub workers: usize,
     /// Upstream pools by name (`route NAME`).
     pub pools: BTreeMap<String, PoolConfig>,
 }
@@ -56,6 +59,7 @@ impl Default for HttpSection {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             max_connections: 4096,
+            workers: 0,
             pools: BTreeMap::new(),
         }
     }

@@ -30,6 +30,19 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// The upstream client: pooled keep-alive HTTP/1.1 connections.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
+/// An upstream client: pooled keep-alive connections, made per proxy
+/// thread so an exchange never leaves its thread.
+pub fn new_client(c: &config::HttpSection) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_millis(c.upstream_timeout_ms)));
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
+}
+
 /// Local answers by reason, for `/metrics`.
 #[derive(Default)]
 pub struct HttpStats {
@@ -57,7 +70,7 @@ pub struct HttpStats {
 pub struct HttpState {
     /// Upstream pools by name.
     pub pools: BTreeMap<String, Arc<pool::Pool>>,
-    /// The upstream client.
+    /// The health checks' client (each proxy thread has its own).
     pub client: Client,
     /// Injected variables bound to request parts (`[http.bind]`).
     pub bindings: Vec<(String, HttpPart)>,
@@ -108,15 +121,7 @@ impl HttpState {
                 "[http] max_headers must be above 0 and max_header_bytes at least 1024".into(),
             );
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(c.upstream_timeout_ms)));
-        connector.set_nodelay(true);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(256)
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(connector);
+        let client = new_client(c);
         Ok(HttpState {
             pools,
             client,
@@ -125,6 +130,16 @@ impl HttpState {
             config: c.clone(),
             stats: HttpStats::default(),
         })
+    }
+
+    /// The number of proxy threads: `[http] workers`, else one per
+    /// DNS worker.
+    pub fn threads(&self, dns_workers: usize) -> usize {
+        if self.config.workers > 0 {
+            self.config.workers
+        } else {
+            dns_workers.max(1)
+        }
     }
 
     /// Whether `ip` is a trusted proxy.

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Member {
     /// Its address.
     pub addr: SocketAddr,
+    /// The address as a URI authority (made once).
+    pub authority: hyper::http::uri::Authority,
     /// What the active health check says (true without one).
     pub healthy: AtomicBool,
     /// Ejected until this many ms after the pool was made (0: not ejected).
@@ -104,6 +106,10 @@ impl Pool {
                 .iter()
                 .map(|&addr| Member {
                     addr,
+                    authority: addr
+                        .to_string()
+                        .parse()
+                        .unwrap_or_else(|_| hyper::http::uri::Authority::from_static("invalid")),
                     healthy: AtomicBool::new(true),
                     ejected_until: AtomicU64::new(0),
                     failures: AtomicU32::new(0),

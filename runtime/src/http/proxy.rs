@@ -25,25 +25,79 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves HTTP on `listener` until `stop`; connections in progress finish
-/// their current request.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves HTTP on `threads` threads, each a single-threaded event loop
+/// with its own upstream client accepting from the one listener (like
+/// nginx's workers: a request and its upstream exchange stay on one
+/// thread, with no cross-thread wakeups), until `stop`. Health checks run
+/// on the caller's runtime. Connections in progress finish their request.
+pub async fn run(
+    listener: std::net::TcpListener,
+    threads: usize,
     shared: Arc<Shared>,
     http: Arc<HttpState>,
     stop: CancellationToken,
-) {
+) -> std::io::Result<()> {
     let _checks = http.start_checks();
     let slots = Arc::new(tokio::sync::Semaphore::new(
         http.config.max_connections.max(1),
     ));
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let l = listener.try_clone()?;
+        let (shared, http, stop, slots) =
+            (shared.clone(), http.clone(), stop.clone(), slots.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("dnspolicy-http-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start an HTTP proxy thread");
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        match TcpListener::from_std(l) {
+                            Ok(l) => serve(l, shared, http, slots, stop).await,
+                            Err(e) => tracing::error!(error = %e, "cannot use the HTTP listener"),
+                        }
+                    });
+                })?,
+        );
+    }
+    stop.cancelled().await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// One proxy thread's accept loop.
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    http: Arc<HttpState>,
+    slots: Arc<tokio::sync::Semaphore>,
+    stop: CancellationToken,
+) {
+    let client = super::new_client(&http.config);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        // Finished connections leave the set (it keeps their results).
+        while conns.try_join_next().is_some() {}
         let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(_) => {
@@ -53,8 +107,9 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (shared, http, stop) = (shared.clone(), http.clone(), stop.clone());
-        tokio::spawn(async move {
+        let (shared, http, stop, client) =
+            (shared.clone(), http.clone(), stop.clone(), client.clone());
+        conns.spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts with a request's first byte, and
             // the HTTP/1 or h2 sniffing before it has none: a connection
@@ -73,8 +128,8 @@ pub async fn serve(
             let io = hyper_util::rt::TokioIo::new(stream);
             let h = http.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (shared, http) = (shared.clone(), h.clone());
-                async move { Ok::<_, Infallible>(handle(&shared, &http, req, peer).await) }
+                let (shared, http, client) = (shared.clone(), h.clone(), client.clone());
+                async move { Ok::<_, Infallible>(handle(&shared, &http, &client, req, peer).await) }
             });
             let mut b =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -100,6 +155,8 @@ pub async fn serve(
             }
         });
     }
+    // Connections finish their request (each shuts down gracefully).
+    while conns.join_next().await.is_some() {}
 }
 
 /// What the first bytes of a connection say.
@@ -220,6 +277,7 @@ fn local(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn handle(
     shared: &Shared,
     http: &HttpState,
+    client_pool: &super::Client,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -265,7 +323,7 @@ async fn handle(
     let view = Parts(&parts);
     let mut decided = None;
     for p in chain.plugins.iter().filter(|p| p.http) {
-        let Some((verdict, rule)) = p.plugin.decide_http(&view, &base, &http.bindings) else {
+        let Some((verdict, rule)) = p.plugin.decide_http(&view, &mut base, &http.bindings) else {
             continue;
         };
         // A value names a pool, or does not apply here (the next policy decides).
@@ -322,7 +380,9 @@ async fn handle(
             }
             r
         }
-        Verdict::Route { pool, headers } => forward(http, parts, body, peer, &pool, &headers).await,
+        Verdict::Route { pool, headers } => {
+            forward(http, client_pool, parts, body, peer, &pool, &headers).await
+        }
         _ => local(StatusCode::NOT_FOUND, "no route for this request\n"),
     }
 }
@@ -397,6 +457,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 async fn forward(
     http: &HttpState,
+    client_pool: &super::Client,
     mut parts: hyper::http::request::Parts,
     body: Incoming,
     peer: SocketAddr,
@@ -464,17 +525,25 @@ async fn forward(
             }
         }
     }
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = match format!("http://{}{}", picked.member.addr, target).parse() {
-        Ok(u) => u,
-        Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target\n"),
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    let uri = hyper::Uri::builder()
+        .scheme(hyper::http::uri::Scheme::HTTP)
+        .authority(picked.member.authority.clone())
+        .path_and_query(target)
+        .build();
+    let Ok(uri) = uri else {
+        return local(StatusCode::BAD_REQUEST, "bad request target\n");
     };
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
     let body_timeout = Duration::from_millis(http.config.body_timeout_ms);
     let up = Request::from_parts(parts, TimeoutBody::new(body, body_timeout).boxed());
     let timeout = Duration::from_millis(http.config.upstream_timeout_ms);
-    let resp = match tokio::time::timeout(timeout, http.client.request(up)).await {
+    let resp = match tokio::time::timeout(timeout, client_pool.request(up)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             picked.failed();

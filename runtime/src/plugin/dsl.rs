@@ -149,7 +149,7 @@ impl Plugin for DslPlugin {
     fn decide_http(
         &self,
         req: &dyn RequestParts,
-        base: &Context,
+        base: &mut Context,
         bindings: &[(String, HttpPart)],
     ) -> Option<(Verdict, Option<usize>)> {
         let inputs = self
@@ -162,16 +162,16 @@ impl Plugin for DslPlugin {
                 return None;
             }
         };
-        let mut ctx = base.clone();
-        inputs.fill(&mut ctx, req);
+        let ctx = base;
+        inputs.fill(ctx, req);
         let taken = self
             .http_scratch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
         let mut p = taken.unwrap_or_default();
-        self.jit.refill(&ctx, &mut p);
-        let out = self.jit.eval_prepared(&mut p, &ctx);
+        self.jit.refill(ctx, &mut p);
+        let out = self.jit.eval_prepared(&mut p, ctx);
         let decided = out.verdict.map(|v| (v.into_owned(), out.rule));
         let mut pool = self
             .http_scratch

@@ -168,12 +168,12 @@ pub trait Plugin: Send + Sync {
         dnspolicy_compiler::ir::Front::Dns
     }
     /// Decides for one HTTP request: `base` holds the client's fields, the
-    /// plugin adds what it reads of `req` (its `http.*` paths and the
+    /// plugin adds (overwrites) what it reads of `req` (its `http.*` paths and the
     /// variables `bindings` ties to request parts). `None`: no rule decided.
     fn decide_http(
         &self,
         _req: &dyn dnspolicy_compiler::ir::http::RequestParts,
-        _base: &dnspolicy_compiler::Context,
+        _base: &mut dnspolicy_compiler::Context,
         _bindings: &[(String, dnspolicy_compiler::ir::http::HttpPart)],
     ) -> Option<(dnspolicy_compiler::Verdict, Option<usize>)> {
         None

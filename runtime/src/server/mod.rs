@@ -215,14 +215,13 @@ impl Server {
             ));
         }
         if let (Some(l), Some(state)) = (self.http, self.shared.http.clone()) {
-            let listener =
-                TcpListener::from_std(l).map_err(|e| ServeError::Setup(e.to_string()))?;
-            tasks.spawn(crate::http::proxy::serve(
-                listener,
-                self.shared.clone(),
-                state,
-                shutdown.clone(),
-            ));
+            let threads = state.threads(self.workers);
+            let (shared, stop) = (self.shared.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::http::proxy::run(l, threads, shared, state, stop).await {
+                    tracing::error!(error = %e, "the HTTP front door did not start");
+                }
+            });
         }
         if let Some(a) = self.admin {
             tasks.spawn(crate::admin::status::sample(

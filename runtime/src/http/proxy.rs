@@ -10,7 +10,7 @@ use dnspolicy_compiler::backend::interp::default_subnet;
 use dnspolicy_compiler::ir::http::RequestParts;
 use dnspolicy_compiler::{Context, Field, Value, Verdict};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use std::borrow::Cow;
@@ -430,26 +430,34 @@ fn client_ip(http: &HttpState, h: &HeaderMap, peer: IpAddr) -> IpAddr {
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and those the `Connection` field names.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    use hyper::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
+    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    if h.contains_key(&CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(&CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
     }
     for n in [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
     ] {
         h.remove(n);
     }
@@ -484,19 +492,21 @@ async fn forward(
             h.insert(hyper::header::HOST, v);
         }
     }
-    let prior = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let xff = if prior.is_empty() {
-        peer.ip().to_string()
-    } else {
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    let xff = if h.contains_key(&XFF) {
+        let prior = h
+            .get_all(&XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
         format!("{prior}, {}", peer.ip())
+    } else {
+        peer.ip().to_string()
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+        h.insert(&XFF, v);
     }
     let for_ = match peer.ip() {
         IpAddr::V6(a) => format!("\"[{a}]\""),
@@ -509,7 +519,7 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(&fwd) {
         h.append(hyper::header::FORWARDED, v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert(&XFP, HeaderValue::from_static("http"));
     for e in edits {
         let Ok(name) = HeaderName::from_bytes(e.name.as_bytes()) else {
             continue;
@@ -541,7 +551,15 @@ async fn forward(
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
     let body_timeout = Duration::from_millis(http.config.body_timeout_ms);
-    let up = Request::from_parts(parts, TimeoutBody::new(body, body_timeout).boxed());
+    // A request without a body (most GETs) needs no timer.
+    let up_body = if body.is_end_stream() {
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed()
+    } else {
+        TimeoutBody::new(body, body_timeout).boxed()
+    };
+    let up = Request::from_parts(parts, up_body);
     let timeout = Duration::from_millis(http.config.upstream_timeout_ms);
     let resp = match tokio::time::timeout(timeout, client_pool.request(up)).await {
         Ok(Ok(r)) => r,

@@ -390,6 +390,30 @@ fn a_reload_under_a_request_loop_loses_no_request() {
     }
     assert!(total >= 100, "the loop ran ({total} requests)");
     assert!(one.served.load(Ordering::Relaxed) > 0 && two.served.load(Ordering::Relaxed) > 0);
+
+    // A version that does not check is refused; the last good one serves,
+    // and says so.
+    let serving = get_with(http, "/", &[])
+        .header("x-backend")
+        .unwrap_or("")
+        .to_string();
+    std::fs::write(&policy, "then route {query.name}\n").expect("write");
+    let r = raw(
+        admin,
+        b"POST /reload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(
+        r.text().contains("routes.dsl"),
+        "the reload names the file: {r:?}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            get_with(http, "/", &[]).header("x-backend"),
+            Some(serving.as_str())
+        );
+    }
+    let (_, plugins) = common::get(admin, "/plugins");
+    assert!(plugins.contains("\"state\":\"stale\""), "{plugins}");
 }
 
 #[test]

@@ -210,6 +210,25 @@ fn diagnostics_hover_and_completion() {
     let (_, labels) = c.complete(uri, 4, "rule x { th", 11);
     assert_eq!(labels, ["then"]);
 
+    // HTTP paths: completed by prefix, hovered with a header name in them.
+    let (_, labels) = c.complete(uri, 5, "if {http.", 9);
+    for want in ["http.method", "http.path", "http.header.", "http.query."] {
+        assert!(labels.contains(&want.to_string()), "{labels:?}");
+    }
+    let http_text = "rule c when {http.header.x-canary} == \"true\" { then route canary }\n";
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 6 }, "contentChanges": [{ "text": http_text }] }));
+    let h = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 28 } }),
+    );
+    let value = h["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        value.contains("http.header.x-canary") && value.contains("case-insensitive"),
+        "{h}"
+    );
+
     let s = c.request("shutdown", Value::Null);
     assert!(s.get("error").is_none(), "{s}");
     c.notify("exit", Value::Null);

@@ -288,7 +288,7 @@ fn offset(text: &str, line: usize, character: usize) -> Option<usize> {
 }
 
 fn is_path_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+    c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'
 }
 
 /// Hover on a context path: its type and meaning.
@@ -303,13 +303,17 @@ fn hover(text: &str, line: usize, character: usize) -> Value {
         .find(|c: char| !is_path_char(c))
         .map_or(text.len(), |i| at + i);
     let word = &text[start..end];
-    match FIELDS.iter().find(|f| f.path == word) {
-        Some(f) => json!({
-            "contents": { "kind": "markdown", "value": format!("`{}`: **{}**\n\n{}", f.path, f.ty, f.doc) },
-            "range": range(text, Span::new(start as u32, end as u32)),
-        }),
-        None => Value::Null,
-    }
+    let (ty, doc) = match FIELDS.iter().find(|f| f.path == word) {
+        Some(f) => (f.ty.to_string(), f.doc),
+        None => match dnspolicy_compiler::ir::http::path_doc(word) {
+            Some(d) => ("string".to_string(), d),
+            None => return Value::Null,
+        },
+    };
+    json!({
+        "contents": { "kind": "markdown", "value": format!("`{word}`: **{ty}**\n\n{doc}") },
+        "range": range(text, Span::new(start as u32, end as u32)),
+    })
 }
 
 /// Completion: context paths inside `{...}` / `<...>`, keywords elsewhere.
@@ -324,16 +328,20 @@ fn completion(text: &str, line: usize, character: usize) -> Value {
     let opener = text[..start].chars().next_back();
     let edit_range = range(text, Span::new(start as u32, at as u32));
     if matches!(opener, Some('{' | '<')) {
-        let items: Vec<Value> = FIELDS
+        let fields = FIELDS.iter().map(|f| (f.path, f.ty.to_string(), f.doc));
+        let http = dnspolicy_compiler::ir::http::HTTP_PATHS
             .iter()
-            .filter(|f| f.path.starts_with(typed))
-            .map(|f| {
+            .map(|(p, d)| (*p, "string".to_string(), *d));
+        let items: Vec<Value> = fields
+            .chain(http)
+            .filter(|(p, _, _)| p.starts_with(typed))
+            .map(|(p, ty, doc)| {
                 json!({
-                    "label": f.path,
+                    "label": p,
                     "kind": 5,
-                    "detail": f.ty.to_string(),
-                    "documentation": f.doc,
-                    "textEdit": { "range": edit_range, "newText": f.path },
+                    "detail": ty,
+                    "documentation": doc,
+                    "textEdit": { "range": edit_range, "newText": p },
                 })
             })
             .collect();

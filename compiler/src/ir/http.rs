@@ -8,6 +8,32 @@ use crate::ir::value::Value;
 use crate::ir::Policy;
 use std::borrow::Cow;
 
+/// The `http.` paths for editors (hover, completion): a path, or a prefix
+/// ending in `.` that takes a name; and what it reads. Always a string.
+pub const HTTP_PATHS: &[(&str, &str)] = &[
+    ("http.method", "the request method: GET, POST, ..."),
+    ("http.host", "the request's host (authority or Host header), lowercase, without the port"),
+    ("http.path", "the request path as sent (not decoded), without the query"),
+    ("http.header.", "a request header by name, case-insensitive (e.g. http.header.x-user-tier); several fields are joined with \", \""),
+    ("http.query.", "the first query parameter of that name, decoded (e.g. http.query.region)"),
+    ("http.cookie.", "a cookie by name, from the Cookie header(s)"),
+];
+
+/// The meaning of an `http.` path (`http.header.x-canary`), for hover.
+pub fn path_doc(path: &str) -> Option<&'static str> {
+    HttpPart::from_path(path)?;
+    HTTP_PATHS
+        .iter()
+        .find(|(p, _)| {
+            if p.ends_with('.') {
+                path.starts_with(p)
+            } else {
+                path == *p
+            }
+        })
+        .map(|(_, d)| *d)
+}
+
 /// A part of an HTTP request a policy can read (always as a string).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HttpPart {

@@ -136,8 +136,31 @@ pub fn json(shared: &Shared) -> String {
             "nodes": *src.fleet.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         })
     });
+    let http = shared.http.as_ref().map(|h| {
+        let pools: Vec<serde_json::Value> = h
+            .pools
+            .values()
+            .flat_map(|p| {
+                p.members.iter().map(move |m| {
+                    serde_json::json!({
+                        "pool": p.name,
+                        "member": m.addr.to_string(),
+                        "up": p.usable(m),
+                        "requests": m.requests.load(Relaxed),
+                        "errors": m.errors.load(Relaxed),
+                        "ejections": m.ejections.load(Relaxed),
+                    })
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "requests": h.stats.requests.load(Relaxed),
+            "pools": pools,
+        })
+    });
     serde_json::json!({
         "fleet": fleet,
+        "http": http,
         "node": shared.node,
         "version": env!("CARGO_PKG_VERSION"),
         "queries": t.queries_udp.load(Relaxed) + t.queries_tcp.load(Relaxed),

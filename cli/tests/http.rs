@@ -170,6 +170,53 @@ fn the_three_routes_in_priority_order() {
 }
 
 #[test]
+fn the_client_address_and_host_cannot_be_forged() {
+    let b = backend("api");
+    let policy = "rule xff when {client.ip} == 198.51.100.7 { then respond 200 \"xff\" }\nrule other when {http.path} == \"/peer\" { then respond 200 \"peer\" }\nthen route api\n";
+    let dir = setup("forge", policy, &[("api", vec![b.addr], "")], "");
+    // Loopback is the trusted proxy here.
+    let config = dir.join("dnspolicy.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("10.0.0.0/8", "127.0.0.0/8");
+    std::fs::write(&config, text).expect("config");
+    let s = start(&dir);
+    let http = s.http.expect("http");
+    let body = |xff: &str| get_with(http, "/peer", &[&format!("X-Forwarded-For: {xff}")]).text();
+    assert_eq!(
+        body("198.51.100.7"),
+        "xff",
+        "a trusted proxy names the client"
+    );
+    assert_eq!(
+        body("198.51.100.7, 127.0.0.5"),
+        "xff",
+        "trusted hops are skipped"
+    );
+    // An entry that is not an address ends the walk: what precedes it
+    // could have been written by the client.
+    assert_eq!(body("198.51.100.7, 203.0.113.9:51234"), "peer");
+    // The host: one, and the one the policy reads.
+    let r = raw(
+        http,
+        b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = raw(
+        http,
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    // A host that would break out of Forwarded's quotes is left out of it.
+    let t = raw(
+        http,
+        b"GET /x HTTP/1.1\r\nHost: x\", for=6.6.6.6;host=\"y\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    assert!(t.contains("forwarded=[for=127.0.0.1;proto=http]"), "{t}");
+}
+
+#[test]
 fn h2c_is_routed_like_http1() {
     let b = four();
     let dir = setup("h2c", &example_policy(), &pools(&b), "");

@@ -91,8 +91,8 @@ impl<'a> Checker<'a> {
             ActionKind::Respond { status, body } => {
                 let status = self.http_status(
                     status,
-                    100..=599,
-                    "`respond` takes a status from 100 to 599",
+                    200..=599,
+                    "`respond` takes a status from 200 to 599",
                 );
                 let body = match body {
                     Some(b) => self.http_text(b, "a body").unwrap_or_default(),
@@ -139,10 +139,12 @@ impl<'a> Checker<'a> {
             let (name, value) = match e {
                 ast::HeaderEdit::Set { name, value } => {
                     let v = self.http_text(value, "a header value").unwrap_or_default();
-                    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
                         self.error(
                             Diagnostic::error("E0048", "invalid header value", value.span)
-                                .with_label("no CR, LF or NUL in a header value"),
+                                .with_label(
+                                    "no control characters (CR, LF, NUL, ...) in a header value",
+                                ),
                         );
                     }
                     (name, Some(v.into()))
@@ -155,6 +157,14 @@ impl<'a> Checker<'a> {
                 self.error(
                     Diagnostic::error("E0048", format!("invalid header name `{n}`"), name.span)
                         .with_label("letters, digits and !#$%&'*+-.^_`|~ (RFC 9110 token)"),
+                );
+            } else if ["content-length", "host"]
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&n))
+            {
+                self.error(
+                    Diagnostic::error("E0048", format!("`{n}` cannot be edited"), name.span)
+                        .with_label("the proxy frames the body and keeps the host the policy saw"),
                 );
             } else if is_hop_by_hop(&n) {
                 self.error(

@@ -202,7 +202,9 @@ fn decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => {
                         out.push(v);
@@ -240,6 +242,7 @@ mod tests {
         assert_eq!(query_param("q=a+b%20c%2", "q").as_deref(), Some("a b c%2"));
         assert_eq!(query_param("flag&x=1", "flag").as_deref(), Some(""));
         assert_eq!(query_param("x=1", "y"), None);
+        assert_eq!(query_param("q=%+4", "q").as_deref(), Some("% 4"));
         assert_eq!(cookie("a=1; tier=\"gold\"; b=2", "tier"), Some("gold"));
         assert_eq!(cookie("a=1", "b"), None);
         assert_eq!(strip_port("Example.com:8080"), "Example.com");

@@ -23,9 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An error while a body streams (hyper's, or a body that stopped).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Bodies through the proxy: the client's or upstream's streamed, or a
-/// local answer.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// local answer. A body cut short is an error (hyper then aborts the
+/// exchange), never a clean end the other side would take as complete.
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// The upstream client: pooled keep-alive HTTP/1.1 connections.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;

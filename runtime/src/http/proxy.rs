@@ -181,15 +181,15 @@ async fn first_head(stream: &tokio::net::TcpStream, max: usize) -> Option<Head> 
             return None;
         }
         let seen = &buf[..n];
-        // HTTP/2 (h2c prior knowledge) and heads hyper will refuse anyway
-        // (too large) go on to hyper.
-        if seen.starts_with(b"PRI ") || n == buf.len() {
-            return Some(Head::Serve);
-        }
-        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        // HTTP/2 with prior knowledge: its whole preface within the time.
+        if seen.starts_with(b"PRI ") {
+            if n >= 24 {
+                return Some(Head::Serve);
+            }
+        } else if let Some(end) = head_end(seen) {
             let mut headers = [httparse::EMPTY_HEADER; 128];
             let mut req = httparse::Request::new(&mut headers);
-            if req.parse(seen).is_err() {
+            if req.parse(&seen[..end]).is_err() {
                 return Some(Head::Serve);
             }
             let has = |name: &str| {
@@ -201,10 +201,23 @@ async fn first_head(stream: &tokio::net::TcpStream, max: usize) -> Option<Head> 
                 return Some(Head::Refused("both Content-Length and Transfer-Encoding\n"));
             }
             return Some(Head::Serve);
+        } else if n == buf.len() {
+            // A head larger than allowed: hyper answers 431.
+            return Some(Head::Serve);
         }
         // An unfinished head: look again shortly (readiness stays set while
         // unread bytes wait, so waiting on it would spin).
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Where a request head ends (after `CRLF CRLF`, or a bare `LF LF`).
+fn head_end(b: &[u8]) -> Option<usize> {
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -283,7 +296,7 @@ async fn handle(
 ) -> Response<Body> {
     http.stats.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
-    if let Some(why) = smuggling(&parts.headers) {
+    if let Some(why) = smuggling(&parts.headers).or_else(|| hosts_disagree(&parts)) {
         http.stats.refused.fetch_add(1, Relaxed);
         let mut r = local(StatusCode::BAD_REQUEST, why);
         r.headers_mut()
@@ -407,20 +420,43 @@ fn smuggling(h: &HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// A request whose host is ambiguous: several `Host` fields, or a `Host`
+/// that differs from the request target's authority (the policy and the
+/// upstream must see the same host).
+fn hosts_disagree(parts: &hyper::http::request::Parts) -> Option<&'static str> {
+    let mut hosts = parts.headers.get_all(hyper::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Some("more than one Host\n");
+    }
+    match (parts.uri.authority(), first) {
+        (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) => {
+            Some("Host differs from the request target\n")
+        }
+        _ => None,
+    }
+}
+
 /// The client: the connection's peer, or from a trusted proxy the last
 /// address in `X-Forwarded-For` that is not itself a trusted proxy.
 fn client_ip(http: &HttpState, h: &HeaderMap, peer: IpAddr) -> IpAddr {
+    let peer = peer.to_canonical();
     if !http.trusts(peer) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = h
+    let hops: Vec<&str> = h
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
         .collect();
-    while let Some(ip) = hops.pop() {
+    // From the nearest hop back; an entry that is not an address stops the
+    // walk (what lies before it was written by someone unknown).
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            return peer;
+        };
+        let ip = ip.to_canonical();
         if !http.trusts(ip) {
             return ip;
         }
@@ -486,8 +522,9 @@ async fn forward(
     let host = Parts(&parts).host().map(str::to_string);
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
-    // An HTTP/2 request carries its host in the authority only.
-    if let (Some(host), false) = (&host, h.contains_key(hyper::header::HOST)) {
+    // The upstream sees the host the policy saw: the authority when the
+    // request has one (RFC 9112 §3.2.2; HTTP/2 carries only that).
+    if let (Some(host), Some(_)) = (&host, parts.uri.authority()) {
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(hyper::header::HOST, v);
         }
@@ -513,13 +550,18 @@ async fn forward(
         IpAddr::V4(a) => a.to_string(),
     };
     let mut fwd = format!("for={for_};proto=http");
-    if let Some(host) = &host {
+    // Only a host that cannot break out of its quotes (RFC 7239 §4).
+    let plain = |c: char| c.is_ascii_alphanumeric() || ".-:[]_".contains(c);
+    if let Some(host) = host.as_deref().filter(|h| h.chars().all(plain)) {
         fwd.push_str(&format!(";host=\"{host}\""));
     }
     if let Ok(v) = HeaderValue::from_str(&fwd) {
         h.append(hyper::header::FORWARDED, v);
     }
-    h.insert(&XFP, HeaderValue::from_static("http"));
+    // A trusted proxy in front (TLS ended there) says which scheme it was.
+    if !(http.trusts(peer.ip().to_canonical()) && h.contains_key(&XFP)) {
+        h.insert(&XFP, HeaderValue::from_static("http"));
+    }
     for e in edits {
         let Ok(name) = HeaderName::from_bytes(e.name.as_bytes()) else {
             continue;
@@ -551,8 +593,11 @@ async fn forward(
     parts.uri = uri;
     parts.version = hyper::Version::HTTP_11;
     let body_timeout = Duration::from_millis(http.config.body_timeout_ms);
-    // A request without a body (most GETs) needs no timer.
-    let up_body = if body.is_end_stream() {
+    // A request without a body (most GETs) needs no timer. With a body, a
+    // failed exchange may be the client's doing (it stopped sending or went
+    // away): only a failed connect counts against the member then.
+    let bodyless = body.is_end_stream();
+    let up_body = if bodyless {
         http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed()
@@ -564,7 +609,9 @@ async fn forward(
     let resp = match tokio::time::timeout(timeout, client_pool.request(up)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            picked.failed();
+            if bodyless || e.is_connect() {
+                picked.failed();
+            }
             http.stats.upstream_errors.fetch_add(1, Relaxed);
             tracing::debug!(pool = %pool_name, member = %picked.member.addr, error = %e, "upstream exchange failed");
             return local(
@@ -573,7 +620,9 @@ async fn forward(
             );
         }
         Err(_) => {
-            picked.failed();
+            if bodyless {
+                picked.failed();
+            }
             http.stats.upstream_timeouts.fetch_add(1, Relaxed);
             return local(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -612,28 +661,38 @@ impl<B> TimeoutBody<B> {
     }
 }
 
+/// A body that stopped for longer than `body_timeout_ms`.
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body stopped for longer than body_timeout_ms")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
 impl<B> hyper::body::Body for TimeoutBody<B>
 where
     B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
 {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut TaskCx<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
                 let next = tokio::time::Instant::now() + this.limit;
                 this.sleep.as_mut().reset(next);
-                Poll::Ready(f)
+                Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                // hyper's error type cannot be made here: end the body
-                // early, which the other side sees as a cut exchange.
-                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
                 Poll::Pending => Poll::Pending,
             },
         }

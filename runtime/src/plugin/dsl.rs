@@ -158,8 +158,16 @@ impl Plugin for DslPlugin {
         let inputs = match inputs {
             Ok(i) => i,
             Err(e) => {
+                // Fail closed: a guard this policy cannot evaluate must not
+                // let the request through to a later policy.
                 tracing::warn!(plugin = %self.name, error = %e, "HTTP bindings do not fit the policy");
-                return None;
+                return Some((
+                    Verdict::Respond {
+                        status: 500,
+                        body: "the policy's [http.bind] does not fit it\n".into(),
+                    },
+                    None,
+                ));
             }
         };
         let ctx = base;

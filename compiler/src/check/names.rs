@@ -109,26 +109,7 @@ impl<'a> Checker<'a> {
             );
             return lit(Value::Bool(false), Type::Unknown, span);
         }
-        let id = match self.input_ids.get(path) {
-            Some(&id) => id,
-            None => {
-                let id = self.inputs.len() as u32;
-                self.inputs.push(InputState {
-                    path: path.to_string(),
-                    ty: Some(Type::Int),
-                    fixed_at: Some(span),
-                    declared: true,
-                    first_use: span,
-                });
-                self.input_ids.insert(path.to_string(), id);
-                id
-            }
-        };
-        Expr {
-            kind: ExprKind::Input(id),
-            ty: Type::Int,
-            span,
-        }
+        self.supplied_input(path.to_string(), Type::Int, span)
     }
 
     /// `{http.method}`, `{http.host}`, `{http.path}`, `{http.header.NAME}`
@@ -137,17 +118,8 @@ impl<'a> Checker<'a> {
     /// injected variables, so every backend reads them the way it reads
     /// `input`s. Other `http.` paths are E0020.
     fn http_path(&mut self, path: &str, span: Span) -> Expr {
-        let rest = &path["http.".len().min(path.len())..];
-        let canonical = match rest.split_once('.') {
-            None if matches!(rest, "method" | "host" | "path") => Some(path.to_string()),
-            Some(("header", name)) if !name.is_empty() && !name.contains('.') => {
-                Some(format!("http.header.{}", name.to_ascii_lowercase()))
-            }
-            Some(("query" | "cookie", name)) if !name.is_empty() && !name.contains('.') => {
-                Some(path.to_string())
-            }
-            _ => None,
-        };
+        // One reading of `http.` paths: the one the server uses.
+        let canonical = crate::ir::http::HttpPart::from_path(path).map(|p| p.path());
         let Some(canonical) = canonical else {
             let mut d = Diagnostic::error("E0020", format!("unknown context path `{path}`"), span)
                 .with_label("no such path");
@@ -161,24 +133,30 @@ impl<'a> Checker<'a> {
             return lit(Value::Bool(false), Type::Unknown, span);
         };
         self.front_use(ir::Front::Http, span, &format!("`{{{path}}}`"));
-        let id = match self.input_ids.get(&canonical) {
+        self.supplied_input(canonical, Type::String, span)
+    }
+
+    /// A path the server supplies like an injected variable, with a fixed
+    /// type (`pool.NAME.healthy`, `http.*`): one input per path.
+    fn supplied_input(&mut self, path: String, ty: Type, span: Span) -> Expr {
+        let id = match self.input_ids.get(&path) {
             Some(&id) => id,
             None => {
                 let id = self.inputs.len() as u32;
                 self.inputs.push(InputState {
-                    path: canonical.clone(),
-                    ty: Some(Type::String),
+                    path: path.clone(),
+                    ty: Some(ty.clone()),
                     fixed_at: Some(span),
                     declared: true,
                     first_use: span,
                 });
-                self.input_ids.insert(canonical, id);
+                self.input_ids.insert(path, id);
                 id
             }
         };
         Expr {
             kind: ExprKind::Input(id),
-            ty: Type::String,
+            ty,
             span,
         }
     }

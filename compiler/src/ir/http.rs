@@ -63,11 +63,24 @@ impl HttpPart {
                 "path" => HttpPart::Path,
                 _ => return None,
             },
-            Some(("header", n)) if !n.is_empty() => HttpPart::Header(n.to_ascii_lowercase()),
-            Some(("query", n)) if !n.is_empty() => HttpPart::Query(n.to_string()),
-            Some(("cookie", n)) if !n.is_empty() => HttpPart::Cookie(n.to_string()),
+            Some((_, n)) if n.is_empty() || n.contains('.') => return None,
+            Some(("header", n)) => HttpPart::Header(n.to_ascii_lowercase()),
+            Some(("query", n)) => HttpPart::Query(n.to_string()),
+            Some(("cookie", n)) => HttpPart::Cookie(n.to_string()),
             _ => return None,
         })
+    }
+
+    /// The canonical `http.` path of this part (header names lowercase).
+    pub fn path(&self) -> String {
+        match self {
+            HttpPart::Method => "http.method".into(),
+            HttpPart::Host => "http.host".into(),
+            HttpPart::Path => "http.path".into(),
+            HttpPart::Header(n) => format!("http.header.{n}"),
+            HttpPart::Query(n) => format!("http.query.{n}"),
+            HttpPart::Cookie(n) => format!("http.cookie.{n}"),
+        }
     }
 
     /// A binding's source as written in the server config:

@@ -47,6 +47,9 @@ pub fn new_client(c: &config::HttpSection) -> Client {
         .build(connector)
 }
 
+/// Reads one per-member series value.
+type MemberValue = fn(&pool::Pool, &pool::Member) -> u64;
+
 /// Local answers by reason, for `/metrics`.
 #[derive(Default)]
 pub struct HttpStats {
@@ -188,52 +191,48 @@ impl HttpState {
                 c.load(Relaxed)
             );
         }
-        let _ = writeln!(out, "# HELP dnspolicy_http_pool_requests_total Requests sent to each pool member.\n# TYPE dnspolicy_http_pool_requests_total counter");
-        for p in self.pools.values() {
-            for m in &p.members {
-                let _ = writeln!(
-                    out,
-                    "dnspolicy_http_pool_requests_total{{pool=\"{}\",member=\"{}\"}} {}",
-                    p.name,
-                    m.addr,
-                    m.requests.load(Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP dnspolicy_http_pool_errors_total Connect errors, timeouts and 5xx answers per pool member.\n# TYPE dnspolicy_http_pool_errors_total counter");
-        for p in self.pools.values() {
-            for m in &p.members {
-                let _ = writeln!(
-                    out,
-                    "dnspolicy_http_pool_errors_total{{pool=\"{}\",member=\"{}\"}} {}",
-                    p.name,
-                    m.addr,
-                    m.errors.load(Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP dnspolicy_http_pool_ejections_total Passive ejections per pool member.\n# TYPE dnspolicy_http_pool_ejections_total counter");
-        for p in self.pools.values() {
-            for m in &p.members {
-                let _ = writeln!(
-                    out,
-                    "dnspolicy_http_pool_ejections_total{{pool=\"{}\",member=\"{}\"}} {}",
-                    p.name,
-                    m.addr,
-                    m.ejections.load(Relaxed)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP dnspolicy_http_pool_member_up Whether a member gets requests now (health check passed, not ejected).\n# TYPE dnspolicy_http_pool_member_up gauge");
-        for p in self.pools.values() {
-            for m in &p.members {
-                let _ = writeln!(
-                    out,
-                    "dnspolicy_http_pool_member_up{{pool=\"{}\",member=\"{}\"}} {}",
-                    p.name,
-                    m.addr,
-                    u8::from(p.usable(m))
-                );
+        // One series per pool member.
+        let per_member: [(&str, &str, &str, MemberValue); 4] = [
+            (
+                "pool_requests_total",
+                "counter",
+                "Requests sent to each pool member.",
+                |_, m| m.requests.load(Relaxed),
+            ),
+            (
+                "pool_errors_total",
+                "counter",
+                "Connect errors, timeouts and 5xx answers per pool member.",
+                |_, m| m.errors.load(Relaxed),
+            ),
+            (
+                "pool_ejections_total",
+                "counter",
+                "Passive ejections per pool member.",
+                |_, m| m.ejections.load(Relaxed),
+            ),
+            (
+                "pool_member_up",
+                "gauge",
+                "Whether a member gets requests now (health check passed, not ejected).",
+                |p, m| u64::from(p.usable(m)),
+            ),
+        ];
+        for (name, kind, help, value) in per_member {
+            let _ = writeln!(
+                out,
+                "# HELP dnspolicy_http_{name} {help}\n# TYPE dnspolicy_http_{name} {kind}"
+            );
+            for p in self.pools.values() {
+                for m in &p.members {
+                    let _ = writeln!(
+                        out,
+                        "dnspolicy_http_{name}{{pool=\"{}\",member=\"{}\"}} {}",
+                        p.name,
+                        m.addr,
+                        value(p, m)
+                    );
+                }
             }
         }
         let _ = writeln!(out, "# HELP dnspolicy_http_pool_responses_total Upstream answers relayed per pool, by status class.\n# TYPE dnspolicy_http_pool_responses_total counter");

@@ -110,25 +110,9 @@ impl Server {
                 return Err(ServeError::Bind(*want, e));
             }
         }
-        let admin = match config.admin.listen {
-            Some(a) => {
-                let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
-                l.set_nonblocking(true)
-                    .map_err(|e| ServeError::Bind(a, e))?;
-                Some(l)
-            }
-            None => None,
-        };
-        let http = match config.http.listen {
-            Some(a) => {
-                // Not SO_REUSEPORT: a second server on the port is an error.
-                let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
-                l.set_nonblocking(true)
-                    .map_err(|e| ServeError::Bind(a, e))?;
-                Some(l)
-            }
-            None => None,
-        };
+        // Not SO_REUSEPORT: a second server on either port is an error.
+        let admin = config.admin.listen.map(bind_tcp).transpose()?;
+        let http = config.http.listen.map(bind_tcp).transpose()?;
         Ok(Server {
             shared: Arc::new(shared),
             udp,
@@ -258,6 +242,14 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// A plain (not SO_REUSEPORT) non-blocking TCP listener.
+fn bind_tcp(a: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
+    let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| ServeError::Bind(a, e))?;
+    Ok(l)
 }
 
 fn bind_pair(

@@ -8,12 +8,12 @@
 //! unidirectional Frame Streams) or to a Unix socket (`unix:PATH`,
 //! bidirectional: READY/ACCEPT handshake, reconnecting with backoff).
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The Frame Streams content type of dnstap.
@@ -57,37 +57,152 @@ impl Target {
     }
 }
 
-/// One message to log.
-struct Event {
+/// One message's place in a [`TapBatch`].
+#[derive(Clone, Copy, Debug)]
+struct Record {
     kind: Kind,
     tcp: bool,
     /// The querying side (client, or this server towards an upstream).
     query: SocketAddr,
     /// The responding side (this server, or the upstream).
     response: SocketAddr,
-    time: SystemTime,
-    wire: Vec<u8>,
-    /// `wire[..at]` is the query and `wire[at..]` its response, written as
-    /// two messages: one copy and one queue slot for both.
-    response_at: Option<usize>,
+    secs: u64,
+    nanos: u32,
+    /// `bytes[start..mid]` is the message; for an exchange `bytes[mid..end]`
+    /// is its response, written as a second message.
+    start: usize,
+    mid: usize,
+    end: usize,
 }
 
-/// The sending side, shared by every worker (`SyncSender` is `Sync`: no
-/// lock on the query path).
+/// Messages logged between two hand-offs to the writer. A UDP worker keeps
+/// one and sends it once per receive batch: one clock read, one queue slot
+/// and no allocation for the whole batch (the writer hands the emptied
+/// buffers back for reuse).
+#[derive(Debug, Default)]
+pub struct TapBatch {
+    records: Vec<Record>,
+    bytes: Vec<u8>,
+    messages: u64,
+    secs: u64,
+    nanos: u32,
+}
+
+impl TapBatch {
+    /// Reads the clock: what is logged until the next call carries this time.
+    pub fn stamp(&mut self) {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (self.secs, self.nanos) = (t.as_secs(), t.subsec_nanos());
+    }
+
+    /// A client's query and the response sent to it (two messages).
+    pub fn exchange(
+        &mut self,
+        tcp: bool,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: &[u8],
+        response: &[u8],
+    ) {
+        self.push(Kind::ClientQuery, tcp, client, server, query, response);
+    }
+
+    /// One message.
+    pub fn message(
+        &mut self,
+        kind: Kind,
+        tcp: bool,
+        query: SocketAddr,
+        response: SocketAddr,
+        wire: &[u8],
+    ) {
+        self.push(kind, tcp, query, response, wire, &[]);
+    }
+
+    fn push(
+        &mut self,
+        kind: Kind,
+        tcp: bool,
+        query: SocketAddr,
+        response: SocketAddr,
+        wire: &[u8],
+        answer: &[u8],
+    ) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(wire);
+        let mid = self.bytes.len();
+        self.bytes.extend_from_slice(answer);
+        self.records.push(Record {
+            kind,
+            tcp,
+            query,
+            response,
+            secs: self.secs,
+            nanos: self.nanos,
+            start,
+            mid,
+            end: self.bytes.len(),
+        });
+        self.messages += 1 + u64::from(!answer.is_empty());
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.bytes.clear();
+        self.messages = 0;
+    }
+}
+
+/// What the workers and the writer share besides the queue.
+#[derive(Debug, Default)]
+struct Pool {
+    /// Messages queued and not yet written: the queue's bound is in
+    /// messages, whatever the batches.
+    pending: AtomicU64,
+    /// Emptied batches, for reuse.
+    free: Mutex<Vec<TapBatch>>,
+}
+
+/// Emptied batches kept for reuse at most, and the largest buffer kept.
+const FREE_BATCHES: usize = 64;
+const FREE_BYTES: usize = 1 << 20;
+
+impl Pool {
+    fn take(&self) -> TapBatch {
+        self.free
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop())
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, mut b: TapBatch) {
+        b.clear();
+        if b.bytes.capacity() > FREE_BYTES {
+            return;
+        }
+        if let Ok(mut f) = self.free.lock() {
+            if f.len() < FREE_BATCHES {
+                f.push(b);
+            }
+        }
+    }
+}
+
+/// The sending side, shared by every worker (`SyncSender` is `Sync`: the
+/// query path takes no lock but the free list's, once per batch).
 #[derive(Debug)]
 pub struct Dnstap {
-    tx: SyncSender<Event>,
+    /// Batches; `None` ends the log.
+    tx: SyncSender<Option<TapBatch>>,
+    pool: Arc<Pool>,
     /// Messages queued.
     pub queued: AtomicU64,
     /// Messages dropped because the queue was full.
     pub dropped: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Event({:?}, {} bytes)", self.kind, self.wire.len())
-    }
 }
 
 impl Dnstap {
@@ -96,39 +211,66 @@ impl Dnstap {
     pub fn start(target: Target, identity: &str) -> std::io::Result<Dnstap> {
         let (tx, rx) = sync_channel(QUEUE);
         let sink = match &target {
-            Target::File(p) => Some(Sink::File(BufWriter::with_capacity(
-                WRITE_BUF,
-                std::fs::File::create(p)?,
-            ))),
+            Target::File(p) => Some(Sink::File(std::fs::File::create(p)?)),
             Target::Unix(_) => None,
         };
         let identity = identity.as_bytes().to_vec();
+        let pool = Arc::new(Pool::default());
+        let p = pool.clone();
         let writer = std::thread::Builder::new()
             .name("dnspolicy-dnstap".into())
-            .spawn(move || write_loop(rx, target, sink, &identity))?;
+            .spawn(move || write_loop(rx, &p, target, sink, &identity))?;
         Ok(Dnstap {
             tx,
+            pool,
             queued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
         })
     }
 
-    /// Logs one message; never waits.
-    pub fn log(&self, kind: Kind, tcp: bool, query: SocketAddr, response: SocketAddr, wire: &[u8]) {
-        let e = Event {
-            kind,
-            tcp,
-            query,
-            response,
-            time: SystemTime::now(),
-            wire: wire.to_vec(),
-            response_at: None,
-        };
-        self.send(e);
+    /// An empty batch (reused when one is free), for a worker to keep.
+    pub fn batch(&self) -> TapBatch {
+        self.pool.take()
     }
 
-    /// Logs a client's query and the response sent to it; never waits.
+    /// Queues what `b` holds and leaves it empty; never waits. The
+    /// counters count dnstap messages (two for an exchange).
+    pub fn send_batch(&self, b: &mut TapBatch) {
+        let n = b.messages;
+        if n == 0 {
+            return;
+        }
+        if self.pool.pending.fetch_add(n, Relaxed) + n > QUEUE as u64 {
+            self.pool.pending.fetch_sub(n, Relaxed);
+            self.dropped.fetch_add(n, Relaxed);
+            b.clear();
+            return;
+        }
+        let full = std::mem::replace(b, self.pool.take());
+        match self.tx.try_send(Some(full)) {
+            Ok(()) => {
+                self.queued.fetch_add(n, Relaxed);
+            }
+            Err(TrySendError::Full(Some(back))) | Err(TrySendError::Disconnected(Some(back))) => {
+                self.pool.pending.fetch_sub(n, Relaxed);
+                self.dropped.fetch_add(n, Relaxed);
+                self.pool.give_back(back);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Logs one message now; never waits.
+    pub fn log(&self, kind: Kind, tcp: bool, query: SocketAddr, response: SocketAddr, wire: &[u8]) {
+        let mut b = self.batch();
+        b.stamp();
+        b.message(kind, tcp, query, response, wire);
+        self.send_batch(&mut b);
+        self.pool.give_back(b);
+    }
+
+    /// Logs a client's query and the response sent to it now; never waits.
     pub fn log_exchange(
         &self,
         tcp: bool,
@@ -137,54 +279,23 @@ impl Dnstap {
         query: &[u8],
         response: &[u8],
     ) {
-        let mut wire = Vec::with_capacity(query.len() + response.len());
-        wire.extend_from_slice(query);
-        wire.extend_from_slice(response);
-        self.send(Event {
-            kind: Kind::ClientQuery,
-            tcp,
-            query: client,
-            response: server,
-            time: SystemTime::now(),
-            wire,
-            response_at: Some(query.len()),
-        });
-    }
-
-    /// Queues an event; the counters count dnstap messages (two for an
-    /// exchange).
-    fn send(&self, e: Event) {
-        let messages = if e.response_at.is_some() { 2 } else { 1 };
-        match self.tx.try_send(e) {
-            Ok(()) => {
-                self.queued.fetch_add(messages, Relaxed);
-            }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(messages, Relaxed);
-            }
-        }
+        let mut b = self.batch();
+        b.stamp();
+        b.exchange(tcp, client, server, query, response);
+        self.send_batch(&mut b);
+        self.pool.give_back(b);
     }
 
     /// Ends the log: what is queued is written, then the STOP frame, and
     /// the writer thread is joined (at most `wait`).
     pub fn close(&self, wait: Duration) {
-        // The end marker (no DNS message is empty).
-        let end = Event {
-            kind: Kind::ClientQuery,
-            tcp: false,
-            query: SocketAddr::from(([0, 0, 0, 0], 0)),
-            response: SocketAddr::from(([0, 0, 0, 0], 0)),
-            time: UNIX_EPOCH,
-            wire: Vec::new(),
-            response_at: None,
-        };
-        super::end_writer(&self.tx, end, &self.writer, wait);
+        super::end_writer(&self.tx, None, &self.writer, wait);
     }
 }
 
 enum Sink {
-    File(BufWriter<std::fs::File>),
-    Unix(BufWriter<std::os::unix::net::UnixStream>),
+    File(std::fs::File),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 impl Sink {
@@ -196,7 +307,8 @@ impl Sink {
     }
 }
 
-/// Bytes written per system call at most.
+/// Bytes gathered before a write (one system call for thousands of
+/// messages).
 const WRITE_BUF: usize = 256 * 1024;
 
 const CONTROL_ACCEPT: u32 = 1;
@@ -242,95 +354,159 @@ fn connect(path: &PathBuf) -> std::io::Result<Sink> {
         return Err(std::io::Error::other("the reader did not ACCEPT"));
     }
     s.write_all(&control(CONTROL_START, true))?;
-    Ok(Sink::Unix(BufWriter::with_capacity(WRITE_BUF, s)))
+    Ok(Sink::Unix(s))
 }
 
-fn write_loop(rx: Receiver<Event>, target: Target, mut sink: Option<Sink>, identity: &[u8]) {
-    let mut frame = Vec::with_capacity(1024);
+fn write_loop(
+    rx: Receiver<Option<TapBatch>>,
+    pool: &Pool,
+    target: Target,
+    mut sink: Option<Sink>,
+    identity: &[u8],
+) {
+    let mut out = Vec::with_capacity(WRITE_BUF + 64 * 1024);
+    let head = head(identity);
     let mut started = false;
     let mut backoff = Duration::from_millis(100);
     let mut next_try = std::time::Instant::now();
     loop {
-        // Drain what is queued; when empty, flush (a reader sees everything
-        // written) and sleep rather than block in `recv`: a blocked receiver
-        // makes every `try_send` on the query path wake it with a system
-        // call, which costs the workers more than the logging itself.
-        let e = match rx.try_recv() {
-            Ok(e) => e,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        // Drain what is queued; when empty, write out (a reader sees
+        // everything logged) and sleep rather than block in `recv`: a
+        // blocked receiver makes every `try_send` on the query path wake it
+        // with a system call, which costs the workers more than the logging.
+        let b = match rx.try_recv() {
+            Ok(Some(b)) => b,
+            Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                if let Some(s) = sink.as_mut() {
-                    let _ = s.out().flush();
+                if !out.is_empty() {
+                    if let Some(s) = sink.as_mut() {
+                        if s.out().write_all(&out).is_err() {
+                            tracing::warn!("dnstap: the reader went away; reconnecting");
+                            (sink, started) = (None, false);
+                        }
+                    }
+                    out.clear();
                 }
                 std::thread::sleep(IDLE);
                 continue;
             }
         };
-        if e.wire.is_empty() {
-            break;
-        }
+        pool.pending.fetch_sub(b.messages, Relaxed);
         if sink.is_none() {
             if let Target::Unix(p) = &target {
-                if std::time::Instant::now() < next_try {
-                    continue;
-                }
-                match connect(p) {
-                    Ok(s) => {
-                        sink = Some(s);
-                        started = true;
-                        backoff = Duration::from_millis(100);
-                    }
-                    Err(err) => {
-                        tracing::debug!(error = %err, path = %p.display(), "dnstap reader not there");
-                        next_try = std::time::Instant::now() + backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        continue;
+                if std::time::Instant::now() >= next_try {
+                    match connect(p) {
+                        Ok(s) => {
+                            sink = Some(s);
+                            started = true;
+                            backoff = Duration::from_millis(100);
+                        }
+                        Err(err) => {
+                            tracing::debug!(error = %err, path = %p.display(), "dnstap reader not there");
+                            next_try = std::time::Instant::now() + backoff;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
                     }
                 }
             }
         }
-        let Some(s) = sink.as_mut() else { continue };
+        if sink.is_none() {
+            pool.give_back(b);
+            continue;
+        }
         if !started {
-            if s.out().write_all(&control(CONTROL_START, true)).is_err() {
-                sink = None;
-                continue;
-            }
+            out.extend_from_slice(&control(CONTROL_START, true));
             started = true;
         }
-        let mut ok = true;
-        let parts: [(Kind, &[u8]); 2] = match e.response_at {
-            Some(at) if at <= e.wire.len() => [
-                (Kind::ClientQuery, &e.wire[..at]),
-                (Kind::ClientResponse, &e.wire[at..]),
-            ],
-            _ => [(e.kind, &e.wire[..]), (e.kind, &[])],
-        };
-        for (kind, wire) in parts {
-            if wire.is_empty() {
-                continue;
+        for r in &b.records {
+            if r.mid > r.start {
+                frame(&mut out, &head, r.kind, r, &b.bytes[r.start..r.mid]);
             }
-            frame.clear();
-            encode(kind, &e, wire, identity, &mut frame);
-            ok = ok
-                && s.out()
-                    .write_all(&(frame.len() as u32).to_be_bytes())
-                    .is_ok()
-                && s.out().write_all(&frame).is_ok();
+            if r.end > r.mid {
+                frame(
+                    &mut out,
+                    &head,
+                    Kind::ClientResponse,
+                    r,
+                    &b.bytes[r.mid..r.end],
+                );
+            }
         }
-        if !ok {
-            tracing::warn!("dnstap: the reader went away; reconnecting");
-            sink = None;
-            started = false;
+        pool.give_back(b);
+        if out.len() >= WRITE_BUF {
+            if let Some(s) = sink.as_mut() {
+                if s.out().write_all(&out).is_err() {
+                    tracing::warn!("dnstap: the reader went away; reconnecting");
+                    (sink, started) = (None, false);
+                }
+            }
+            out.clear();
         }
     }
     if let Some(mut s) = sink {
-        let _ = s.out().write_all(&control(CONTROL_STOP, false));
+        out.extend_from_slice(&control(CONTROL_STOP, false));
+        let _ = s.out().write_all(&out);
         let _ = s.out().flush();
         if let Sink::Unix(w) = &mut s {
             // A bidirectional reader answers STOP with FINISH.
-            let _ = read_control(w.get_mut()).map(|t| t == CONTROL_FINISH);
+            let _ = read_control(w).map(|t| t == CONTROL_FINISH);
         }
     }
+}
+
+/// One data frame: its length, then the `Dnstap` message (dnstap.proto):
+/// `head` (identity and version, the same in every message), the
+/// `Message`, type MESSAGE. Lengths are computed first, so the message is
+/// written once, straight into `out`.
+fn frame(out: &mut Vec<u8>, head: &[u8], kind: Kind, r: &Record, wire: &[u8]) {
+    let inner = message_len(r, wire);
+    let total = head.len() + 1 + varint_len(inner as u64) + inner + 2;
+    out.reserve(4 + total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    let at = out.len();
+    out.extend_from_slice(head);
+    key(out, 14, 2);
+    varint(out, inner as u64);
+    encode_message(kind, r, wire, out);
+    // type = MESSAGE
+    varint_field(out, 15, 1);
+    debug_assert_eq!(out.len() - at, total);
+}
+
+/// Fields 1 and 2 of every `Dnstap` message: identity and version.
+fn head(identity: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    bytes_field(&mut h, 1, identity);
+    bytes_field(
+        &mut h,
+        2,
+        concat!("dnspolicy ", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
+    h
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The length `encode_message` writes.
+fn message_len(r: &Record, wire: &[u8]) -> usize {
+    let addr = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 16 };
+    3 * 2
+        + 2
+        + addr(r.query.ip())
+        + 2
+        + addr(r.response.ip())
+        + 1
+        + varint_len(u64::from(r.query.port()))
+        + 1
+        + varint_len(u64::from(r.response.port()))
+        + 1
+        + varint_len(r.secs)
+        + 5
+        + 1
+        + varint_len(wire.len() as u64)
+        + wire.len()
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -368,47 +544,22 @@ fn addr_bytes(ip: IpAddr) -> ([u8; 16], usize) {
     }
 }
 
-/// One `Dnstap` protobuf message (dnstap.proto): identity, version, type
-/// MESSAGE, and the `Message`.
-fn encode(kind: Kind, e: &Event, wire: &[u8], identity: &[u8], out: &mut Vec<u8>) {
-    // The inner message is reused across calls: the writer allocates
-    // nothing per message once it has grown.
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SCRATCH.with(|m| {
-        let mut m = m.borrow_mut();
-        m.clear();
-        encode_message(kind, e, wire, &mut m);
-        bytes_field(out, 1, identity);
-        bytes_field(
-            out,
-            2,
-            concat!("dnspolicy ", env!("CARGO_PKG_VERSION")).as_bytes(),
-        );
-        bytes_field(out, 14, &m);
-        // type = MESSAGE
-        varint_field(out, 15, 1);
-    });
-}
-
 /// The `Message` inside a `Dnstap`.
-fn encode_message(kind: Kind, e: &Event, wire: &[u8], m: &mut Vec<u8>) {
+fn encode_message(kind: Kind, r: &Record, wire: &[u8], m: &mut Vec<u8>) {
     varint_field(m, 1, kind as u64);
-    let family = if e.query.is_ipv4() { 1 } else { 2 };
+    let family = if r.query.is_ipv4() { 1 } else { 2 };
     varint_field(m, 2, family);
-    varint_field(m, 3, if e.tcp { 2 } else { 1 });
-    let (q, r) = (addr_bytes(e.query.ip()), addr_bytes(e.response.ip()));
+    varint_field(m, 3, if r.tcp { 2 } else { 1 });
+    let (q, a) = (addr_bytes(r.query.ip()), addr_bytes(r.response.ip()));
     bytes_field(m, 4, &q.0[..q.1]);
-    bytes_field(m, 5, &r.0[..r.1]);
-    varint_field(m, 6, u64::from(e.query.port()));
-    varint_field(m, 7, u64::from(e.response.port()));
-    let t = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    bytes_field(m, 5, &a.0[..a.1]);
+    varint_field(m, 6, u64::from(r.query.port()));
+    varint_field(m, 7, u64::from(r.response.port()));
     let is_query = matches!(kind, Kind::ClientQuery | Kind::ForwarderQuery);
     let (sec, nsec, msg) = if is_query { (8, 9, 10) } else { (12, 13, 14) };
-    varint_field(m, sec, t.as_secs());
+    varint_field(m, sec, r.secs);
     key(m, nsec, 5);
-    m.extend_from_slice(&t.subsec_nanos().to_le_bytes());
+    m.extend_from_slice(&r.nanos.to_le_bytes());
     bytes_field(m, msg, wire);
 }
 
@@ -420,17 +571,25 @@ mod tests {
     fn encodes_like_the_reference() {
         // The field layout of dnstap.proto: Message.type 5, family INET,
         // protocol UDP, addresses, ports, time, the wire message.
-        let e = Event {
+        let wire = [0xAB; 3];
+        let r = Record {
             kind: Kind::ClientQuery,
             tcp: false,
             query: "10.0.0.210:55142".parse().expect("addr"),
             response: "10.0.0.210:53".parse().expect("addr"),
-            time: UNIX_EPOCH + Duration::new(1_609_664_398, 355_231_260),
-            wire: vec![0xAB; 3],
-            response_at: None,
+            secs: 1_609_664_398,
+            nanos: 355_231_260,
+            start: 0,
+            mid: 3,
+            end: 3,
         };
-        let mut out = Vec::new();
-        encode(e.kind, &e, &e.wire, b"dnstappb", &mut out);
+        let mut framed = Vec::new();
+        frame(&mut framed, &head(b"dnstappb"), r.kind, &r, &wire);
+        let out = &framed[4..];
+        assert_eq!(
+            u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize,
+            out.len()
+        );
         assert_eq!(
             &out[..10],
             &[10, 8, b'd', b'n', b's', b't', b'a', b'p', b'p', b'b']
@@ -449,6 +608,30 @@ mod tests {
         );
         assert_eq!(&m[35..40], &[82, 3, 0xAB, 0xAB, 0xAB]);
         assert_eq!(&out[out.len() - 2..], &[120, 1], "type MESSAGE");
+        // Lengths are computed before writing: IPv6, long messages, big ports.
+        for (q, wire_len) in [("[2001:db8::1]:65535", 300), ("[::1]:1", 70_000)] {
+            let r = Record {
+                query: q.parse().expect("addr"),
+                secs: u64::MAX,
+                end: wire_len,
+                mid: wire_len,
+                ..r
+            };
+            let wire = vec![7u8; wire_len];
+            let mut framed = Vec::new();
+            frame(&mut framed, &head(b"x"), Kind::ClientResponse, &r, &wire);
+            let len = u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize;
+            assert_eq!(len, framed.len() - 4);
+            let h = head(b"x").len();
+            assert_eq!(framed[4 + h], 114, "field 14 after the head");
+            let mut m = Vec::new();
+            encode_message(Kind::ClientResponse, &r, &wire, &mut m);
+            assert_eq!(m.len(), message_len(&r, &wire));
+            assert_eq!(
+                &framed[framed.len() - 2 - m.len()..framed.len() - 2],
+                &m[..]
+            );
+        }
         assert_eq!(
             Target::parse("file:/tmp/x"),
             Ok(Target::File("/tmp/x".into()))

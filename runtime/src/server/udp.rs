@@ -48,6 +48,8 @@ pub(super) fn udp_worker(
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new();
     let metrics = shared.metrics.shard(Some(id));
+    // This worker's dnstap messages, handed to the writer once per batch.
+    let mut tap = shared.dnstap.as_ref().map(|t| t.batch());
     while !stop.is_cancelled() {
         let got = match batch.recv_wait(fd) {
             Ok(n) => n,
@@ -69,16 +71,19 @@ pub(super) fn udp_worker(
         // One clock read per batch: every query of it waited for the same
         // system calls, and is answered by the same send.
         let start = Instant::now();
+        if let Some(t) = tap.as_mut() {
+            t.stamp();
+        }
         let mut answered = 0;
         for k in 0..got {
             let (packet, from, out) = batch.datagram(k);
             let Some(from) = from else { continue };
             metrics.queries_udp.fetch_add(1, Relaxed);
             let step = process(&mut worker, &shared, packet, from, false, out);
-            if let Some(t) = &shared.dnstap {
+            if let Some(t) = tap.as_mut() {
                 match &step {
-                    Step::Done(true) => t.log_exchange(false, from, local, packet, out),
-                    _ => t.log(Kind::ClientQuery, false, from, local, packet),
+                    Step::Done(true) => t.exchange(false, from, local, packet, out),
+                    _ => t.message(Kind::ClientQuery, false, from, local, packet),
                 }
             }
             match step {
@@ -109,8 +114,8 @@ pub(super) fn udp_worker(
                         Err(_) => {
                             metrics.upstream_failed.fetch_add(1, Relaxed);
                             if let Some(bytes) = job.servfail(&shared, false) {
-                                if let Some(t) = &shared.dnstap {
-                                    t.log(Kind::ClientResponse, false, from, local, &bytes);
+                                if let Some(t) = tap.as_mut() {
+                                    t.message(Kind::ClientResponse, false, from, local, &bytes);
                                 }
                                 let (_, _, out) = batch.datagram(k);
                                 out.extend_from_slice(&bytes);
@@ -124,6 +129,9 @@ pub(super) fn udp_worker(
         }
         // Observed before sending, so a scrape never lags a reply.
         metrics.observe_n(start.elapsed(), answered);
+        if let (Some(t), Some(b)) = (&shared.dnstap, tap.as_mut()) {
+            t.send_batch(b);
+        }
         // Whatever the kernel did not take at once (a full send buffer)
         // goes one by one, waiting.
         for (bytes, to) in batch.send(fd) {

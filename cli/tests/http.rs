@@ -594,3 +594,50 @@ fn an_upstream_response_with_bad_headers_is_a_502() {
     let r = get_with(s.http.expect("http"), "/", &[]);
     assert_eq!(r.status, 502, "{r:?}");
 }
+
+#[test]
+fn an_upstream_that_closes_idle_connections_costs_no_request() {
+    // A backend that answers with keep-alive, then closes the connection
+    // 50 ms later without a word (as a backend's idle timeout does): the
+    // proxy must notice the closed connection and use a new one, not
+    // answer 502. It counts the connections it accepted.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(16) {
+            let Ok(mut c) = c else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut c, &mut buf);
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    let dir = setup(
+        "idleclose",
+        "then route flaky\n",
+        &[("flaky", vec![addr], "")],
+        "",
+    );
+    let s = start(&dir);
+    let http = s.http.expect("http");
+    for i in 0..5 {
+        let r = get_with(http, "/", &[]);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "up\n".to_string()),
+            "request {i}: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "one connection per request: each closed one was noticed, none reused"
+    );
+}

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod pool;
 pub mod proxy;
+pub mod upstream;
 
 use bytes::Bytes;
 use dnspolicy_compiler::ir::http::HttpPart;
@@ -31,11 +32,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// exchange), never a clean end the other side would take as complete.
 pub type Body = BoxBody<Bytes, BodyError>;
 
-/// The upstream client: pooled keep-alive HTTP/1.1 connections.
+/// The health checks' client: pooled keep-alive HTTP/1.1 connections.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
-/// An upstream client: pooled keep-alive connections, made per proxy
-/// thread so an exchange never leaves its thread.
+/// A client for health checks (requests go through [`upstream`]).
 pub fn new_client(c: &config::HttpSection) -> Client {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_millis(c.upstream_timeout_ms)));

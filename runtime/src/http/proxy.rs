@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves HTTP on `threads` threads, each a single-threaded event loop
-/// with its own upstream client accepting from the one listener (like
+/// with its own upstream connections accepting from the one listener (like
 /// nginx's workers: a request and its upstream exchange stay on one
 /// thread, with no cross-thread wakeups), until `stop`. Health checks run
 /// on the caller's runtime. Connections in progress finish their request.
@@ -87,8 +87,9 @@ async fn serve(
     slots: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 ) {
-    let client = super::new_client(&http.config);
     let mut conns = tokio::task::JoinSet::new();
+    let mut sweep = tokio::time::interval(Duration::from_secs(10));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Finished connections leave the set (it keeps their results).
         while conns.try_join_next().is_some() {}
@@ -98,6 +99,10 @@ async fn serve(
         };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
+            _ = sweep.tick() => {
+                super::upstream::sweep();
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(_) => {
@@ -107,8 +112,7 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (shared, http, stop, client) =
-            (shared.clone(), http.clone(), stop.clone(), client.clone());
+        let (shared, http, stop) = (shared.clone(), http.clone(), stop.clone());
         conns.spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts with a request's first byte, and
@@ -128,8 +132,8 @@ async fn serve(
             let io = hyper_util::rt::TokioIo::new(stream);
             let h = http.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (shared, http, client) = (shared.clone(), h.clone(), client.clone());
-                async move { Ok::<_, Infallible>(handle(&shared, &http, &client, req, peer).await) }
+                let (shared, http) = (shared.clone(), h.clone());
+                async move { Ok::<_, Infallible>(handle(&shared, &http, req, peer).await) }
             });
             let mut b =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -157,6 +161,7 @@ async fn serve(
     }
     // Connections finish their request (each shuts down gracefully).
     while conns.join_next().await.is_some() {}
+    super::upstream::close_idle();
 }
 
 /// What the first bytes of a connection say.
@@ -290,7 +295,6 @@ fn local(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn handle(
     shared: &Shared,
     http: &HttpState,
-    client_pool: &super::Client,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -393,9 +397,7 @@ async fn handle(
             }
             r
         }
-        Verdict::Route { pool, headers } => {
-            forward(http, client_pool, parts, body, peer, &pool, &headers).await
-        }
+        Verdict::Route { pool, headers } => forward(http, parts, body, peer, &pool, &headers).await,
         _ => local(StatusCode::NOT_FOUND, "no route for this request\n"),
     }
 }
@@ -501,7 +503,6 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 async fn forward(
     http: &HttpState,
-    client_pool: &super::Client,
     mut parts: hyper::http::request::Parts,
     body: Incoming,
     peer: SocketAddr,
@@ -523,11 +524,15 @@ async fn forward(
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
     // The upstream sees the host the policy saw: the authority when the
-    // request has one (RFC 9112 §3.2.2; HTTP/2 carries only that).
-    if let (Some(host), Some(_)) = (&host, parts.uri.authority()) {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            h.insert(hyper::header::HOST, v);
-        }
+    // request has one (RFC 9112 §3.2.2; HTTP/2 carries only that), and
+    // without any (HTTP/1.0) the member's, as HTTP/1.1 requires one.
+    let upstream_host = match (&host, parts.uri.authority()) {
+        (Some(host), Some(_)) => HeaderValue::from_str(host).ok(),
+        (_, None) if h.contains_key(hyper::header::HOST) => None,
+        _ => HeaderValue::from_str(picked.member.authority.as_str()).ok(),
+    };
+    if let Some(v) = upstream_host {
+        h.insert(hyper::header::HOST, v);
     }
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -577,20 +582,13 @@ async fn forward(
             }
         }
     }
+    // Origin form (`/path?query`): the connection is to the member.
     let target = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
-    let uri = hyper::Uri::builder()
-        .scheme(hyper::http::uri::Scheme::HTTP)
-        .authority(picked.member.authority.clone())
-        .path_and_query(target)
-        .build();
-    let Ok(uri) = uri else {
-        return local(StatusCode::BAD_REQUEST, "bad request target\n");
-    };
-    parts.uri = uri;
+    parts.uri = hyper::Uri::from(target);
     parts.version = hyper::Version::HTTP_11;
     let body_timeout = Duration::from_millis(http.config.body_timeout_ms);
     // A request without a body (most GETs) needs no timer. With a body, a
@@ -606,10 +604,11 @@ async fn forward(
     };
     let up = Request::from_parts(parts, up_body);
     let timeout = Duration::from_millis(http.config.upstream_timeout_ms);
-    let resp = match tokio::time::timeout(timeout, client_pool.request(up)).await {
+    let exchange = super::upstream::exchange(picked.member.addr, up);
+    let resp = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            if bodyless || e.is_connect() {
+            if bodyless || matches!(e, super::upstream::UpError::Connect(_)) {
                 picked.failed();
             }
             http.stats.upstream_errors.fetch_add(1, Relaxed);

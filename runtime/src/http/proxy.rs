@@ -131,9 +131,10 @@ async fn serve(
             }
             let io = hyper_util::rt::TokioIo::new(stream);
             let h = http.clone();
+            let peer = Arc::new(Peer::new(peer));
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (shared, http) = (shared.clone(), h.clone());
-                async move { Ok::<_, Infallible>(handle(&shared, &http, req, peer).await) }
+                let (shared, http, peer) = (shared.clone(), h.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(handle(&shared, &http, req, &peer).await) }
             });
             let mut b =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -238,6 +239,36 @@ async fn refuse(mut stream: tokio::net::TcpStream, why: &str) {
     let _ = stream.shutdown().await;
 }
 
+/// A connection's client as the forwarding headers write it, made once per
+/// connection rather than per request.
+struct Peer {
+    addr: SocketAddr,
+    /// The address as text.
+    ip: String,
+    /// `X-Forwarded-For` when the request has none.
+    xff: HeaderValue,
+    /// `Forwarded`'s `for=` value (IPv6 quoted, in brackets: RFC 7239 §6).
+    for_: String,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        let for_ = match addr.ip() {
+            IpAddr::V6(_) => format!("\"[{ip}]\""),
+            IpAddr::V4(_) => ip.clone(),
+        };
+        let xff =
+            HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer {
+            addr,
+            ip,
+            xff,
+            for_,
+        }
+    }
+}
+
 /// A request as the policies read it.
 struct Parts<'r>(&'r hyper::http::request::Parts);
 
@@ -296,7 +327,7 @@ async fn handle(
     shared: &Shared,
     http: &HttpState,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) -> Response<Body> {
     http.stats.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
@@ -307,7 +338,7 @@ async fn handle(
             .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let client = client_ip(http, &parts.headers, peer.ip());
+    let client = client_ip(http, &parts.headers, peer.addr.ip());
     let chain = shared.chain.load();
     let reads = chain
         .plugins
@@ -474,6 +505,21 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     };
     static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    let hop = [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ];
+    // Most messages have none: one pass over the names, no removals.
+    if !h.keys().any(|n| hop.contains(&n)) {
+        return;
+    }
     if h.contains_key(&CONNECTION) {
         let named: Vec<HeaderName> = h
             .get_all(&CONNECTION)
@@ -486,17 +532,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-    for n in [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ] {
+    for n in hop {
         h.remove(n);
     }
 }
@@ -505,7 +541,7 @@ async fn forward(
     http: &HttpState,
     mut parts: hyper::http::request::Parts,
     body: Incoming,
-    peer: SocketAddr,
+    peer: &Peer,
     pool_name: &str,
     edits: &[dnspolicy_compiler::ir::value::HeaderOp],
 ) -> Response<Body> {
@@ -536,35 +572,35 @@ async fn forward(
     }
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    let xff = if h.contains_key(&XFF) {
-        let prior = h
-            .get_all(&XFF)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("{prior}, {}", peer.ip())
+    if h.contains_key(&XFF) {
+        let mut xff = String::with_capacity(64);
+        for v in h.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
+            xff.push_str(v);
+            xff.push_str(", ");
+        }
+        xff.push_str(&peer.ip);
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+            h.insert(&XFF, v);
+        }
     } else {
-        peer.ip().to_string()
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(&XFF, v);
+        h.insert(&XFF, peer.xff.clone());
     }
-    let for_ = match peer.ip() {
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-        IpAddr::V4(a) => a.to_string(),
-    };
-    let mut fwd = format!("for={for_};proto=http");
+    let mut fwd = String::with_capacity(64);
+    fwd.push_str("for=");
+    fwd.push_str(&peer.for_);
+    fwd.push_str(";proto=http");
     // Only a host that cannot break out of its quotes (RFC 7239 §4).
     let plain = |c: char| c.is_ascii_alphanumeric() || ".-:[]_".contains(c);
     if let Some(host) = host.as_deref().filter(|h| h.chars().all(plain)) {
-        fwd.push_str(&format!(";host=\"{host}\""));
+        fwd.push_str(";host=\"");
+        fwd.push_str(host);
+        fwd.push('"');
     }
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(fwd)) {
         h.append(hyper::header::FORWARDED, v);
     }
     // A trusted proxy in front (TLS ended there) says which scheme it was.
-    if !(http.trusts(peer.ip().to_canonical()) && h.contains_key(&XFP)) {
+    if !(http.trusts(peer.addr.ip().to_canonical()) && h.contains_key(&XFP)) {
         h.insert(&XFP, HeaderValue::from_static("http"));
     }
     for e in edits {

@@ -22,7 +22,7 @@ pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
 pub const QUEUE: usize = 16 * 1024;
 /// How long the writer sleeps when the queue is empty (the queue holds
 /// tens of milliseconds of a busy server's messages).
-const IDLE: Duration = Duration::from_millis(2);
+const IDLE: Duration = Duration::from_millis(10);
 
 /// dnstap `Message.Type` values this server writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,21 +456,23 @@ fn write_loop(
 
 /// One data frame: its length, then the `Dnstap` message (dnstap.proto):
 /// `head` (identity and version, the same in every message), the
-/// `Message`, type MESSAGE. Lengths are computed first, so the message is
-/// written once, straight into `out`.
+/// `Message`, type MESSAGE. The small fields are written into a buffer on
+/// the stack first, so lengths are known and `out` takes five copies.
 fn frame(out: &mut Vec<u8>, head: &[u8], kind: Kind, r: &Record, wire: &[u8]) {
-    let inner = message_len(r, wire);
-    let total = head.len() + 1 + varint_len(inner as u64) + inner + 2;
+    let m = message_fields(kind, r, wire.len());
+    let inner = m.len + wire.len();
+    let mut outer = Fields::default();
+    outer.key(14, 2);
+    outer.varint(inner as u64);
+    let total = head.len() + outer.len + inner + 2;
     out.reserve(4 + total);
     out.extend_from_slice(&(total as u32).to_be_bytes());
-    let at = out.len();
     out.extend_from_slice(head);
-    key(out, 14, 2);
-    varint(out, inner as u64);
-    encode_message(kind, r, wire, out);
+    out.extend_from_slice(outer.bytes());
+    out.extend_from_slice(m.bytes());
+    out.extend_from_slice(wire);
     // type = MESSAGE
-    varint_field(out, 15, 1);
-    debug_assert_eq!(out.len() - at, total);
+    out.extend_from_slice(&[15 << 3, 1]);
 }
 
 /// Fields 1 and 2 of every `Dnstap` message: identity and version.
@@ -485,28 +487,72 @@ fn head(identity: &[u8]) -> Vec<u8> {
     h
 }
 
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+/// Protobuf fields written on the stack: a `Message` without its DNS
+/// bytes is at most 80 bytes.
+struct Fields {
+    buf: [u8; 96],
+    len: usize,
 }
 
-/// The length `encode_message` writes.
-fn message_len(r: &Record, wire: &[u8]) -> usize {
-    let addr = |ip: IpAddr| if ip.is_ipv4() { 4 } else { 16 };
-    3 * 2
-        + 2
-        + addr(r.query.ip())
-        + 2
-        + addr(r.response.ip())
-        + 1
-        + varint_len(u64::from(r.query.port()))
-        + 1
-        + varint_len(u64::from(r.response.port()))
-        + 1
-        + varint_len(r.secs)
-        + 5
-        + 1
-        + varint_len(wire.len() as u64)
-        + wire.len()
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            buf: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl Fields {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn push(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.push(&[(v as u8) | 0x80]);
+            v >>= 7;
+        }
+        self.push(&[v as u8]);
+    }
+    fn key(&mut self, field: u32, wire_type: u8) {
+        self.varint(u64::from(field << 3 | u32::from(wire_type)));
+    }
+    fn varint_field(&mut self, field: u32, v: u64) {
+        self.key(field, 0);
+        self.varint(v);
+    }
+    fn bytes_field(&mut self, field: u32, b: &[u8]) {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.push(b);
+    }
+}
+
+/// The `Message` inside a `Dnstap`, up to its DNS bytes (their key and
+/// length included).
+fn message_fields(kind: Kind, r: &Record, wire_len: usize) -> Fields {
+    let mut m = Fields::default();
+    m.varint_field(1, kind as u64);
+    let family = if r.query.is_ipv4() { 1 } else { 2 };
+    m.varint_field(2, family);
+    m.varint_field(3, if r.tcp { 2 } else { 1 });
+    let (q, a) = (addr_bytes(r.query.ip()), addr_bytes(r.response.ip()));
+    m.bytes_field(4, &q.0[..q.1]);
+    m.bytes_field(5, &a.0[..a.1]);
+    m.varint_field(6, u64::from(r.query.port()));
+    m.varint_field(7, u64::from(r.response.port()));
+    let is_query = matches!(kind, Kind::ClientQuery | Kind::ForwarderQuery);
+    let (sec, nsec, msg) = if is_query { (8, 9, 10) } else { (12, 13, 14) };
+    m.varint_field(sec, r.secs);
+    m.key(nsec, 5);
+    m.push(&r.nanos.to_le_bytes());
+    m.key(msg, 2);
+    m.varint(wire_len as u64);
+    m
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -527,11 +573,6 @@ fn bytes_field(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
-    key(out, field, 0);
-    varint(out, v);
-}
-
 /// An address's bytes (4 or 16) without allocating.
 fn addr_bytes(ip: IpAddr) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
@@ -542,25 +583,6 @@ fn addr_bytes(ip: IpAddr) -> ([u8; 16], usize) {
         }
         IpAddr::V6(a) => (a.octets(), 16),
     }
-}
-
-/// The `Message` inside a `Dnstap`.
-fn encode_message(kind: Kind, r: &Record, wire: &[u8], m: &mut Vec<u8>) {
-    varint_field(m, 1, kind as u64);
-    let family = if r.query.is_ipv4() { 1 } else { 2 };
-    varint_field(m, 2, family);
-    varint_field(m, 3, if r.tcp { 2 } else { 1 });
-    let (q, a) = (addr_bytes(r.query.ip()), addr_bytes(r.response.ip()));
-    bytes_field(m, 4, &q.0[..q.1]);
-    bytes_field(m, 5, &a.0[..a.1]);
-    varint_field(m, 6, u64::from(r.query.port()));
-    varint_field(m, 7, u64::from(r.response.port()));
-    let is_query = matches!(kind, Kind::ClientQuery | Kind::ForwarderQuery);
-    let (sec, nsec, msg) = if is_query { (8, 9, 10) } else { (12, 13, 14) };
-    varint_field(m, sec, r.secs);
-    key(m, nsec, 5);
-    m.extend_from_slice(&r.nanos.to_le_bytes());
-    bytes_field(m, msg, wire);
 }
 
 #[cfg(test)]
@@ -624,13 +646,17 @@ mod tests {
             assert_eq!(len, framed.len() - 4);
             let h = head(b"x").len();
             assert_eq!(framed[4 + h], 114, "field 14 after the head");
-            let mut m = Vec::new();
-            encode_message(Kind::ClientResponse, &r, &wire, &mut m);
-            assert_eq!(m.len(), message_len(&r, &wire));
-            assert_eq!(
-                &framed[framed.len() - 2 - m.len()..framed.len() - 2],
-                &m[..]
-            );
+            let (mut inner, mut at) = (0usize, 5 + h);
+            for shift in (0..).step_by(7) {
+                inner |= usize::from(framed[at] & 0x7f) << shift;
+                at += 1;
+                if framed[at - 1] < 0x80 {
+                    break;
+                }
+            }
+            assert_eq!(at + inner + 2, framed.len(), "field 14's length");
+            assert!(framed[..framed.len() - 2].ends_with(&wire));
+            assert_eq!(&framed[framed.len() - 2..], &[120, 1]);
         }
         assert_eq!(
             Target::parse("file:/tmp/x"),

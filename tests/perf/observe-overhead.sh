@@ -56,7 +56,7 @@ one() {  # $1 label, rest: extra serve flags; prints "QPS DROPPED"
   echo "$qps ${dropped:-0}"
 }
 
-base=() logs=() traced=()
+base=() logs=() traced=() pl=() pt=()
 for i in $(seq "$REPS"); do
   read -r b _ < <(one base)
   read -r l d < <(one logs --dnstap "file:$WORK/tap.fstrm" \
@@ -66,9 +66,14 @@ for i in $(seq "$REPS"); do
       --otlp-endpoint "http://127.0.0.1:$OTLP" --otlp-sample 0.01)
   echo "run $i: no logs $b qps; dnstap + decision log 1 % $l qps ($d dnstap messages dropped); and traces 1 % $t qps"
   base+=("$b") logs+=("$l") traced+=("$t")
+  pl+=("$(awk -v b="$b" -v x="$l" 'BEGIN {printf "%.3f", x / b}')")
+  pt+=("$(awk -v b="$b" -v x="$t" 'BEGIN {printf "%.3f", x / b}')")
 done
 mb=$(printf '%s\n' "${base[@]}" | median)
 ml=$(printf '%s\n' "${logs[@]}" | median)
 mt=$(printf '%s\n' "${traced[@]}" | median)
 awk -v b="$mb" -v l="$ml" -v t="$mt" 'BEGIN {printf "medians: no logs %d qps, dnstap + decision log %d qps (ratio %.2f), and OTLP traces %d qps (ratio %.2f)\n", b, l, l / b, t, t / b}'
+# The machine's speed drifts between rounds by more than the cost
+# measured; each round's ratio compares runs seconds apart.
+echo "median of the rounds' ratios: dnstap + decision log $(printf '%s\n' "${pl[@]}" | median), and OTLP traces $(printf '%s\n' "${pt[@]}" | median)"
 echo "OTLP exports received: $(grep -c export "$RESULTS_DIR/otlp-sink.log" || true)"

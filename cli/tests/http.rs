@@ -641,3 +641,84 @@ fn an_upstream_that_closes_idle_connections_costs_no_request() {
         "one connection per request: each closed one was noticed, none reused"
     );
 }
+
+#[test]
+fn stalled_bodies_are_cut_after_the_body_timeout() {
+    use std::io::Read;
+    use std::sync::mpsc;
+    // A backend that answers every POST's head at once, then reads the
+    // body until the connection ends and reports what it got and when;
+    // a GET gets 10 of 100 promised bytes, then nothing for 5 s.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (seen_tx, seen) = mpsc::channel::<(usize, Duration)>();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(4) {
+            let Ok(mut c) = c else { continue };
+            let seen_tx = seen_tx.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                if head.starts_with("GET") {
+                    let _ =
+                        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+                    std::thread::sleep(Duration::from_secs(5));
+                    return;
+                }
+                let mut got = head.split("\r\n\r\n").nth(1).map_or(0, str::len);
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => got += k,
+                    }
+                }
+                let _ = seen_tx.send((got, t0.elapsed()));
+            });
+        }
+    });
+    let dir = setup(
+        "bodystall",
+        "then route slow\n",
+        &[("slow", vec![addr], "[http.pools.slow.eject]\nfailures = 0")],
+        "body_timeout_ms = 300",
+    );
+    let s = start(&dir);
+    let http = s.http.expect("http");
+
+    // The upstream stops mid-body: the client's connection ends soon after
+    // the timeout, with the part that came (never a complete-looking body).
+    let mut c = TcpStream::connect(http).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(4)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection was held past the body timeout: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "only what came: {text}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
+    // The client stops mid-body: the upstream exchange is aborted (the
+    // backend sees its connection end, without the missing bytes).
+    let mut c = TcpStream::connect(http).expect("connect");
+    c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .expect("send");
+    let (bytes, after) = seen
+        .recv_timeout(Duration::from_secs(4))
+        .expect("the upstream connection ended");
+    assert!(bytes < 100, "{bytes} body bytes reached the backend");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+    drop(c);
+}

@@ -87,6 +87,9 @@ pub struct HttpState {
     pub config: config::HttpSection,
     /// Counters.
     pub stats: HttpStats,
+    /// `{server.node}` as the policies read it (made on first use, not per
+    /// request).
+    pub node: std::sync::OnceLock<dnspolicy_compiler::Value>,
 }
 
 impl HttpState {
@@ -136,6 +139,7 @@ impl HttpState {
             trusted,
             config: c.clone(),
             stats: HttpStats::default(),
+            node: std::sync::OnceLock::new(),
         })
     }
 

@@ -362,7 +362,10 @@ async fn handle(
         base.set(Field::ClientCity, Value::Str(g.city.clone()));
         base.set(Field::ClientAsn, Value::Int(g.asn));
     }
-    base.set(Field::ServerNode, Value::Str(shared.node.as_str().into()));
+    let node = http
+        .node
+        .get_or_init(|| Value::Str(shared.node.as_str().into()));
+    base.set(Field::ServerNode, node.clone());
     base.set_time(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -559,6 +562,8 @@ async fn forward(
     let host = Parts(&parts).host().map(str::to_string);
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
+    // Room for what is added below: one growth, not several.
+    h.reserve(4 + edits.len());
     // The upstream sees the host the policy saw: the authority when the
     // request has one (RFC 9112 §3.2.2; HTTP/2 carries only that), and
     // without any (HTTP/1.0) the member's, as HTTP/1.1 requires one.
@@ -680,10 +685,13 @@ async fn forward(
 
 /// A body whose next frame must come within `limit` (each frame resets
 /// it): a client or upstream that stops sending cannot hold the exchange.
+/// The timer is made the first time the body has to wait: a small body
+/// that is all there costs no allocation and no timer.
 struct TimeoutBody<B> {
     inner: B,
     limit: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> TimeoutBody<B> {
@@ -691,7 +699,8 @@ impl<B> TimeoutBody<B> {
         TimeoutBody {
             inner,
             limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
+            deadline: tokio::time::Instant::now() + limit,
+            sleep: None,
         }
     }
 }
@@ -722,14 +731,22 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
-                let next = tokio::time::Instant::now() + this.limit;
-                this.sleep.as_mut().reset(next);
+                this.deadline = tokio::time::Instant::now() + this.limit;
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -597,10 +597,51 @@ fn an_upstream_response_with_bad_headers_is_a_502() {
 
 #[test]
 fn an_upstream_that_closes_idle_connections_costs_no_request() {
-    // A backend that answers with keep-alive, then closes the connection
-    // 50 ms later without a word (as a backend's idle timeout does): the
-    // proxy must notice the closed connection and use a new one, not
-    // answer 502. It counts the connections it accepted.
+    // Two backends that answer once per connection: one with keep-alive,
+    // then closing the connection 50 ms later without a word (as a
+    // backend's idle timeout does), one with `Connection: close`, closing
+    // at once. The proxy must notice each closed connection and use a new
+    // one, never answer 502. Each counts the connections it accepted.
+    let quiet = closing_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n", 50);
+    let close = closing_backend(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nup\n",
+        0,
+    );
+    let policy = "rule c when {http.path} == \"/close\" { then route close }\nthen route quiet\n";
+    let dir = setup(
+        "idleclose",
+        policy,
+        &[("quiet", vec![quiet.0], ""), ("close", vec![close.0], "")],
+        "",
+    );
+    let s = start(&dir);
+    let http = s.http.expect("http");
+    for i in 0..5 {
+        for (path, pause) in [("/", 150), ("/close", 0)] {
+            let r = get_with(http, path, &[]);
+            assert_eq!(
+                (r.status, r.text()),
+                (200, "up\n".to_string()),
+                "{path} request {i}: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(pause));
+        }
+    }
+    for (name, b) in [("quiet", &quiet), ("close", &close)] {
+        assert_eq!(
+            b.1.load(Ordering::SeqCst),
+            5,
+            "{name}: one connection per request, no closed one reused"
+        );
+    }
+}
+
+/// A raw backend answering `response` once per connection, closing it
+/// `linger_ms` later; its address and the connections it accepted.
+fn closing_backend(
+    response: &'static [u8],
+    linger_ms: u64,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -608,38 +649,17 @@ fn an_upstream_that_closes_idle_connections_costs_no_request() {
     std::thread::spawn(move || {
         for c in l.incoming().take(16) {
             let Ok(mut c) = c else { continue };
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            counter.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let _ = std::io::Read::read(&mut c, &mut buf);
-                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n");
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                let _ = c.write_all(response);
+                std::thread::sleep(Duration::from_millis(linger_ms));
                 let _ = c.shutdown(std::net::Shutdown::Both);
             });
         }
     });
-    let dir = setup(
-        "idleclose",
-        "then route flaky\n",
-        &[("flaky", vec![addr], "")],
-        "",
-    );
-    let s = start(&dir);
-    let http = s.http.expect("http");
-    for i in 0..5 {
-        let r = get_with(http, "/", &[]);
-        assert_eq!(
-            (r.status, r.text()),
-            (200, "up\n".to_string()),
-            "request {i}: {r:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(150));
-    }
-    assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        5,
-        "one connection per request: each closed one was noticed, none reused"
-    );
+    (addr, accepted)
 }
 
 #[test]

@@ -77,10 +77,11 @@ pub async fn exchange(
         };
         let sent = up.tx.try_send_request(req);
         let mut sent = std::pin::pin!(sent);
+        let mut ended = false;
         let res = std::future::poll_fn(|cx| {
             // The connection first: it writes the request and reads the
             // answer, which the second poll then finds without a wakeup.
-            let ended = Pin::new(&mut up.conn).poll(cx).is_ready();
+            ended = Pin::new(&mut up.conn).poll(cx).is_ready();
             match sent.as_mut().poll(cx) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
                 Poll::Pending if ended => Poll::Ready(None),
@@ -91,9 +92,11 @@ pub async fn exchange(
         match res {
             Some(Ok(resp)) => {
                 let (parts, body) = resp.into_parts();
+                // A connection that ended (`Connection: close`) has put
+                // all it read in the body already, and is not polled again.
                 let mut body = UpBody {
                     inner: body,
-                    up: Some(up),
+                    up: (!ended).then_some(up),
                     addr,
                 };
                 if body.inner.is_end_stream() {

@@ -178,10 +178,12 @@ fn dropped_policies_free_their_code() {
         once();
     }
     let after = rss_kb();
-    // Each policy maps at least a page of code; 1 000 leaked would be
-    // several MiB.
+    // Each policy maps at least a page of code: 1 000 leaked would be
+    // ≥ 4 000 kB. The other tests of this binary run beside this one in
+    // the same process and grow its heap too (a CI run saw +2 156 kB with
+    // no leak), hence 3 MiB.
     assert!(
-        after < before + 2048,
+        after < before + 3072,
         "RSS grew from {before} kB to {after} kB over 1 000 compile/drop cycles"
     );
 }

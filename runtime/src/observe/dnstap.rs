@@ -97,7 +97,8 @@ impl TapBatch {
         (self.secs, self.nanos) = (t.as_secs(), t.subsec_nanos());
     }
 
-    /// A client's query and the response sent to it (two messages).
+    /// A client's query and the response sent to it (two messages, one
+    /// record).
     pub fn exchange(
         &mut self,
         tcp: bool,
@@ -106,7 +107,12 @@ impl TapBatch {
         query: &[u8],
         response: &[u8],
     ) {
-        self.push(Kind::ClientQuery, tcp, client, server, query, response);
+        self.message(Kind::ClientQuery, tcp, client, server, query);
+        self.bytes.extend_from_slice(response);
+        if let Some(r) = self.records.last_mut() {
+            r.end = self.bytes.len();
+        }
+        self.messages += u64::from(!response.is_empty());
     }
 
     /// One message.
@@ -118,22 +124,9 @@ impl TapBatch {
         response: SocketAddr,
         wire: &[u8],
     ) {
-        self.push(kind, tcp, query, response, wire, &[]);
-    }
-
-    fn push(
-        &mut self,
-        kind: Kind,
-        tcp: bool,
-        query: SocketAddr,
-        response: SocketAddr,
-        wire: &[u8],
-        answer: &[u8],
-    ) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(wire);
         let mid = self.bytes.len();
-        self.bytes.extend_from_slice(answer);
         self.records.push(Record {
             kind,
             tcp,
@@ -143,9 +136,9 @@ impl TapBatch {
             nanos: self.nanos,
             start,
             mid,
-            end: self.bytes.len(),
+            end: mid,
         });
-        self.messages += 1 + u64::from(!answer.is_empty());
+        self.messages += 1;
     }
 
     fn clear(&mut self) {
@@ -263,11 +256,7 @@ impl Dnstap {
 
     /// Logs one message now; never waits.
     pub fn log(&self, kind: Kind, tcp: bool, query: SocketAddr, response: SocketAddr, wire: &[u8]) {
-        let mut b = self.batch();
-        b.stamp();
-        b.message(kind, tcp, query, response, wire);
-        self.send_batch(&mut b);
-        self.pool.give_back(b);
+        self.log_now(|b| b.message(kind, tcp, query, response, wire));
     }
 
     /// Logs a client's query and the response sent to it now; never waits.
@@ -279,9 +268,14 @@ impl Dnstap {
         query: &[u8],
         response: &[u8],
     ) {
+        self.log_now(|b| b.exchange(tcp, client, server, query, response));
+    }
+
+    /// A one-off batch (TCP, upstream): stamped, filled, sent.
+    fn log_now(&self, fill: impl FnOnce(&mut TapBatch)) {
         let mut b = self.batch();
         b.stamp();
-        b.exchange(tcp, client, server, query, response);
+        fill(&mut b);
         self.send_batch(&mut b);
         self.pool.give_back(b);
     }

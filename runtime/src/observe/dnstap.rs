@@ -204,7 +204,7 @@ impl Dnstap {
     pub fn start(target: Target, identity: &str) -> std::io::Result<Dnstap> {
         let (tx, rx) = sync_channel(QUEUE);
         let sink = match &target {
-            Target::File(p) => Some(Sink::File(std::fs::File::create(p)?)),
+            Target::File(p) => Some(Sink::File(super::tapfile::TapFile::create(p, WRITE_BUF)?)),
             Target::Unix(_) => None,
         };
         let identity = identity.as_bytes().to_vec();
@@ -288,15 +288,21 @@ impl Dnstap {
 }
 
 enum Sink {
-    File(std::fs::File),
+    File(super::tapfile::TapFile),
     Unix(std::os::unix::net::UnixStream),
 }
 
 impl Sink {
-    fn out(&mut self) -> &mut dyn Write {
+    /// Writes what `out` holds and removes it (a file keeps back a partial
+    /// block until `end`).
+    fn put(&mut self, out: &mut Vec<u8>, end: bool) -> std::io::Result<()> {
         match self {
-            Sink::File(w) => w,
-            Sink::Unix(w) => w,
+            Sink::File(f) => f.write(out, end),
+            Sink::Unix(s) => {
+                let r = s.write_all(out);
+                out.clear();
+                r
+            }
         }
     }
 }
@@ -373,13 +379,7 @@ fn write_loop(
             Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 if !out.is_empty() {
-                    if let Some(s) = sink.as_mut() {
-                        if s.out().write_all(&out).is_err() {
-                            tracing::warn!("dnstap: the reader went away; reconnecting");
-                            (sink, started) = (None, false);
-                        }
-                    }
-                    out.clear();
+                    put(&mut sink, &mut started, &mut out);
                 }
                 std::thread::sleep(IDLE);
                 continue;
@@ -413,13 +413,15 @@ fn write_loop(
             started = true;
         }
         for r in &b.records {
+            let p = peers(r);
             if r.mid > r.start {
-                frame(&mut out, &head, r.kind, r, &b.bytes[r.start..r.mid]);
+                frame(&mut out, &head, &p, r.kind, r, &b.bytes[r.start..r.mid]);
             }
             if r.end > r.mid {
                 frame(
                     &mut out,
                     &head,
+                    &p,
                     Kind::ClientResponse,
                     r,
                     &b.bytes[r.mid..r.end],
@@ -428,19 +430,14 @@ fn write_loop(
         }
         pool.give_back(b);
         if out.len() >= WRITE_BUF {
-            if let Some(s) = sink.as_mut() {
-                if s.out().write_all(&out).is_err() {
-                    tracing::warn!("dnstap: the reader went away; reconnecting");
-                    (sink, started) = (None, false);
-                }
-            }
-            out.clear();
+            put(&mut sink, &mut started, &mut out);
         }
     }
     if let Some(mut s) = sink {
         out.extend_from_slice(&control(CONTROL_STOP, false));
-        let _ = s.out().write_all(&out);
-        let _ = s.out().flush();
+        if let Err(e) = s.put(&mut out, true) {
+            tracing::warn!(error = %e, "dnstap: the log's end was not written");
+        }
         if let Sink::Unix(w) = &mut s {
             // A bidirectional reader answers STOP with FINISH.
             let _ = read_control(w).map(|t| t == CONTROL_FINISH);
@@ -448,58 +445,82 @@ fn write_loop(
     }
 }
 
-/// One data frame: its length, then the `Dnstap` message (dnstap.proto):
-/// `head` (identity and version, the same in every message), the
-/// `Message`, type MESSAGE. The small fields are written into a buffer on
-/// the stack first, so lengths are known and `out` takes five copies.
-fn frame(out: &mut Vec<u8>, head: &[u8], kind: Kind, r: &Record, wire: &[u8]) {
-    let m = message_fields(kind, r, wire.len());
-    let inner = m.len + wire.len();
-    let mut outer = Fields::default();
-    outer.key(14, 2);
-    outer.varint(inner as u64);
-    let total = head.len() + outer.len + inner + 2;
-    out.reserve(4 + total);
-    out.extend_from_slice(&(total as u32).to_be_bytes());
-    out.extend_from_slice(head);
-    out.extend_from_slice(outer.bytes());
-    out.extend_from_slice(m.bytes());
-    out.extend_from_slice(wire);
-    // type = MESSAGE
-    out.extend_from_slice(&[15 << 3, 1]);
+/// Hands `out` to the sink. A socket whose reader went away is dropped (to
+/// reconnect); a file that cannot be written is closed and the log stops
+/// there (what is in it stays readable up to the failed write).
+fn put(sink: &mut Option<Sink>, started: &mut bool, out: &mut Vec<u8>) {
+    let Some(s) = sink.as_mut() else {
+        out.clear();
+        return;
+    };
+    if let Err(e) = s.put(out, false) {
+        match s {
+            Sink::Unix(_) => tracing::warn!("dnstap: the reader went away; reconnecting"),
+            Sink::File(_) => {
+                tracing::error!(error = %e, "dnstap: cannot write the file; the log stops here")
+            }
+        }
+        (*sink, *started) = (None, false);
+        out.clear();
+    }
 }
 
-/// Fields 1 and 2 of every `Dnstap` message: identity and version.
+/// One data frame: its length, then the `Dnstap` message (dnstap.proto)
+/// as `head` starts it (type MESSAGE, identity, version, the key of field
+/// 14: the same in every frame, protobuf fields may come in any order),
+/// then field 14's length and the `Message`. Its small fields are written
+/// on the stack first, so the lengths are known and `out` takes three
+/// copies: the head, the fields, the DNS bytes.
+fn frame(out: &mut Vec<u8>, head: &[u8], peers: &Fields, kind: Kind, r: &Record, wire: &[u8]) {
+    let mut m = message_fields(peers, kind, r, wire.len());
+    let inner = m.len - LEN_ROOM + wire.len();
+    let fields = m.prepend_len(inner);
+    let total = head.len() - 4 + fields.len() + wire.len();
+    out.reserve(head.len() + fields.len() + wire.len());
+    let at = out.len();
+    out.extend_from_slice(head);
+    out[at..at + 4].copy_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(fields);
+    out.extend_from_slice(wire);
+}
+
+/// What starts every frame: room for the frame's length, `type = MESSAGE`
+/// (field 15), identity and version (fields 1 and 2), the key of the
+/// `Message` (field 14).
 fn head(identity: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
+    let mut h = vec![0, 0, 0, 0, 15 << 3, 1];
     bytes_field(&mut h, 1, identity);
     bytes_field(
         &mut h,
         2,
         concat!("dnspolicy ", env!("CARGO_PKG_VERSION")).as_bytes(),
     );
+    key(&mut h, 14, 2);
     h
 }
 
+/// Bytes kept free in front of a `Message`'s fields for its length (a
+/// varint of a frame's size: at most 5 bytes).
+const LEN_ROOM: usize = 5;
+
 /// Protobuf fields written on the stack: a `Message` without its DNS
-/// bytes is at most 80 bytes.
+/// bytes is at most 80 bytes, after `LEN_ROOM` for its length.
+#[derive(Clone, Copy)]
 struct Fields {
     buf: [u8; 96],
     len: usize,
 }
 
-impl Default for Fields {
-    fn default() -> Self {
+impl Fields {
+    fn new() -> Self {
         Fields {
             buf: [0; 96],
-            len: 0,
+            len: LEN_ROOM,
         }
     }
-}
-
-impl Fields {
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
     }
     fn push(&mut self, b: &[u8]) {
         self.buf[self.len..self.len + b.len()].copy_from_slice(b);
@@ -507,10 +528,10 @@ impl Fields {
     }
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
-            self.push(&[(v as u8) | 0x80]);
+            self.byte((v as u8) | 0x80);
             v >>= 7;
         }
-        self.push(&[v as u8]);
+        self.byte(v as u8);
     }
     fn key(&mut self, field: u32, wire_type: u8) {
         self.varint(u64::from(field << 3 | u32::from(wire_type)));
@@ -524,13 +545,26 @@ impl Fields {
         self.varint(b.len() as u64);
         self.push(b);
     }
+    /// The fields with `len` as a varint in front of them.
+    fn prepend_len(&mut self, len: usize) -> &[u8] {
+        let mut v = [0u8; LEN_ROOM];
+        let (mut n, mut x) = (0, len as u64);
+        while x >= 0x80 {
+            v[n] = (x as u8) | 0x80;
+            x >>= 7;
+            n += 1;
+        }
+        v[n] = x as u8;
+        n += 1;
+        self.buf[LEN_ROOM - n..LEN_ROOM].copy_from_slice(&v[..n]);
+        &self.buf[LEN_ROOM - n..self.len]
+    }
 }
 
-/// The `Message` inside a `Dnstap`, up to its DNS bytes (their key and
-/// length included).
-fn message_fields(kind: Kind, r: &Record, wire_len: usize) -> Fields {
-    let mut m = Fields::default();
-    m.varint_field(1, kind as u64);
+/// The fields of a `Message` that both messages of an exchange share:
+/// family, protocol, addresses and ports (written once per record).
+fn peers(r: &Record) -> Fields {
+    let mut m = Fields::new();
     let family = if r.query.is_ipv4() { 1 } else { 2 };
     m.varint_field(2, family);
     m.varint_field(3, if r.tcp { 2 } else { 1 });
@@ -539,6 +573,14 @@ fn message_fields(kind: Kind, r: &Record, wire_len: usize) -> Fields {
     m.bytes_field(5, &a.0[..a.1]);
     m.varint_field(6, u64::from(r.query.port()));
     m.varint_field(7, u64::from(r.response.port()));
+    m
+}
+
+/// The whole `Message` up to its DNS bytes (their key and length
+/// included): `peers`, then the type and the time.
+fn message_fields(peers: &Fields, kind: Kind, r: &Record, wire_len: usize) -> Fields {
+    let mut m = *peers;
+    m.varint_field(1, kind as u64);
     let is_query = matches!(kind, Kind::ClientQuery | Kind::ForwarderQuery);
     let (sec, nsec, msg) = if is_query { (8, 9, 10) } else { (12, 13, 14) };
     m.varint_field(sec, r.secs);
@@ -600,30 +642,41 @@ mod tests {
             end: 3,
         };
         let mut framed = Vec::new();
-        frame(&mut framed, &head(b"dnstappb"), r.kind, &r, &wire);
+        frame(
+            &mut framed,
+            &head(b"dnstappb"),
+            &peers(&r),
+            r.kind,
+            &r,
+            &wire,
+        );
         let out = &framed[4..];
         assert_eq!(
             u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize,
             out.len()
         );
+        assert_eq!(&out[..2], &[120, 1], "type MESSAGE");
         assert_eq!(
-            &out[..10],
+            &out[2..12],
             &[10, 8, b'd', b'n', b's', b't', b'a', b'p', b'p', b'b']
         );
         let m_at = out.iter().position(|&b| b == 114).expect("field 14");
+        assert_eq!(out[m_at + 1] as usize, out.len() - m_at - 2, "its length");
         let m = &out[m_at + 2..];
-        assert_eq!(&m[..6], &[8, 5, 16, 1, 24, 1]);
-        assert_eq!(&m[6..12], &[34, 4, 10, 0, 0, 210]);
-        assert_eq!(&m[18..22], &[48, 230, 174, 3], "query port 55142");
-        assert_eq!(&m[22..24], &[56, 53]);
+        // The fields both messages of an exchange share come first (any
+        // order is valid protobuf).
+        assert_eq!(&m[..4], &[16, 1, 24, 1], "family INET, protocol UDP");
+        assert_eq!(&m[4..10], &[34, 4, 10, 0, 0, 210]);
+        assert_eq!(&m[16..20], &[48, 230, 174, 3], "query port 55142");
+        assert_eq!(&m[20..22], &[56, 53]);
+        assert_eq!(&m[22..24], &[8, 5], "type CLIENT_QUERY");
         assert_eq!(&m[24..30], &[64, 142, 143, 198, 255, 5], "query_time_sec");
         assert_eq!(
             &m[30..35],
             &[77, 28, 102, 44, 21],
             "query_time_nsec fixed32"
         );
-        assert_eq!(&m[35..40], &[82, 3, 0xAB, 0xAB, 0xAB]);
-        assert_eq!(&out[out.len() - 2..], &[120, 1], "type MESSAGE");
+        assert_eq!(m[35..], [82, 3, 0xAB, 0xAB, 0xAB]);
         // Lengths are computed before writing: IPv6, long messages, big ports.
         for (q, wire_len) in [("[2001:db8::1]:65535", 300), ("[::1]:1", 70_000)] {
             let r = Record {
@@ -635,12 +688,20 @@ mod tests {
             };
             let wire = vec![7u8; wire_len];
             let mut framed = Vec::new();
-            frame(&mut framed, &head(b"x"), Kind::ClientResponse, &r, &wire);
+            let p = peers(&r);
+            frame(
+                &mut framed,
+                &head(b"x"),
+                &p,
+                Kind::ClientResponse,
+                &r,
+                &wire,
+            );
             let len = u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize;
             assert_eq!(len, framed.len() - 4);
             let h = head(b"x").len();
-            assert_eq!(framed[4 + h], 114, "field 14 after the head");
-            let (mut inner, mut at) = (0usize, 5 + h);
+            assert_eq!(framed[h - 1], 114, "field 14 ends the head");
+            let (mut inner, mut at) = (0usize, h);
             for shift in (0..).step_by(7) {
                 inner |= usize::from(framed[at] & 0x7f) << shift;
                 at += 1;
@@ -648,9 +709,8 @@ mod tests {
                     break;
                 }
             }
-            assert_eq!(at + inner + 2, framed.len(), "field 14's length");
-            assert!(framed[..framed.len() - 2].ends_with(&wire));
-            assert_eq!(&framed[framed.len() - 2..], &[120, 1]);
+            assert_eq!(at + inner, framed.len(), "field 14's length");
+            assert!(framed.ends_with(&wire));
         }
         assert_eq!(
             Target::parse("file:/tmp/x"),

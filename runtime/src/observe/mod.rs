@@ -1,5 +1,5 @@
 //! Seeing what the server does, off the query path: [`dnstap`] query logs
-//! (Frame Streams + protobuf), the sampled [`decisions`] log (JSON lines)
+//! (Frame Streams + protobuf; files written by [`tapfile`]), the sampled [`decisions`] log (JSON lines)
 //! and [`otel`] traces (OTLP/HTTP), each through a bounded queue that
 //! drops rather than waits.
 //!
@@ -8,6 +8,7 @@
 pub mod decisions;
 pub mod dnstap;
 pub mod otel;
+pub mod tapfile;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Mutex;

@@ -228,10 +228,11 @@ fn observed(shared: &Shared, out: &mut String) {
         counter(
             out,
             "dnspolicy_dnstap_messages_total",
-            "dnstap messages, by result (dropped: the queue was full).",
+            "dnstap messages, by result (dropped: the queue was full; unwritten: queued while no reader was connected or after the file failed).",
             &[
                 ("result=\"queued\"", n(&t.queued)),
                 ("result=\"dropped\"", n(&t.dropped)),
+                ("result=\"unwritten\"", t.unwritten()),
             ],
         );
     }

@@ -156,6 +156,8 @@ struct Pool {
     pending: AtomicU64,
     /// Emptied batches, for reuse.
     free: Mutex<Vec<TapBatch>>,
+    /// Messages taken off the queue with nowhere to write them.
+    unwritten: AtomicU64,
 }
 
 /// Emptied batches kept for reuse at most, and the largest buffer kept.
@@ -220,6 +222,12 @@ impl Dnstap {
             dropped: AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Messages queued while no reader was connected, or after the file
+    /// failed: not in the log.
+    pub fn unwritten(&self) -> u64 {
+        self.pool.unwritten.load(Relaxed)
     }
 
     /// An empty batch (reused when one is free), for a worker to keep.
@@ -405,6 +413,7 @@ fn write_loop(
             }
         }
         if sink.is_none() {
+            pool.unwritten.fetch_add(b.messages, Relaxed);
             pool.give_back(b);
             continue;
         }
@@ -717,6 +726,25 @@ mod tests {
             Ok(Target::File("/tmp/x".into()))
         );
         assert!(Target::parse("tcp:1.2.3.4").is_err());
+    }
+
+    /// Messages that reach the writer while no reader is there are
+    /// counted as unwritten, not lost silently.
+    #[test]
+    fn messages_without_a_reader_are_counted() {
+        let sock = std::env::temp_dir().join(format!("dnstap-none-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&sock);
+        let tap = Dnstap::start(Target::Unix(sock), "t").expect("start");
+        let a: SocketAddr = "127.0.0.1:5353".parse().expect("addr");
+        for _ in 0..10 {
+            tap.log(Kind::ClientQuery, false, a, a, &[1, 2, 3]);
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while tap.unwritten() < 10 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!((tap.queued.load(Relaxed), tap.unwritten()), (10, 10));
+        tap.close(Duration::from_millis(100));
     }
 
     /// A reader that never answers READY holds the writer: the queue fills,

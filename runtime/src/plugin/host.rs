@@ -371,7 +371,7 @@ impl Call {
             plugin,
             gate,
             policy: None,
-            inputs: Arc::from(Vec::new()),
+            inputs: no_inputs(),
             verdict: None,
             pool_key: None,
         }
@@ -670,6 +670,15 @@ pub enum Refused {
 
 /// The GeoIP of an evaluation without a server: no sources (one, shared:
 /// its cache is large).
+/// No injected variables: one empty list per thread, shared by its calls
+/// (an empty `Arc` slice is still an allocation).
+fn no_inputs() -> Arc<[(String, dnspolicy_compiler::Type)]> {
+    thread_local! {
+        static NONE: Arc<[(String, dnspolicy_compiler::Type)]> = Arc::from(Vec::new());
+    }
+    NONE.with(Arc::clone)
+}
+
 fn no_geo() -> Arc<crate::geo::Geo> {
     static NONE: std::sync::OnceLock<Arc<crate::geo::Geo>> = std::sync::OnceLock::new();
     NONE.get_or_init(|| Arc::new(crate::geo::Geo::empty()))

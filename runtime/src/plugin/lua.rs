@@ -74,6 +74,10 @@ fn sandbox(e: mlua::Error) -> LuaError {
 struct State {
     lua: Lua,
     apply: Function,
+    /// The `ctx` every `apply` of this state gets: made once, holding the
+    /// current call (a scoped userdata per call cost a userdata, its
+    /// metatable lookups and protected-call closures, on every query).
+    ctx: mlua::AnyUserData,
     used: Arc<AtomicU64>,
     clock: Arc<Deadline>,
 }
@@ -166,9 +170,11 @@ fn new_state(src: &str, chunk_name: &str, limits: &Limits) -> Result<State, LuaE
         mlua::Value::Function(f) => f,
         _ => return Err(LuaError::NoApply),
     };
+    let ctx = lua.create_userdata(LuaCall::default()).map_err(sandbox)?;
     Ok(State {
         lua,
         apply,
+        ctx,
         used,
         clock,
     })
@@ -339,19 +345,39 @@ impl Plugin for LuaPlugin {
         if state.lua.used_memory() > self.limits.memory / 2 {
             state.lua.gc_collect().ok();
         }
-        let mut call = LuaCall(Call::new(ctx, self.label.clone(), self.gate.clone()));
+        let call = Call::new(ctx, self.label.clone(), self.gate.clone());
+        let result = state
+            .ctx
+            .borrow_mut::<LuaCall>()
+            .map(|mut c| c.call = Some(call));
         state.used.store(0, Ordering::Relaxed);
         state.clock.start();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            state.lua.scope(|scope| {
-                let ud = scope.create_userdata_ref_mut(&mut call)?;
-                state.apply.call::<()>(ud)
-            })
-        }))
-        .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")));
-        ctx.note_fields_read(call.0.read);
+        let result = result.and_then(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                state.apply.call::<()>(&state.ctx)
+            }))
+            .unwrap_or_else(|_| Err(mlua::Error::runtime("the plugin host panicked")))
+        });
+        // Taken back out: a `ctx` a script kept answers nothing after its call.
+        let call = state
+            .ctx
+            .borrow_mut::<LuaCall>()
+            .ok()
+            .and_then(|mut c| c.call.take());
+        let (result, mut call) = match (result, call) {
+            (Ok(()), Some(call)) => (Ok(()), call),
+            (Err(e), call) => (
+                Err(e),
+                call.unwrap_or_else(|| Call::new(ctx, self.label.clone(), self.gate.clone())),
+            ),
+            (Ok(()), None) => (
+                Err(mlua::Error::runtime("the call's context was lost")),
+                Call::new(ctx, self.label.clone(), self.gate.clone()),
+            ),
+        };
+        ctx.note_fields_read(call.read);
         match result {
-            Ok(()) => call.0.finish(),
+            Ok(()) => call.finish(),
             Err(e) => {
                 let d = self.failed("apply", &e);
                 // Reclaim what the aborted call left; a state still near its
@@ -392,80 +418,182 @@ fn lua_err(e: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(e)
 }
 
-fn parse_ip(ip: Option<String>) -> mlua::Result<Option<IpAddr>> {
+/// An optional address argument, read in place (no copy of the text).
+fn parse_ip(ip: Option<mlua::LuaString>) -> mlua::Result<Option<IpAddr>> {
     ip.map(|s| {
-        s.parse::<IpAddr>()
-            .map_err(|_| mlua::Error::runtime(format!("`{s}` is not an IP address")))
+        let text = s.to_str()?;
+        text.parse::<IpAddr>()
+            .map_err(|_| mlua::Error::runtime(format!("`{}` is not an IP address", &*text)))
     })
     .transpose()
 }
 
-/// The `ctx` a script's `apply` gets: the shared host call, in Lua.
-struct LuaCall(Call);
+/// A string argument, borrowed from Lua.
+fn text(s: &mlua::LuaString) -> mlua::Result<mlua::BorrowedStr> {
+    s.to_str()
+}
+
+/// An address as a Lua string, formatted on the stack: the host's answers
+/// go to Lua without a Rust allocation (Lua interns a string it has).
+fn ip_string(lua: &Lua, ip: IpAddr) -> mlua::Result<mlua::LuaString> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 48];
+    let left = {
+        let mut w = &mut buf[..];
+        let _ = write!(w, "{ip}");
+        w.len()
+    };
+    lua.create_string(&buf[..buf.len() - left])
+}
+
+/// A question type's mnemonic (`TYPEnnn` when it has none).
+fn qtype_string(lua: &Lua, n: u16) -> mlua::Result<mlua::LuaString> {
+    match dnspolicy_compiler::ir::types::QTYPES
+        .iter()
+        .find(|(_, v)| *v == n)
+    {
+        Some((m, _)) => lua.create_string(m),
+        None => lua.create_string(qtype_to_string(n)),
+    }
+}
+
+/// The `ctx` a script's `apply` gets: the shared host call while a call
+/// runs, and the Lua strings of answers that repeat (question types, GeoIP
+/// names), made once per state.
+#[derive(Default)]
+struct LuaCall {
+    call: Option<Call>,
+    qtypes: Vec<(u16, mlua::LuaString)>,
+    /// By the address of the GeoIP database's shared text (kept alive here,
+    /// so an address is never reused for other text while cached).
+    names: std::collections::HashMap<usize, (Arc<str>, mlua::LuaString)>,
+}
+
+/// Strings cached per state at most (GeoIP names are a finite set; past
+/// this they are made per call).
+const MAX_NAMES: usize = 4096;
+
+impl LuaCall {
+    fn call(&mut self) -> mlua::Result<&mut Call> {
+        self.call
+            .as_mut()
+            .ok_or_else(|| mlua::Error::runtime("ctx is only valid during apply(ctx)"))
+    }
+
+    fn qtype(&mut self, lua: &Lua) -> mlua::Result<mlua::LuaString> {
+        let n = self.call()?.qtype;
+        if let Some((_, s)) = self.qtypes.iter().find(|(t, _)| *t == n) {
+            return Ok(s.clone());
+        }
+        let s = qtype_string(lua, n)?;
+        if self.qtypes.len() < 64 {
+            self.qtypes.push((n, s.clone()));
+        }
+        Ok(s)
+    }
+
+    fn name(&mut self, lua: &Lua, text: &Arc<str>) -> mlua::Result<mlua::LuaString> {
+        let key = Arc::as_ptr(text) as *const u8 as usize;
+        if let Some((_, s)) = self.names.get(&key) {
+            return Ok(s.clone());
+        }
+        let s = lua.create_string(&**text)?;
+        if self.names.len() < MAX_NAMES {
+            self.names.insert(key, (text.clone(), s.clone()));
+        }
+        Ok(s)
+    }
+}
 
 impl UserData for LuaCall {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method_mut("get_client_ip", |_, c, ()| Ok(c.0.client_ip().to_string()));
+        m.add_method_mut("get_client_ip", |lua, c, ()| {
+            ip_string(lua, c.call()?.client_ip())
+        });
         m.add_method_mut("get_ecs", |_, c, ()| {
-            Ok(c.0.ecs().map(|(ip, len)| format!("{ip}/{len}")))
+            Ok(c.call()?.ecs().map(|(ip, len)| format!("{ip}/{len}")))
         });
-        m.add_method("get_source_ip", |_, c, ()| Ok(c.0.client.to_string()));
-        m.add_method("get_qname", |_, c, ()| Ok(c.0.qname.to_string()));
-        m.add_method("get_qtype", |_, c, ()| Ok(qtype_to_string(c.0.qtype)));
-        m.add_method_mut("lookup_geo_region", |_, c, ip: Option<String>| {
-            Ok(c.0
-                .geo_of(parse_ip(ip)?)
-                .map_err(lua_err)?
-                .region
-                .to_string())
+        m.add_method_mut("get_source_ip", |lua, c, ()| {
+            ip_string(lua, c.call()?.client)
         });
-        m.add_method_mut("lookup_geo_country", |_, c, ip: Option<String>| {
-            Ok(c.0
-                .geo_of(parse_ip(ip)?)
-                .map_err(lua_err)?
-                .country
-                .to_string())
+        m.add_method_mut("get_qname", |lua, c, ()| {
+            lua.create_string(&*c.call()?.qname)
         });
-        m.add_method_mut("lookup_geo_city", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).map_err(lua_err)?.city.to_string())
+        m.add_method_mut("get_qtype", |lua, c, ()| c.qtype(lua));
+        m.add_method_mut(
+            "lookup_geo_region",
+            |lua, c, ip: Option<mlua::LuaString>| {
+                let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+                c.name(lua, &geo.region)
+            },
+        );
+        m.add_method_mut(
+            "lookup_geo_country",
+            |lua, c, ip: Option<mlua::LuaString>| {
+                let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+                c.name(lua, &geo.country)
+            },
+        );
+        m.add_method_mut("lookup_geo_city", |lua, c, ip: Option<mlua::LuaString>| {
+            let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+            c.name(lua, &geo.city)
         });
-        m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<String>| {
-            Ok(c.0.geo_of(parse_ip(ip)?).map_err(lua_err)?.asn)
+        m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<mlua::LuaString>| {
+            Ok(c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?.asn)
         });
         m.add_method_mut(
             "set_answer",
-            |_, c, (target, t, ttl): (String, Option<String>, Option<u32>)| {
-                let t = t.map(|t| rtype(&t)).transpose().map_err(lua_err)?;
-                c.0.set_answer(&target, t, ttl.unwrap_or(300))
+            |_, c, (target, t, ttl): (mlua::LuaString, Option<mlua::LuaString>, Option<u32>)| {
+                let t = match &t {
+                    Some(t) => Some(rtype(&text(t)?).map_err(lua_err)?),
+                    None => None,
+                };
+                c.call()?
+                    .set_answer(&text(&target)?, t, ttl.unwrap_or(300))
                     .map_err(lua_err)
             },
         );
         m.add_method_mut(
             "add_record",
-            |_, c, (name, t, rdata, ttl): (String, String, String, Option<u32>)| {
-                let t = rtype(&t).map_err(lua_err)?;
-                c.0.add_record(&name, t, &rdata, ttl.unwrap_or(300))
+            |_,
+             c,
+             (name, t, rdata, ttl): (
+                mlua::LuaString,
+                mlua::LuaString,
+                mlua::LuaString,
+                Option<u32>,
+            )| {
+                let t = rtype(&text(&t)?).map_err(lua_err)?;
+                c.call()?
+                    .add_record(&text(&name)?, t, &text(&rdata)?, ttl.unwrap_or(300))
                     .map_err(lua_err)
             },
         );
-        m.add_method_mut("set_rcode", |_, c, rcode: String| {
-            c.0.set_rcode(&rcode).map_err(lua_err)
+        m.add_method_mut("set_rcode", |_, c, rcode: mlua::LuaString| {
+            c.call()?.set_rcode(&text(&rcode)?).map_err(lua_err)
         });
         m.add_method_mut("drop", |_, c, ()| {
-            c.0.drop_query();
+            c.call()?.drop_query();
             Ok(())
         });
         m.add_method_mut("truncate", |_, c, ()| {
-            c.0.truncate();
+            c.call()?.truncate();
             Ok(())
         });
-        m.add_method_mut("forward", |_, c, pool: String| {
-            c.0.forward(&pool).map_err(lua_err)
+        m.add_method_mut("forward", |_, c, pool: mlua::LuaString| {
+            c.call()?.forward(&text(&pool)?).map_err(lua_err)
         });
-        m.add_method_mut("log", |_, c, (level, msg): (String, String)| {
-            c.0.log("lua", &level, &msg).map_err(lua_err)
-        });
+        m.add_method_mut(
+            "log",
+            |_, c, (level, msg): (mlua::LuaString, mlua::LuaString)| {
+                c.call()?
+                    .log("lua", &text(&level)?, &text(&msg)?)
+                    .map_err(lua_err)
+            },
+        );
         // No injected variables reach the server yet: every lookup is nil.
-        m.add_method("get_var", |_, _, _path: String| Ok(mlua::Value::Nil));
+        m.add_method("get_var", |_, _, _path: mlua::LuaString| {
+            Ok(mlua::Value::Nil)
+        });
     }
 }

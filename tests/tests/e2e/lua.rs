@@ -231,3 +231,26 @@ async fn attack_server(dir: &str, attacks: &[(&str, &str)], limits: &str) -> Tes
     c.plugin_dir = Some(plugin_dir(dir, &refs));
     start(c).await
 }
+
+/// `ctx` is one object per state: a script that keeps it sees the query
+/// being applied, never an earlier one.
+#[tokio::test]
+async fn a_kept_ctx_describes_the_current_query() {
+    let mut c = config();
+    c.plugin_dir = Some(plugin_dir(
+        "lua-kept",
+        &[(
+            "kept.lua",
+            "function apply(ctx)\n  if kept == nil then kept = ctx end\n  ctx:add_record(ctx:get_qname(), 'TXT', kept:get_qname() .. '/' .. kept:get_qtype(), 60)\nend\n",
+        )],
+    ));
+    let s = start(c).await;
+    for (name, t, want) in [
+        ("a.test.", RecordType::TXT, "TXT a.test/TXT"),
+        ("b.test.", RecordType::TXT, "TXT b.test/TXT"),
+        ("c.test.", RecordType::A, "TXT c.test/A"),
+    ] {
+        let r = udp(s.dns, &query(name, t)).await;
+        assert_eq!(answers(&r), vec![want]);
+    }
+}

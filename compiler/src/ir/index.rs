@@ -17,6 +17,7 @@
 //! index never changes a verdict.
 
 use crate::ir::context::Field;
+use crate::ir::name_table::NameTable;
 use crate::ir::types::Cidr;
 use crate::ir::value::Value;
 use crate::ir::{CmpOp, ConstSet, Expr, ExprKind, Rule, Stmt};
@@ -74,11 +75,10 @@ impl Rules {
 /// Rules by the query names they can match.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
-    // FxHash: keys are names from the policy, not an attacker's choice,
-    // and every query hashes each suffix of its name.
-    exact: FxHashMap<Arc<str>, Rules>,
-    suffix: FxHashMap<Arc<str>, Rules>,
-    wildcard: FxHashMap<Arc<str>, Rules>,
+    /// Name keys: exact (1), suffix (2) and wildcard (3). FxHash inside:
+    /// keys are names from the policy, not an attacker's choice, and every
+    /// query hashes each suffix of its name.
+    names: NameTable,
     /// Rules by a prefix `client.ip` must lie in, and the prefix lengths
     /// present (per family): a lookup masks the address to each length.
     ip: FxHashMap<Cidr, Vec<u32>>,
@@ -97,6 +97,8 @@ impl RuleIndex {
     /// Builds the index for rules in evaluation order.
     pub fn build(rules: &[Rule], sets: &[ConstSet]) -> RuleIndex {
         let mut ix = RuleIndex::default();
+        // Built as maps, then flattened into `names`.
+        let mut names: [FxHashMap<Arc<str>, Rules>; 3] = Default::default();
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
             let keys = r.guard.as_ref().and_then(|g| keys_of(g, sets)).or_else(|| {
@@ -111,14 +113,10 @@ impl RuleIndex {
                 None => ix.always.push(i),
                 Some(k) => {
                     ix.indexed += 1;
-                    for n in k.exact {
-                        ix.exact.entry(n).or_default().push(i);
-                    }
-                    for n in k.suffix {
-                        ix.suffix.entry(n).or_default().push(i);
-                    }
-                    for n in k.wildcard {
-                        ix.wildcard.entry(n).or_default().push(i);
+                    for (m, keys) in names.iter_mut().zip([k.exact, k.suffix, k.wildcard]) {
+                        for n in keys {
+                            m.entry(n).or_default().push(i);
+                        }
                     }
                     if !k.ip.is_empty() || !k.subnet.is_empty() {
                         ix.by_prefix.push(i);
@@ -144,6 +142,12 @@ impl RuleIndex {
             l.dedup();
             l
         };
+        let keys = names
+            .iter()
+            .zip(1u8..)
+            .flat_map(|(m, kind)| m.iter().map(move |(n, r)| (kind, &**n, r.as_slice())));
+        let n = names.iter().map(|m| m.len()).sum();
+        ix.names = NameTable::build(ExactLen(keys, n));
         ix.ip_lens = lens(&ix.ip);
         ix.subnet_lens = lens(&ix.subnet);
         ix
@@ -166,9 +170,7 @@ impl RuleIndex {
     /// by kind and key; and the rules that are candidates for every name.
     pub fn entries(&self) -> (Vec<IndexEntry<'_>>, &[u32]) {
         let mut out: Vec<IndexEntry<'_>> = Vec::new();
-        for (kind, map) in [(1, &self.exact), (2, &self.suffix), (3, &self.wildcard)] {
-            out.extend(map.iter().map(|(k, v)| (kind, &**k, v.as_slice())));
-        }
+        out.extend(self.names.iter());
         out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         (out, &self.always)
     }
@@ -270,21 +272,20 @@ impl RuleIndex {
             out.dedup();
         }
         if let Some(name) = name {
-            if let Some(v) = self.exact.get(name) {
-                out.extend_from_slice(v.as_slice());
+            if self.names.has(1) {
+                out.extend_from_slice(self.names.get(1, name));
             }
-            let wildcards = !self.wildcard.is_empty();
+            let suffixes = self.names.has(2);
+            let wildcards = self.names.has(3);
             // name itself, then each strict suffix, then the root.
             let mut rest = name;
             let mut strict = false;
             loop {
-                if let Some(v) = self.suffix.get(rest) {
-                    out.extend_from_slice(v.as_slice());
+                if suffixes {
+                    out.extend_from_slice(self.names.get(2, rest));
                 }
                 if strict && wildcards {
-                    if let Some(v) = self.wildcard.get(rest) {
-                        out.extend_from_slice(v.as_slice());
-                    }
+                    out.extend_from_slice(self.names.get(3, rest));
                 }
                 if rest.is_empty() {
                     break;
@@ -297,6 +298,23 @@ impl RuleIndex {
         }
     }
 }
+
+/// An iterator of a known length (`flat_map` does not know its own).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let x = self.0.next()?;
+        self.1 -= 1;
+        Some(x)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// Which condition put a rule in the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

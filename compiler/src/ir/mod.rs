@@ -17,6 +17,7 @@ pub mod hash;
 pub mod http;
 pub mod index;
 pub mod live;
+pub mod name_table;
 pub mod types;
 pub mod value;
 
@@ -397,13 +398,19 @@ impl Policy {
     /// The context fields the policy can read, one bit per [`Field`]: a
     /// host fills only these (GeoIP lookups cost more than the policy).
     pub fn fields_used(&self) -> u32 {
+        self.rules.iter().fold(0, |m, r| m | r.fields_used())
+    }
+}
+
+impl Rule {
+    /// The context fields this rule reads (guard and body), one bit per
+    /// [`Field`].
+    pub fn fields_used(&self) -> u32 {
         let mut mask = 0;
-        for r in &self.rules {
-            if let Some(g) = &r.guard {
-                fields_in_expr(g, &mut mask);
-            }
-            fields_in_stmts(&r.body, &mut mask);
+        if let Some(g) = &self.guard {
+            fields_in_expr(g, &mut mask);
         }
+        fields_in_stmts(&self.body, &mut mask);
         mask
     }
 }

@@ -19,6 +19,9 @@ pub struct Prepared {
     read: Vec<u8>,
     env: Env,
     candidates: Vec<u32>,
+    /// The query name, when no compiled code needs its id (the index still
+    /// looks it up).
+    qname: String,
     /// Fields the rule index consulted to find the candidates.
     index_read: u32,
 }
@@ -36,6 +39,7 @@ impl Default for Prepared {
             read: Vec::new(),
             env: Env::new(),
             candidates: Vec::new(),
+            qname: String::new(),
             index_read: 0,
         }
     }
@@ -182,7 +186,13 @@ impl JitPolicy {
             match (info.field, v) {
                 (Field::QueryName, SlotValue::Name(s)) => {
                     // The index looks the name up after every field is in.
-                    put(f, SlotValue::Name(s), p);
+                    if self.name_slot {
+                        put(f, SlotValue::Name(s), p);
+                    } else {
+                        p.qname.clear();
+                        p.qname.push_str(s);
+                        p.present[f] = 1;
+                    }
                     name = Some("");
                 }
                 (Field::ClientIp, SlotValue::Ip(a)) => ip = Some(a),
@@ -200,10 +210,14 @@ impl JitPolicy {
         }
         // The name's text is the first dynamic or literal value interned for
         // its slot: read it back rather than borrowing the source twice.
-        let qname = name.and_then(|_| match p.env.get(p.vals[Field::QueryName as usize]) {
-            Some(super::abi::V::Name(s)) => Some(s),
-            _ => None,
-        });
+        let qname = match name {
+            None => None,
+            Some(_) if !self.name_slot => Some(p.qname.as_str()),
+            Some(_) => match p.env.get(p.vals[Field::QueryName as usize]) {
+                Some(super::abi::V::Name(s)) => Some(s),
+                _ => None,
+            },
+        };
         let index = &self.policy.index;
         // Borrow juggling: the candidates buffer is separate from the env.
         let mut candidates = std::mem::take(&mut p.candidates);
@@ -247,7 +261,13 @@ impl JitPolicy {
         };
         for &i in &p.candidates {
             let i = i as usize;
-            let r = match &self.code[i] {
+            let c = self.consts[i];
+            let code = if c == NOT_CONST {
+                &self.code[i]
+            } else {
+                &Code::Const(c)
+            };
+            let r = match code {
                 Code::Const(v) => i64::from(*v),
                 Code::Jit { shape, k } => {
                     // SAFETY: `jc` points at live buffers of the right

@@ -652,7 +652,7 @@ impl Action {
                 let Some(ttl) = ttl(t)? else { return Ok(None) };
                 Verdict::Answer {
                     rtype: *rtype,
-                    data: out,
+                    data: out.into(),
                     ttl,
                 }
             }

@@ -199,7 +199,9 @@ members = [{ address = "192.0.2.9", check = "tcp://127.0.0.1:9" }]
         a,
         Verdict::Answer {
             rtype: 1,
-            data: vec![Value::Ip("192.0.2.1".parse().expect("address"))],
+            data: [Value::Ip("192.0.2.1".parse().expect("address"))]
+                .into_iter()
+                .collect(),
             ttl: 30
         }
     );
@@ -221,7 +223,9 @@ members = [{ address = "192.0.2.9", check = "tcp://127.0.0.1:9" }]
         a,
         Verdict::Answer {
             rtype: 1,
-            data: vec![Value::Ip("198.51.100.1".parse().expect("address"))],
+            data: [Value::Ip("198.51.100.1".parse().expect("address"))]
+                .into_iter()
+                .collect(),
             ttl: 300
         }
     );

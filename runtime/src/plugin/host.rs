@@ -511,7 +511,7 @@ impl Call {
             }
             self.decide(Verdict::Answer {
                 rtype: want,
-                data: vec![PValue::Ip(ip)],
+                data: [PValue::Ip(ip)].into_iter().collect(),
                 ttl,
             });
         } else {

@@ -267,7 +267,7 @@ impl Interp<'_, '_> {
                 }
                 Verdict::Answer {
                     rtype: *rtype,
-                    data: out,
+                    data: out.into(),
                     ttl: self.ttl(ttl)?,
                 }
             }

@@ -290,7 +290,7 @@ impl<'a> Checker<'a> {
         }
         let mut names = NameSet::default();
         let mut cidrs = Vec::new();
-        let mut values = HashSet::new();
+        let mut values = std::collections::HashSet::new();
         for i in items {
             let Some(elem) = self.const_elem(i, t, needle_span) else {
                 continue;

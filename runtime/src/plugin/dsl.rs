@@ -9,7 +9,7 @@ use crate::dns::query::QueryCtx;
 use dnspolicy_compiler::backend::jit::{JitStats, Prepared};
 use dnspolicy_compiler::ir::http::{HttpInputs, HttpPart, RequestParts};
 use dnspolicy_compiler::ir::Front;
-use dnspolicy_compiler::{check, Context, JitPolicy, Verdict};
+use dnspolicy_compiler::{check_for_serving, Context, JitPolicy, Verdict};
 use std::path::Path;
 
 /// A dnspolicy policy as a plugin.
@@ -36,7 +36,7 @@ impl DslPlugin {
     /// that does not check, or that Cranelift refuses, does not load.
     pub fn compile(name: &str, src: &str, path: &Path) -> Result<DslPlugin, PluginError> {
         let t0 = std::time::Instant::now();
-        let checked = check(src);
+        let checked = check_for_serving(src);
         let checked_at = t0.elapsed();
         let Some(policy) = checked.policy else {
             let file = path.display().to_string();

@@ -92,3 +92,22 @@ fn guards_that_can_match_are_not_flagged() {
         assert_eq!(w0007(src), 0, "{src}");
     }
 }
+
+#[test]
+fn serving_skips_the_lints_but_not_the_errors() {
+    use dnspolicy_compiler::check_for_serving;
+    let shadowed =
+        "rule all { then refuse }\nrule later priority -1 when {query.name} == \"a.example\" { then nxdomain }\n";
+    let codes = |c: &dnspolicy_compiler::Checked| -> Vec<&str> {
+        c.diagnostics.iter().map(|d| d.code).collect()
+    };
+    assert!(codes(&check(shadowed)).contains(&"W0005"));
+    let served = check_for_serving(shadowed);
+    assert!(!codes(&served).contains(&"W0005"), "{:?}", codes(&served));
+    // The same policy either way.
+    assert_eq!(served.policy.expect("valid").rules.len(), 2);
+    let broken = "rule r when {query.nme} == \"a.example\" { then nxdomain }\n";
+    let (a, b) = (check(broken), check_for_serving(broken));
+    assert!(a.policy.is_none() && b.policy.is_none());
+    assert_eq!(codes(&a), codes(&b));
+}

@@ -66,7 +66,7 @@ pub fn check(src: &str) -> Checked {
 /// for loading a policy to serve, where warnings are not shown and the
 /// lints were a quarter of the time and much of the memory a 100 000-rule
 /// policy takes to load. Errors are the same as [`check`]'s; `dnspolicy
-/// check`, `lsp` and `push` still report the warnings.
+/// check` and `lsp` still report the warnings (`push` checks as `serve` loads).
 pub fn check_for_serving(src: &str) -> Checked {
     check_with(src, false)
 }

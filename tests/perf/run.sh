@@ -18,6 +18,13 @@
 # run that build too, in the same run (e.g. before/after a change). Prints a
 # table of median QPS, p99 latency, lost queries and the ratio dnspolicy /
 # dnsdist per scenario and setting (and this build / the baseline).
+#
+# ROUNDS=N (1) runs the whole list N times with one rep each (REPS is then
+# 1), so scenarios, peers and the bare responder alternate through the run
+# instead of each taking its reps in one block: this VM drifts by more than
+# the margins during a 25-minute run, and a ratio between two scenarios is
+# only fair when both were measured at the same times. Medians are then
+# over rounds.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 WORK="${WORK:-/tmp/dnspolicy-perf}"
@@ -59,6 +66,10 @@ run_build() {  # label binary scenario qfile probe want [extra serve flags...]
 }
 
 Q="$WORK/bench/peer/queries"
+ROUNDS="${ROUNDS:-1}"
+[ "$ROUNDS" -le 1 ] || export REPS=1
+for round in $(seq 1 "$ROUNDS"); do
+[ "$ROUNDS" -le 1 ] || log "round $round of $ROUNDS"
 for s in "${SCENARIOS[@]}"; do
   case "$s" in
     static)
@@ -99,5 +110,6 @@ for s in "${SCENARIOS[@]}"; do
       "$WORK/bench/peer/run.sh" "$p"
     done
   fi
+done
 done
 python3 "$ROOT/tests/perf/compare.py" "$RESULTS_DIR/runs.csv" | tee "$RESULTS_DIR/compare.md"

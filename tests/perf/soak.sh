@@ -40,7 +40,7 @@ RATE=$((CAPACITY * 8 / 10))
 # One reload before the start figure: the first reload pages in the code
 # of the reload path (~1 MB of the binary's text, file-backed) and makes
 # the reload thread's allocator arena. That is first use, once, not growth
-# over time; the soak then measures what 20 more reloads add. The growth
+# over time; the soak then measures what the reloads after it add. The growth
 # of anonymous memory (RssAnon: heap, arenas, stacks) is printed too.
 for f in "$PLUGINS"/*.dsl; do echo "# warm-up reload" >>"$f"; done
 curl -sf -X POST "http://127.0.0.1:$ADMIN/reload" >/dev/null || die "warm-up reload refused"

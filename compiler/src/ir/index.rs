@@ -146,8 +146,7 @@ impl RuleIndex {
             .iter()
             .zip(1u8..)
             .flat_map(|(m, kind)| m.iter().map(move |(n, r)| (kind, &**n, r.as_slice())));
-        let n = names.iter().map(|m| m.len()).sum();
-        ix.names = NameTable::build(ExactLen(keys, n));
+        ix.names = NameTable::build(names.iter().map(|m| m.len()).sum(), keys);
         ix.ip_lens = lens(&ix.ip);
         ix.subnet_lens = lens(&ix.subnet);
         ix
@@ -272,19 +271,13 @@ impl RuleIndex {
             out.dedup();
         }
         if let Some(name) = name {
-            if self.names.has(1) {
-                out.extend_from_slice(self.names.get(1, name));
-            }
-            let suffixes = self.names.has(2);
-            let wildcards = self.names.has(3);
+            out.extend_from_slice(self.names.get(1, name));
             // name itself, then each strict suffix, then the root.
             let mut rest = name;
             let mut strict = false;
             loop {
-                if suffixes {
-                    out.extend_from_slice(self.names.get(2, rest));
-                }
-                if strict && wildcards {
+                out.extend_from_slice(self.names.get(2, rest));
+                if strict {
                     out.extend_from_slice(self.names.get(3, rest));
                 }
                 if rest.is_empty() {
@@ -298,23 +291,6 @@ impl RuleIndex {
         }
     }
 }
-
-/// An iterator of a known length (`flat_map` does not know its own).
-struct ExactLen<I>(I, usize);
-
-impl<I: Iterator> Iterator for ExactLen<I> {
-    type Item = I::Item;
-    fn next(&mut self) -> Option<I::Item> {
-        let x = self.0.next()?;
-        self.1 -= 1;
-        Some(x)
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.1, Some(self.1))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// Which condition put a rule in the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,14 +2,19 @@
 //! routing is decided by HTTP policies — the same language, checker and
 //! compiled backends as DNS, in the same chain, swapped by the same
 //! reloads. `config` is `[http]`, `pool` the upstream pools with their
-//! health, `proxy` the listener and one request's way through.
+//! health, `proxy` the listener and hyper's way through (HTTP/2, bodies),
+//! `h1` and `h1_upstream` the HTTP/1.1 fast path for requests without a
+//! body, `route` the policy decision both share.
 //!
 //! Depends on `plugin` (the chain), `server::Shared` and `geo`; the DNS
 //! path never calls into it.
 
 pub mod config;
+mod h1;
+mod h1_upstream;
 pub mod pool;
 pub mod proxy;
+mod route;
 pub mod upstream;
 
 use bytes::Bytes;

@@ -3,12 +3,12 @@
 //! exchange (hop-by-hop headers out, `X-Forwarded-For` and `Forwarded`
 //! in, the policy's header edits, streamed bodies with time limits).
 
+use super::route::Peer;
 use super::{Body, HttpState};
 use crate::server::Shared;
 use bytes::Bytes;
-use dnspolicy_compiler::backend::interp::default_subnet;
 use dnspolicy_compiler::ir::http::RequestParts;
-use dnspolicy_compiler::{Context, Field, Value, Verdict};
+use dnspolicy_compiler::Verdict;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
@@ -16,7 +16,6 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future as _;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -101,6 +100,7 @@ async fn serve(
             _ = stop.cancelled() => break,
             _ = sweep.tick() => {
                 super::upstream::sweep();
+                super::h1_upstream::sweep();
                 continue;
             }
             r = listener.accept() => match r {
@@ -115,156 +115,51 @@ async fn serve(
         let (shared, http, stop) = (shared.clone(), http.clone(), stop.clone());
         conns.spawn(async move {
             let _permit = permit;
-            // hyper's header timeout starts with a request's first byte, and
-            // the HTTP/1 or h2 sniffing before it has none: a connection
-            // that sends nothing gets the same time as a slow head.
-            let limit = Duration::from_millis(http.config.header_timeout_ms);
-            let first = first_head(&stream, http.config.max_header_bytes);
-            match tokio::time::timeout(limit, first).await {
-                Ok(Some(Head::Refused(why))) => {
-                    http.stats.refused.fetch_add(1, Relaxed);
-                    refuse(stream, why).await;
-                    return;
-                }
-                Ok(Some(Head::Serve)) => {}
-                Ok(None) | Err(_) => return,
-            }
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let h = http.clone();
-            let peer = Arc::new(Peer::new(peer));
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (shared, http, peer) = (shared.clone(), h.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(handle(&shared, &http, req, &peer).await) }
-            });
-            let mut b =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            b.http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(http.config.header_timeout_ms))
-                .max_buf_size(http.config.max_header_bytes.max(8192))
-                .max_headers(http.config.max_headers);
-            b.http2()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .max_header_list_size(
-                    u32::try_from(http.config.max_header_bytes).unwrap_or(u32::MAX),
-                )
-                .keep_alive_interval(Some(Duration::from_millis(http.config.header_timeout_ms)));
-            let conn = b.serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                }
-            }
+            let peer = Arc::new(Peer::new(peer, &http));
+            super::h1::serve_conn(stream, peer, shared, http, stop).await;
         });
     }
     // Connections finish their request (each shuts down gracefully).
     while conns.join_next().await.is_some() {}
     super::upstream::close_idle();
+    super::h1_upstream::close_idle();
 }
 
-/// What the first bytes of a connection say.
-enum Head {
-    /// Hand the connection to hyper (which refuses what it cannot parse).
-    Serve,
-    /// Answer 400 and close: the reason.
-    Refused(&'static str),
-}
-
-/// Waits for a connection's first request head, without consuming it, and
-/// refuses one that carries both `Content-Length` and `Transfer-Encoding`
-/// (RFC 9112 §6.1 allows it; nginx does it). hyper would read such a
-/// request as chunked and close after it, which is safe but not a refusal.
-/// Later requests on a kept-alive connection get hyper's handling. `None`:
-/// the peer closed before sending anything.
-async fn first_head(stream: &tokio::net::TcpStream, max: usize) -> Option<Head> {
-    let mut buf = vec![0u8; max.max(1024)];
-    loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        let seen = &buf[..n];
-        // HTTP/2 with prior knowledge: its whole preface within the time.
-        if seen.starts_with(b"PRI ") {
-            if n >= 24 {
-                return Some(Head::Serve);
-            }
-        } else if let Some(end) = head_end(seen) {
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut req = httparse::Request::new(&mut headers);
-            if req.parse(&seen[..end]).is_err() {
-                return Some(Head::Serve);
-            }
-            let has = |name: &str| {
-                req.headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case(name))
-            };
-            if has("content-length") && has("transfer-encoding") {
-                return Some(Head::Refused("both Content-Length and Transfer-Encoding\n"));
-            }
-            return Some(Head::Serve);
-        } else if n == buf.len() {
-            // A head larger than allowed: hyper answers 431.
-            return Some(Head::Serve);
-        }
-        // An unfinished head: look again shortly (readiness stays set while
-        // unread bytes wait, so waiting on it would spin).
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Where a request head ends (after `CRLF CRLF`, or a bare `LF LF`).
-fn head_end(b: &[u8]) -> Option<usize> {
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Answers 400 with `why` and closes, before hyper sees the connection.
-async fn refuse(mut stream: tokio::net::TcpStream, why: &str) {
-    use tokio::io::AsyncWriteExt as _;
-    let head = format!(
-        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-        why.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(why.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// A connection's client as the forwarding headers write it, made once per
-/// connection rather than per request.
-struct Peer {
-    addr: SocketAddr,
-    /// The address as text.
-    ip: String,
-    /// `X-Forwarded-For` when the request has none.
-    xff: HeaderValue,
-    /// `Forwarded`'s `for=` value (IPv6 quoted, in brackets: RFC 7239 §6).
-    for_: String,
-}
-
-impl Peer {
-    fn new(addr: SocketAddr) -> Peer {
-        let ip = addr.ip().to_string();
-        let for_ = match addr.ip() {
-            IpAddr::V6(_) => format!("\"[{ip}]\""),
-            IpAddr::V4(_) => ip.clone(),
-        };
-        let xff =
-            HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer {
-            addr,
-            ip,
-            xff,
-            for_,
+/// Serves a connection with hyper (HTTP/2 with prior knowledge, and the
+/// HTTP/1 requests the fast path hands over: bodies, upgrades, HTTP/1.0),
+/// until it ends or `stop` (then gracefully, up to 5 s).
+pub(super) async fn serve_hyper<I>(
+    io: I,
+    peer: Arc<Peer>,
+    shared: Arc<Shared>,
+    http: Arc<HttpState>,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let h = http.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (shared, http, peer) = (shared.clone(), h.clone(), peer.clone());
+        async move { Ok::<_, Infallible>(handle(&shared, &http, req, &peer).await) }
+    });
+    let mut b = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(http.config.header_timeout_ms))
+        .max_buf_size(http.config.max_header_bytes.max(8192))
+        .max_headers(http.config.max_headers);
+    b.http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(http.config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_millis(http.config.header_timeout_ms)));
+    let conn = b.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
     }
 }
@@ -338,74 +233,15 @@ async fn handle(
             .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let client = client_ip(http, &parts.headers, peer.addr.ip());
-    let chain = shared.chain.load();
-    let reads = chain
-        .plugins
+    let xff = parts
+        .headers
+        .get_all("x-forwarded-for")
         .iter()
-        .filter(|p| p.http)
-        .fold(0u32, |a, p| a | p.plugin.fields_used());
-    let geo_fields = [
-        Field::ClientCountry,
-        Field::ClientRegion,
-        Field::ClientCity,
-        Field::ClientAsn,
-    ];
-    let mut base = Context::default();
-    base.set(Field::ClientIp, Value::Ip(client));
-    base.set(Field::ClientSubnet, Value::Cidr(default_subnet(client)));
-    // GeoIP only for policies that read it.
-    if !shared.geo.is_empty() && geo_fields.iter().any(|f| reads & (1 << *f as u32) != 0) {
-        let g = shared.geo.lookup(client);
-        base.set(Field::ClientCountry, Value::Str(g.country.clone()));
-        base.set(Field::ClientRegion, Value::Str(g.region.clone()));
-        base.set(Field::ClientCity, Value::Str(g.city.clone()));
-        base.set(Field::ClientAsn, Value::Int(g.asn));
-    }
-    let node = http
-        .node
-        .get_or_init(|| Value::Str(shared.node.as_str().into()));
-    base.set(Field::ServerNode, node.clone());
-    base.set_time(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    );
-    let view = Parts(&parts);
-    let mut decided = None;
-    for p in chain.plugins.iter().filter(|p| p.http) {
-        let Some((verdict, rule)) = p.plugin.decide_http(&view, &mut base, &http.bindings) else {
-            continue;
-        };
-        // A value names a pool, or does not apply here (the next policy decides).
-        let verdict = match verdict {
-            Verdict::Value(Value::Str(s)) if http.pools.contains_key(&*s) => Verdict::Route {
-                pool: s.as_ref().into(),
-                headers: Arc::from([]),
-            },
-            v @ (Verdict::Route { .. } | Verdict::Respond { .. } | Verdict::Redirect { .. }) => v,
-            _ => continue,
-        };
-        p.stats.decided.fetch_add(1, Relaxed);
-        if let Some(c) = rule.and_then(|r| p.stats.rules.get(r)) {
-            c.fetch_add(1, Relaxed);
-        }
-        decided = Some(verdict);
-        break;
-    }
-    drop(chain);
-    let verdict = match decided {
-        Some(v) => v,
-        None => match &http.config.default_pool {
-            Some(d) => Verdict::Route {
-                pool: d.as_str().into(),
-                headers: Arc::from([]),
-            },
-            None => {
-                http.stats.unrouted.fetch_add(1, Relaxed);
-                return local(StatusCode::NOT_FOUND, "no route for this request\n");
-            }
-        },
+        .filter_map(|v| v.to_str().ok());
+    let client = super::route::client_ip(http, xff, peer);
+    let Some(verdict) = super::route::decide(shared, http, &Parts(&parts), client) else {
+        http.stats.unrouted.fetch_add(1, Relaxed);
+        return local(StatusCode::NOT_FOUND, "no route for this request\n");
     };
     match verdict {
         Verdict::Respond { status, body } => {
@@ -471,33 +307,6 @@ fn hosts_disagree(parts: &hyper::http::request::Parts) -> Option<&'static str> {
         }
         _ => None,
     }
-}
-
-/// The client: the connection's peer, or from a trusted proxy the last
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
-fn client_ip(http: &HttpState, h: &HeaderMap, peer: IpAddr) -> IpAddr {
-    let peer = peer.to_canonical();
-    if !http.trusts(peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
-    // From the nearest hop back; an entry that is not an address stops the
-    // walk (what lies before it was written by someone unknown).
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-            return peer;
-        };
-        let ip = ip.to_canonical();
-        if !http.trusts(ip) {
-            return ip;
-        }
-    }
-    peer
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) and those the `Connection` field names.
@@ -605,7 +414,7 @@ async fn forward(
         h.append(hyper::header::FORWARDED, v);
     }
     // A trusted proxy in front (TLS ended there) says which scheme it was.
-    if !(http.trusts(peer.addr.ip().to_canonical()) && h.contains_key(&XFP)) {
+    if !(peer.trusted && h.contains_key(&XFP)) {
         h.insert(&XFP, HeaderValue::from_static("http"));
     }
     for e in edits {

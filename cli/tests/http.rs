@@ -6,55 +6,11 @@
 mod common;
 mod http_support;
 
-use common::{serve, temp, Served};
-use http_support::{backend, get_with, raw, read_response, Backend};
+use http_support::{backend, get_with, raw, read_response, setup, start, Backend};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// A config with `routes.dsl` in its plugin directory and one pool per
-/// `(name, members, extra TOML)`.
-fn setup(
-    tag: &str,
-    policy: &str,
-    pools: &[(&str, Vec<SocketAddr>, &str)],
-    http_extra: &str,
-) -> std::path::PathBuf {
-    let dir = temp("http", tag);
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("dir");
-    std::fs::write(plugins.join("routes.dsl"), policy).expect("policy");
-    let mut toml = format!(
-        "plugin_dir = \"{}\"\nhot_reload = true\n\n[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n{http_extra}\n",
-        plugins.display()
-    );
-    for (name, members, extra) in pools {
-        let m: Vec<String> = members.iter().map(|a| format!("\"{a}\"")).collect();
-        toml.push_str(&format!(
-            "\n[http.pools.{name}]\nmembers = [{}]\n{extra}\n",
-            m.join(", ")
-        ));
-    }
-    std::fs::write(dir.join("dnspolicy.toml"), toml).expect("config");
-    dir
-}
-
-fn start(dir: &Path) -> Served {
-    let config = dir.join("dnspolicy.toml");
-    serve(
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--admin",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        Some(&dir.join("serve.log")),
-    )
-}
 
 fn example_policy() -> String {
     std::fs::read_to_string(common::repo_root().join("examples/http/routes.dsl")).expect("example")
@@ -496,10 +452,22 @@ fn malformed_and_abusive_requests_are_refused() {
     let mut all = Vec::new();
     let _ = std::io::Read::read_to_end(&mut c, &mut all);
     let all = String::from_utf8_lossy(&all);
-    let (ok, refused) = all.split_once("HTTP/1.1 400").expect("a 400 after the first answer");
-    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("api GET /ok "), "{all}");
-    assert!(refused.contains("connection: close") && refused.contains("both Content-Length and Transfer-Encoding"), "{all}");
-    assert!(!all.contains("/smuggled") && !all.contains("/first"), "{all}");
+    let (ok, refused) = all
+        .split_once("HTTP/1.1 400")
+        .expect("a 400 after the first answer");
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains("api GET /ok "),
+        "{all}"
+    );
+    assert!(
+        refused.contains("connection: close")
+            && refused.contains("both Content-Length and Transfer-Encoding"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("/smuggled") && !all.contains("/first"),
+        "{all}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         b.served.load(Ordering::Relaxed),

@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{serve, temp, Served};
+use std::path::Path;
+
 /// A hyper server on a loopback port: answers `NAME METHOD PATH` plus the
 /// headers the proxy adds or edits, echoes `/echo` bodies as they stream,
 /// and fails `/health` while `healthy` is false.
@@ -252,4 +255,47 @@ pub fn get_with(addr: SocketAddr, path: &str, headers: &[&str]) -> Raw {
     }
     req.push_str("\r\n");
     raw(addr, req.as_bytes())
+}
+
+/// A config with `routes.dsl` in its plugin directory and one pool per
+/// `(name, members, extra TOML)`.
+pub fn setup(
+    tag: &str,
+    policy: &str,
+    pools: &[(&str, Vec<SocketAddr>, &str)],
+    http_extra: &str,
+) -> std::path::PathBuf {
+    let dir = temp("http", tag);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("dir");
+    std::fs::write(plugins.join("routes.dsl"), policy).expect("policy");
+    let mut toml = format!(
+        "plugin_dir = \"{}\"\nhot_reload = true\n\n[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n{http_extra}\n",
+        plugins.display()
+    );
+    for (name, members, extra) in pools {
+        let m: Vec<String> = members.iter().map(|a| format!("\"{a}\"")).collect();
+        toml.push_str(&format!(
+            "\n[http.pools.{name}]\nmembers = [{}]\n{extra}\n",
+            m.join(", ")
+        ));
+    }
+    std::fs::write(dir.join("dnspolicy.toml"), toml).expect("config");
+    dir
+}
+
+/// `serve` with `dir`'s config, an admin and an HTTP listener on free ports.
+pub fn start(dir: &Path) -> Served {
+    let config = dir.join("dnspolicy.toml");
+    serve(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--admin",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        Some(&dir.join("serve.log")),
+    )
 }

@@ -74,7 +74,8 @@ pub(super) async fn serve_conn(
                     break Next::Handover;
                 }
             } else if !buf.is_empty() {
-                let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FAST_HEADERS];
+                let mut fields =
+                    [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FAST_HEADERS];
                 let mut req = httparse::Request::new(&mut []);
                 let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
                     &mut req,
@@ -83,7 +84,6 @@ pub(super) async fn serve_conn(
                 );
                 match parsed {
                     Ok(httparse::Status::Complete(n)) if n <= max_head => {
-                        http.stats.requests.fetch_add(1, Relaxed);
                         let next =
                             request(&mut stream, &req, &peer, &shared, &http, &mut scratch).await;
                         if matches!(next, Next::KeepAlive) {
@@ -92,17 +92,38 @@ pub(super) async fn serve_conn(
                         break next;
                     }
                     Ok(httparse::Status::Complete(_)) => {
-                        break refuse(&mut stream, &http, 431, "request header fields too large\n", &mut scratch).await;
+                        break refuse(
+                            &mut stream,
+                            &http,
+                            431,
+                            "request header fields too large\n",
+                            &mut scratch,
+                        )
+                        .await;
                     }
                     Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-                        break refuse(&mut stream, &http, 431, "request header fields too large\n", &mut scratch).await;
+                        break refuse(
+                            &mut stream,
+                            &http,
+                            431,
+                            "request header fields too large\n",
+                            &mut scratch,
+                        )
+                        .await;
                     }
                     Ok(httparse::Status::Partial) => {}
                     Err(httparse::Error::TooManyHeaders) if cfg.max_headers > FAST_HEADERS => {
                         break Next::Handover;
                     }
                     Err(httparse::Error::TooManyHeaders) => {
-                        break refuse(&mut stream, &http, 431, "too many header fields\n", &mut scratch).await;
+                        break refuse(
+                            &mut stream,
+                            &http,
+                            431,
+                            "too many header fields\n",
+                            &mut scratch,
+                        )
+                        .await;
                     }
                     Err(e) => {
                         let why = format!("malformed request: {e}\n");
@@ -112,7 +133,8 @@ pub(super) async fn serve_conn(
             }
             // More bytes, within the time; between requests, `stop` ends it.
             let idle = buf.is_empty();
-            let read = tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf, max_head));
+            let read =
+                tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf, max_head));
             let got = if idle {
                 tokio::select! {
                     r = read => r,
@@ -127,6 +149,7 @@ pub(super) async fn serve_conn(
             }
         };
         first = false;
+        scratch.trim();
         match next {
             Next::KeepAlive if !stop.is_cancelled() => {}
             Next::KeepAlive | Next::Close => {
@@ -183,21 +206,21 @@ async fn request(
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Next::Handover;
     };
-    // HTTP/1.0 (keep-alive by request, no chunked answers) and absolute or
-    // asterisk targets are hyper's.
-    if version != 1 || !target.starts_with('/') {
-        return Next::Handover;
-    }
     let mut s = Scan::default();
     for h in req.headers.iter() {
         s.add(h);
     }
+    // Refused on any request the fast path sees, before it could reach hyper.
     if let Some(why) = s.refusal() {
+        http.stats.requests.fetch_add(1, Relaxed);
         return refuse(stream, http, 400, why, scratch).await;
     }
-    if s.body || s.upgrade {
+    // HTTP/1.0 (keep-alive by request, no chunked answers), absolute or
+    // asterisk targets, bodies and upgrades are hyper's, and counted there.
+    if version != 1 || !target.starts_with('/') || s.body || s.upgrade {
         return Next::Handover;
     }
+    http.stats.requests.fetch_add(1, Relaxed);
     let view = View {
         method,
         target,
@@ -215,13 +238,21 @@ async fn request(
         }
         Some(Verdict::Respond { status, body }) => {
             http.stats.responded.fetch_add(1, Relaxed);
-            let status = if (200..=599).contains(&status) { status } else { 500 };
+            let status = if (200..=599).contains(&status) {
+                status
+            } else {
+                500
+            };
             Local::new(status, body.to_string())
         }
         Some(Verdict::Redirect { status, location }) => {
             http.stats.redirected.fetch_add(1, Relaxed);
             if route::visible(location.as_bytes()) {
-                let status = if (300..=399).contains(&status) { status } else { 302 };
+                let status = if (300..=399).contains(&status) {
+                    status
+                } else {
+                    302
+                };
                 Local {
                     location: Some(location.to_string()),
                     ..Local::new(status, "")
@@ -264,7 +295,12 @@ async fn refuse(
     scratch: &mut Scratch,
 ) -> Next {
     http.stats.refused.fetch_add(1, Relaxed);
-    write_local(&mut scratch.out, &Local::new(status, why.to_string()), false, true);
+    write_local(
+        &mut scratch.out,
+        &Local::new(status, why.to_string()),
+        false,
+        true,
+    );
     let _ = stream.write_all(&scratch.out).await;
     Next::Close
 }
@@ -353,7 +389,9 @@ impl<'b> Scan<'b> {
         } else if n.eq_ignore_ascii_case("host") {
             self.hosts += 1;
             if self.host.is_none() {
-                self.host = std::str::from_utf8(h.value).ok().filter(|_| route::visible(h.value));
+                self.host = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|_| route::visible(h.value));
             }
         } else if n.eq_ignore_ascii_case("connection") {
             self.connection.push(h.value);
@@ -383,8 +421,14 @@ impl<'b> Scan<'b> {
 
 /// `b` without leading and trailing spaces and tabs.
 pub(super) fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -509,7 +553,9 @@ mod tests {
     #[test]
     fn framing_that_could_smuggle_is_refused() {
         assert!(scan(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_none());
-        assert!(scan(b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").is_none());
+        assert!(
+            scan(b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n").is_none()
+        );
         for bad in [
             &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",

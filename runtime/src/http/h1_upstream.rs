@@ -53,6 +53,18 @@ pub(super) struct Scratch {
     resp: Vec<u8>,
 }
 
+impl Scratch {
+    /// Lets go of buffers a large answer grew (a kept-alive connection
+    /// holds its scratch between requests).
+    pub(super) fn trim(&mut self) {
+        for b in [&mut self.out, &mut self.resp] {
+            if b.capacity() > 64 * 1024 {
+                *b = Vec::new();
+            }
+        }
+    }
+}
+
 /// The client's request, as parsed.
 pub(super) struct Req<'r> {
     pub method: &'r str,
@@ -128,7 +140,13 @@ pub(super) async fn forward(
         ));
     };
     let addr = picked.member.addr;
-    write_request(&mut s.out, req, peer, picked.member.authority.as_str(), edits);
+    write_request(
+        &mut s.out,
+        req,
+        peer,
+        picked.member.authority.as_str(),
+        edits,
+    );
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(http.config.upstream_timeout_ms);
     let idempotent = matches!(
@@ -239,7 +257,13 @@ fn timed_out(http: &HttpState, picked: &Picked<'_>) -> Local {
 }
 
 /// The request head for the upstream into `out`.
-fn write_request(out: &mut Vec<u8>, req: &Req<'_>, peer: &Peer, authority: &str, edits: &[HeaderOp]) {
+fn write_request(
+    out: &mut Vec<u8>,
+    req: &Req<'_>,
+    peer: &Peer,
+    authority: &str,
+    edits: &[HeaderOp],
+) {
     out.clear();
     let edited = |name: &str| edits.iter().any(|e| e.name.eq_ignore_ascii_case(name));
     let line = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
@@ -308,7 +332,9 @@ fn write_request(out: &mut Vec<u8>, req: &Req<'_>, peer: &Peer, authority: &str,
     }
     // Edits in order: the last one for a name decides it.
     for (i, e) in edits.iter().enumerate() {
-        let later = edits[i + 1..].iter().any(|l| l.name.eq_ignore_ascii_case(&e.name));
+        let later = edits[i + 1..]
+            .iter()
+            .any(|l| l.name.eq_ignore_ascii_case(&e.name));
         if let (Some(v), false) = (&e.value, later) {
             if token(&e.name) && route::visible(v.as_bytes()) {
                 line(out, &e.name, v.as_bytes());
@@ -409,7 +435,11 @@ impl Chunks {
                 Chunks::Data(n) => {
                     let take = n.min((b.len() - i) as u64);
                     i += take as usize;
-                    *self = if take == n { Chunks::DataCr } else { Chunks::Data(n - take) };
+                    *self = if take == n {
+                        Chunks::DataCr
+                    } else {
+                        Chunks::Data(n - take)
+                    };
                     continue;
                 }
                 Chunks::DataCr if c == b'\r' => Chunks::DataLf,
@@ -461,7 +491,11 @@ async fn exchange_head(
         resp.reserve(8 * 1024);
         match up.read_buf(resp).await {
             Ok(0) | Err(_) if resp.is_empty() => return Err(UpErr::Closed),
-            Ok(0) => return Err(UpErr::Bad("the upstream closed in the middle of a head".into())),
+            Ok(0) => {
+                return Err(UpErr::Bad(
+                    "the upstream closed in the middle of a head".into(),
+                ))
+            }
             Err(e) => return Err(UpErr::Bad(e.to_string())),
             Ok(_) => {}
         }
@@ -497,9 +531,11 @@ enum Parsed {
 fn parse_head(resp: &[u8], out: &mut Vec<u8>, req: &Req<'_>) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; RESPONSE_FIELDS];
     let mut r = httparse::Response::new(&mut []);
-    let n = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut r, resp, &mut fields)
-    {
+    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        resp,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(e) => return Parsed::Bad(format!("malformed response head: {e}")),
@@ -542,7 +578,12 @@ fn parse_head(resp: &[u8], out: &mut Vec<u8>, req: &Req<'_>) -> Parsed {
     } else if !te.is_empty() {
         Framing::Close
     } else if let Some(l) = length {
-        Framing::Length(std::str::from_utf8(l).ok().and_then(|l| l.parse().ok()).unwrap_or(0))
+        Framing::Length(
+            std::str::from_utf8(l)
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0),
+        )
     } else {
         Framing::Close
     };

@@ -135,13 +135,10 @@ pub(super) fn decide(
         }
         return Some(verdict);
     }
-    http.config
-        .default_pool
-        .as_ref()
-        .map(|d| Verdict::Route {
-            pool: d.as_str().into(),
-            headers: Arc::from([]),
-        })
+    http.config.default_pool.as_ref().map(|d| Verdict::Route {
+        pool: d.as_str().into(),
+        headers: Arc::from([]),
+    })
 }
 
 /// Whether `b` is a header value hyper's `to_str` reads (visible ASCII,

@@ -132,6 +132,8 @@ fn pipelined_requests_and_every_body_framing_pass_through() {
     let (st, head, body, at) = next_response(&all, 0, false);
     assert_eq!((st, body.as_slice()), (200, &b"ok"[..]), "{head}");
     assert!(head.contains("x-kind: len"), "{head}");
+    // The raw backend sends no Date: the proxy adds one (RFC 9110 §6.6.1).
+    assert!(head.contains("\r\ndate: "), "{head}");
     let (st, head, body, at) = next_response(&all, at, false);
     assert_eq!(st, 200, "{head}");
     assert!(head.contains("x-kind: chunked"), "{head}");

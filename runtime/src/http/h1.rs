@@ -326,6 +326,16 @@ pub(super) fn write_local(out: &mut Vec<u8>, a: &Local, head: bool, close: bool)
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    push_date(out);
+    out.extend_from_slice(b"\r\n");
+    if !head {
+        out.extend_from_slice(a.body.as_bytes());
+    }
+}
+
+/// A `Date` field line of now (RFC 9110 §6.6.1: an origin server with a
+/// clock sends one, and a proxy adds one to an answer that has none).
+pub(super) fn push_date(out: &mut Vec<u8>) {
     DATE.with(|d| {
         let mut d = d.borrow_mut();
         let now = std::time::SystemTime::now();
@@ -337,11 +347,8 @@ pub(super) fn write_local(out: &mut Vec<u8>, a: &Local, head: bool, close: bool)
         }
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(d.1.as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(b"\r\n");
     });
-    if !head {
-        out.extend_from_slice(a.body.as_bytes());
-    }
 }
 
 thread_local! {

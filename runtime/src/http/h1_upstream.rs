@@ -6,6 +6,7 @@
 //! (passed through as sent, its end found by [`Chunks`]) or until the
 //! upstream closes — on this thread's own kept-alive connections.
 
+use super::chunked::Chunks;
 use super::h1::trim;
 use super::pool::Picked;
 use super::route::{self, Peer};
@@ -377,86 +378,6 @@ impl Framing {
     }
 }
 
-/// Where a chunked body ends (RFC 9112 §7.1): sizes, data, the last chunk
-/// and its trailer section.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Chunks {
-    /// In a chunk size (value, digits so far).
-    Size(u64, u8),
-    /// In a chunk extension, up to its CR (the size).
-    Ext(u64),
-    /// After a size line's CR.
-    SizeLf(u64),
-    /// Chunk data left.
-    Data(u64),
-    /// After a chunk's data.
-    DataCr,
-    DataLf,
-    /// At the start of a trailer line (or the final CRLF).
-    TrailerStart,
-    /// In a trailer line.
-    TrailerLine,
-    /// After the final CR.
-    EndLf,
-}
-
-impl Default for Chunks {
-    fn default() -> Self {
-        Chunks::Size(0, 0)
-    }
-}
-
-impl Chunks {
-    /// Takes the next bytes: `Some(n)` when the body ends after `n` of them.
-    pub(super) fn feed(&mut self, b: &[u8]) -> Result<Option<usize>, ()> {
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            *self = match *self {
-                Chunks::Size(n, d) => match c {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if d < 15 => {
-                        let v = (c as char).to_digit(16).ok_or(())? as u64;
-                        Chunks::Size(n * 16 + v, d + 1)
-                    }
-                    b'\r' if d > 0 => Chunks::SizeLf(n),
-                    b';' | b' ' | b'\t' if d > 0 => Chunks::Ext(n),
-                    _ => return Err(()),
-                },
-                Chunks::Ext(n) => match c {
-                    b'\r' => Chunks::SizeLf(n),
-                    b'\n' => return Err(()),
-                    _ => Chunks::Ext(n),
-                },
-                Chunks::SizeLf(n) => match c {
-                    b'\n' if n == 0 => Chunks::TrailerStart,
-                    b'\n' => Chunks::Data(n),
-                    _ => return Err(()),
-                },
-                Chunks::Data(n) => {
-                    let take = n.min((b.len() - i) as u64);
-                    i += take as usize;
-                    *self = if take == n {
-                        Chunks::DataCr
-                    } else {
-                        Chunks::Data(n - take)
-                    };
-                    continue;
-                }
-                Chunks::DataCr if c == b'\r' => Chunks::DataLf,
-                Chunks::DataLf if c == b'\n' => Chunks::Size(0, 0),
-                Chunks::DataCr | Chunks::DataLf => return Err(()),
-                Chunks::TrailerStart if c == b'\r' => Chunks::EndLf,
-                Chunks::TrailerStart | Chunks::TrailerLine if c == b'\n' => Chunks::TrailerStart,
-                Chunks::TrailerStart | Chunks::TrailerLine => Chunks::TrailerLine,
-                Chunks::EndLf if c == b'\n' => return Ok(Some(i + 1)),
-                Chunks::EndLf => return Err(()),
-            };
-            i += 1;
-        }
-        Ok(None)
-    }
-}
-
 /// A parsed upstream response head.
 struct Head {
     /// Its length in the buffer.
@@ -600,10 +521,12 @@ fn parse_head(resp: &[u8], out: &mut Vec<u8>, req: &Req<'_>) -> Parsed {
         .or_else(|| hyper::StatusCode::from_u16(code).ok()?.canonical_reason())
         .unwrap_or("");
     let _ = write!(out, "HTTP/1.1 {code} {reason}\r\n");
+    let mut dated = false;
     for h in r.headers.iter() {
         if hop_by_hop(h.name, &connection) {
             continue;
         }
+        dated |= h.name.eq_ignore_ascii_case("date");
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
@@ -618,6 +541,9 @@ fn parse_head(resp: &[u8], out: &mut Vec<u8>, req: &Req<'_>) -> Parsed {
     }
     if close_client {
         out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !dated {
+        super::h1::push_date(out);
     }
     out.extend_from_slice(b"\r\n");
     Parsed::Head(Head {
@@ -697,44 +623,4 @@ pub(super) fn sweep() {
 /// Closes this thread's idle connections (before its runtime goes).
 pub(super) fn close_idle() {
     IDLE.with(|idle| idle.borrow_mut().clear());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn end(body: &[u8], split: usize) -> Result<Option<usize>, ()> {
-        let mut c = Chunks::default();
-        let (a, b) = body.split_at(split);
-        match c.feed(a)? {
-            Some(n) => Ok(Some(n)),
-            None => Ok(c.feed(b)?.map(|n| n + a.len())),
-        }
-    }
-
-    #[test]
-    fn a_chunked_body_ends_where_it_says_at_any_split() {
-        let body = b"5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
-        let want = body.len() - 4;
-        for split in 0..=body.len() {
-            assert_eq!(end(body, split), Ok(Some(want)), "split at {split}");
-        }
-        assert_eq!(end(b"0\r\n\r\n", 2), Ok(Some(5)));
-        assert_eq!(end(b"3\r\nabc\r\n", 4), Ok(None));
-    }
-
-    #[test]
-    fn malformed_chunks_are_errors() {
-        for bad in [
-            &b"x\r\n"[..],
-            b"\r\n",
-            b"3\r\nabcX",
-            b"3\nabc\r\n",
-            b"fffffffffffffffff\r\n",
-            b"0\r\n\rX",
-        ] {
-            let mut c = Chunks::default();
-            assert_eq!(c.feed(bad), Err(()), "{}", String::from_utf8_lossy(bad));
-        }
-    }
 }

@@ -9,6 +9,7 @@
 //! Depends on `plugin` (the chain), `server::Shared` and `geo`; the DNS
 //! path never calls into it.
 
+mod chunked;
 pub mod config;
 mod h1;
 mod h1_upstream;

@@ -23,6 +23,9 @@ fn answer(path: &str) -> &'static [u8] {
         "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
         "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater",
         "/close" => b"HTTP/1.0 200 OK\r\nX-Kind: close\r\n\r\nuntil the close",
+        "/connlen" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\nhello",
+        "/cut" => b"HTTP/1.1 200 OK\r\n\r\npartial",
+        "/nostatus" => b"HTTP/1.1 000 X\r\nContent-Length: 0\r\n\r\n",
         _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
     }
 }
@@ -47,6 +50,11 @@ fn raw_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                         buf.drain(..end + 4);
                         let path = head.split(' ').nth(1).unwrap_or("");
                         if c.write_all(answer(path)).is_err() || path == "/close" {
+                            return;
+                        }
+                        if path == "/cut" {
+                            // Stalls mid-body (no length: the close would end it).
+                            std::thread::sleep(Duration::from_secs(3));
                             return;
                         }
                     }
@@ -97,6 +105,15 @@ fn next_response(b: &[u8], at: usize, head_request: bool) -> (u16, String, Vec<u
     (status, head, body, at + i)
 }
 
+/// Sends `bytes` on a new connection and reads until the server closes it.
+fn exchange(http: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut c = connect(http);
+    c.write_all(bytes).expect("send");
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    all
+}
+
 fn connect(http: SocketAddr) -> TcpStream {
     let c = TcpStream::connect(http).expect("connect");
     c.set_read_timeout(Some(Duration::from_secs(5)))
@@ -108,27 +125,30 @@ fn connect(http: SocketAddr) -> TcpStream {
 fn pipelined_requests_and_every_body_framing_pass_through() {
     let (raw, conns) = raw_backend();
     let api = backend("api");
-    let policy = "rule e when {http.path} == \"/echo\" { then route api }\nthen route raw\n";
+    let policy = "rule e when {http.path} == \"/echo\" { then route api }\n\
+                  rule n when {http.path} == \"/nocontent\" { then respond 204 \"gone\" }\n\
+                  rule a when {http.path} == \"/admin\" { then respond 403 \"no\" }\n\
+                  then route raw\n";
     let dir = setup(
         "fast",
         policy,
-        &[("raw", vec![raw], ""), ("api", vec![api.addr], "")],
-        "",
+        &[
+            ("raw", vec![raw], "[http.pools.raw.eject]\nfailures = 0"),
+            ("api", vec![api.addr], ""),
+        ],
+        "body_timeout_ms = 300",
     );
     let s = start(&dir);
     let http = s.http.expect("http");
 
     // Four requests in one write, answered in order on one connection.
-    let mut c = connect(http);
-    c.write_all(
+    let all = exchange(
+        http,
         b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n\
           HEAD /len HTTP/1.1\r\nHost: x\r\n\r\n\
           GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .expect("send");
-    let mut all = Vec::new();
-    let _ = c.read_to_end(&mut all);
+    );
     let (st, head, body, at) = next_response(&all, 0, false);
     assert_eq!((st, body.as_slice()), (200, &b"ok"[..]), "{head}");
     assert!(head.contains("x-kind: len"), "{head}");
@@ -161,11 +181,7 @@ fn pipelined_requests_and_every_body_framing_pass_through() {
 
     // A body that ends with the upstream's close: the client's connection
     // ends after it too (that is its framing), whatever the client asked.
-    let mut c = connect(http);
-    c.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("send");
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).expect("closed after the body");
+    let all = exchange(http, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
     let (st, head, body, _) = next_response(&all, 0, false);
     assert_eq!(
         (st, body.as_slice()),
@@ -177,11 +193,7 @@ fn pipelined_requests_and_every_body_framing_pass_through() {
 
     // A request with a body after a fast-path one on the same connection:
     // the connection goes to hyper, and both are answered.
-    let mut c = connect(http);
-    c.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
-        .expect("send");
-    let mut all = Vec::new();
-    let _ = c.read_to_end(&mut all);
+    let all = exchange(http, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     let (st, head, _, at) = next_response(&all, 0, false);
     assert_eq!(st, 200, "{head}");
     let (st, head, body, _) = next_response(&all, at, false);
@@ -194,5 +206,67 @@ fn pipelined_requests_and_every_body_framing_pass_through() {
         conns.load(Ordering::SeqCst) <= 3,
         "{} upstream connections",
         conns.load(Ordering::SeqCst)
+    );
+
+    // `Connection: content-length` from the upstream does not strip the
+    // length its body is framed by; a local 204 has no body (its text would
+    // be read as the next answer).
+    let all = exchange(
+        http,
+        b"GET /connlen HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /len HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (st, head, body, at) = next_response(&all, 0, false);
+    assert_eq!((st, body.as_slice()), (200, &b"hello"[..]), "{head}");
+    assert!(head.contains("content-length: 5"), "{head}");
+    let (st, head, body, at) = next_response(&all, at, true);
+    assert_eq!((st, body.len()), (204, 0), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let (st, head, body, at) = next_response(&all, at, false);
+    assert_eq!((st, body.as_slice()), (200, &b"ok"[..]), "{head}");
+    assert_eq!(at, all.len(), "{:?}", String::from_utf8_lossy(&all));
+
+    // A target with a fragment goes to hyper, whose URI the policy reads
+    // without it: `/admin#x` is `/admin` to the rule, not a way past it.
+    let all = exchange(
+        http,
+        b"GET /admin#x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (st, head, _, _) = next_response(&all, 0, false);
+    assert_eq!(st, 403, "{head}");
+
+    // A status line with no real status is a bad answer: 502.
+    let all = exchange(
+        http,
+        b"GET /nostatus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (st, head, _, _) = next_response(&all, 0, false);
+    assert_eq!(st, 502, "{head}");
+
+    // A body delimited by the close that stalls: after body_timeout_ms the
+    // client's connection is reset, not closed (a clean close would make
+    // the part that came look complete).
+    let mut c = connect(http);
+    c.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        match c.read(&mut chunk) {
+            Ok(0) => break None,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert!(
+        String::from_utf8_lossy(&got).ends_with("partial"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "reset, not closed"
     );
 }

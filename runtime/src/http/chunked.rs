@@ -21,6 +21,8 @@ pub(super) enum Chunks {
     TrailerStart,
     /// In a trailer line.
     TrailerLine,
+    /// After a trailer line's CR.
+    TrailerLf,
     /// After the final CR.
     EndLf,
 }
@@ -70,9 +72,14 @@ impl Chunks {
                 Chunks::DataCr if c == b'\r' => Chunks::DataLf,
                 Chunks::DataLf if c == b'\n' => Chunks::Size(0, 0),
                 Chunks::DataCr | Chunks::DataLf => return Err(()),
+                // Lines end in CRLF here too: a bare LF would let a lenient
+                // client end the body where this does not.
                 Chunks::TrailerStart if c == b'\r' => Chunks::EndLf,
-                Chunks::TrailerStart | Chunks::TrailerLine if c == b'\n' => Chunks::TrailerStart,
+                Chunks::TrailerStart | Chunks::TrailerLine if c == b'\n' => return Err(()),
+                Chunks::TrailerStart | Chunks::TrailerLine if c == b'\r' => Chunks::TrailerLf,
                 Chunks::TrailerStart | Chunks::TrailerLine => Chunks::TrailerLine,
+                Chunks::TrailerLf if c == b'\n' => Chunks::TrailerStart,
+                Chunks::TrailerLf => return Err(()),
                 Chunks::EndLf if c == b'\n' => return Ok(Some(i + 1)),
                 Chunks::EndLf => return Err(()),
             };
@@ -115,6 +122,8 @@ mod tests {
             b"3\nabc\r\n",
             b"fffffffffffffffff\r\n",
             b"0\r\n\rX",
+            b"0\r\n\n",
+            b"0\r\nX-T: 1\n\r\n",
         ] {
             let mut c = Chunks::default();
             assert_eq!(c.feed(bad), Err(()), "{}", String::from_utf8_lossy(bad));

@@ -41,6 +41,9 @@ enum Next {
     KeepAlive,
     /// Close the connection.
     Close,
+    /// Reset the connection: an answer was cut short, and a clean close
+    /// could pass for its end (a body delimited by the close).
+    Abort,
     /// Give the connection, with every byte not yet handled, to hyper.
     Handover,
 }
@@ -156,6 +159,11 @@ pub(super) async fn serve_conn(
                 let _ = stream.shutdown().await;
                 return;
             }
+            Next::Abort => {
+                // SO_LINGER 0: the close sends RST, not FIN.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                return;
+            }
             Next::Handover => {
                 let io = Rewind {
                     pre: buf,
@@ -167,6 +175,16 @@ pub(super) async fn serve_conn(
             }
         }
     }
+}
+
+/// A target in origin form whose every byte RFC 3986 allows in a path or
+/// query (`pchar`, `/`, `?`, `%`): the policy reads it and the upstream
+/// gets it as it is.
+fn origin_form(target: &str) -> bool {
+    target.starts_with('/')
+        && target
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&c))
 }
 
 /// Drops a handled request's head from the buffer (pipelined requests
@@ -212,12 +230,13 @@ async fn request(
     }
     // Refused on any request the fast path sees, before it could reach hyper.
     if let Some(why) = s.refusal() {
-        http.stats.requests.fetch_add(1, Relaxed);
         return refuse(stream, http, 400, why, scratch).await;
     }
     // HTTP/1.0 (keep-alive by request, no chunked answers), absolute or
-    // asterisk targets, bodies and upgrades are hyper's, and counted there.
-    if version != 1 || !target.starts_with('/') || s.body || s.upgrade {
+    // asterisk targets (and any with a byte RFC 3986 does not allow there,
+    // such as a `#`: hyper's URI parser decides those), bodies and
+    // upgrades are hyper's, and counted there.
+    if version != 1 || !origin_form(target) || s.body || s.upgrade {
         return Next::Handover;
     }
     http.stats.requests.fetch_add(1, Relaxed);
@@ -272,7 +291,8 @@ async fn request(
                 close,
             };
             match h1_upstream::forward(stream, &r, peer, http, &pool, &headers, scratch).await {
-                Ok(true) if !close => return Next::KeepAlive,
+                Ok(h1_upstream::Relayed::KeepAlive) if !close => return Next::KeepAlive,
+                Ok(h1_upstream::Relayed::Abort) => return Next::Abort,
                 Ok(_) => return Next::Close,
                 Err(local) => local,
             }
@@ -280,9 +300,12 @@ async fn request(
         Some(_) => Local::new(404, "no route for this request\n"),
     };
     write_local(&mut scratch.out, &answer, head, close);
-    match stream.write_all(&scratch.out).await {
-        Ok(()) if !close => Next::KeepAlive,
-        _ => Next::Close,
+    // A client that does not read cannot hold the connection.
+    let limit = Duration::from_millis(http.config.body_timeout_ms);
+    match tokio::time::timeout(limit, stream.write_all(&scratch.out)).await {
+        Ok(Ok(())) if !close => Next::KeepAlive,
+        Ok(Ok(())) => Next::Close,
+        _ => Next::Abort,
     }
 }
 
@@ -314,12 +337,17 @@ pub(super) fn write_local(out: &mut Vec<u8>, a: &Local, head: bool, close: bool)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
-        a.status,
-        a.body.len()
-    );
+    // 204 and 304 have no body (RFC 9110 §15.3.5, §15.4.5): a `respond
+    // 204 "text"` sends none, or the text would be read as the next answer.
+    let bodiless = matches!(a.status, 204 | 304);
+    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", a.status);
+    if !bodiless {
+        let _ = write!(
+            out,
+            "content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+            a.body.len()
+        );
+    }
     if let Some(l) = &a.location {
         let _ = write!(out, "location: {l}\r\n");
     }
@@ -328,7 +356,7 @@ pub(super) fn write_local(out: &mut Vec<u8>, a: &Local, head: bool, close: bool)
     }
     push_date(out);
     out.extend_from_slice(b"\r\n");
-    if !head {
+    if !head && !bodiless {
         out.extend_from_slice(a.body.as_bytes());
     }
 }

@@ -95,13 +95,17 @@ const HOP: [&str; 9] = [
 ];
 
 /// Whether field `name` stays on this hop: a hop-by-hop field or one a
-/// `Connection` value names.
+/// `Connection` value names — but never `Content-Length`, which frames the
+/// message relayed as it is (`Connection: content-length` must not leave
+/// a body without its length).
 fn hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection.iter().any(|v| {
-            v.split(|&c| c == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(name.as_bytes()))
-        })
+        || !connection.is_empty()
+            && !name.eq_ignore_ascii_case("content-length")
+            && connection.iter().any(|v| {
+                v.split(|&c| c == b',')
+                    .any(|t| trim(t).eq_ignore_ascii_case(name.as_bytes()))
+            })
 }
 
 /// A field name as RFC 9110 §5.1 allows (a token).
@@ -116,10 +120,19 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Response header fields taken at most (hyper's client default).
 const RESPONSE_FIELDS: usize = 100;
 
+/// How a relayed answer left the client's connection.
+pub(super) enum Relayed {
+    /// Sent whole; the connection may carry another request.
+    KeepAlive,
+    /// Sent whole; the connection ends (the client or the framing says so).
+    Close,
+    /// Cut short (the upstream stalled or broke, or the client did not
+    /// read): the connection is reset, never closed as if complete.
+    Abort,
+}
+
 /// Relays the request to a member of `pool_name` and its answer to
-/// `client`. `Ok(true)`: the client connection may carry another request;
-/// `Ok(false)`: close it (the answer is sent or was cut short); `Err`: no
-/// upstream answer began, answer this locally.
+/// `client`; `Err`: no upstream answer began, answer this locally.
 pub(super) async fn forward(
     client: &mut TcpStream,
     req: &Req<'_>,
@@ -128,7 +141,7 @@ pub(super) async fn forward(
     pool_name: &str,
     edits: &[HeaderOp],
     s: &mut Scratch,
-) -> Result<bool, Local> {
+) -> Result<Relayed, Local> {
     let Some(pool) = http.pools.get(pool_name) else {
         http.stats.unknown_pool.fetch_add(1, Relaxed);
         tracing::warn!(pool = %pool_name, "a policy routed to a pool that is not configured");
@@ -176,6 +189,14 @@ pub(super) async fn forward(
             Err(_) => return Err(timed_out(http, &picked)),
         }
     };
+    // The body: what came with the head, then as it comes; each read from
+    // the upstream and each write to the client within body_timeout_ms.
+    let body_time = Duration::from_millis(http.config.body_timeout_ms);
+    let mut body = head.framing;
+    let after = &s.resp[head.len..];
+    let Ok((done, used)) = body.feed(after) else {
+        return Err(failed(http, &picked, pool_name, "a malformed chunked body"));
+    };
     if head.code >= 500 {
         picked.failed();
     } else {
@@ -185,61 +206,58 @@ pub(super) async fn forward(
     let class = (head.code / 100).clamp(1, 5) as usize - 1;
     http.stats.relayed[class].fetch_add(1, Relaxed);
     pool.responses[class].fetch_add(1, Relaxed);
-
-    // The body: what came with the head, then as it comes; each read from
-    // the upstream and each write to the client within body_timeout_ms.
-    let body_time = Duration::from_millis(http.config.body_timeout_ms);
-    let mut body = head.framing;
-    let after = &s.resp[head.len..];
-    let Ok((mut done, used)) = body.feed(after) else {
-        return Ok(false);
+    let whole = if head.close_client {
+        Relayed::Close
+    } else {
+        Relayed::KeepAlive
     };
     let mut reusable = head.keep && !(done && used < after.len());
     s.out.extend_from_slice(&after[..used]);
-    if done && reusable {
-        put_back(addr, up);
-        return match tokio::time::timeout(body_time, client.write_all(&s.out)).await {
-            Ok(Ok(())) => Ok(!head.close_client),
-            _ => Ok(false),
-        };
-    }
-    if !matches!(
+    let wrote = matches!(
         tokio::time::timeout(body_time, client.write_all(&s.out)).await,
         Ok(Ok(()))
-    ) {
-        return Ok(false);
+    );
+    if done {
+        if reusable {
+            put_back(addr, up);
+        }
+        return Ok(if wrote { whole } else { Relayed::Abort });
     }
-    while !done {
+    if !wrote {
+        return Ok(Relayed::Abort);
+    }
+    loop {
         s.resp.clear();
         s.resp.reserve(16 * 1024);
         let n = match tokio::time::timeout(body_time, up.read_buf(&mut s.resp)).await {
             Ok(Ok(n)) => n,
-            // Stalled or broken: the client's connection ends with what
-            // came, never with a complete-looking body.
-            _ => return Ok(false),
+            // Stalled or broken: the client's connection is reset with what
+            // came, never closed as if the body were complete.
+            _ => return Ok(Relayed::Abort),
         };
         if n == 0 {
             if matches!(body, Framing::Close) {
-                break;
+                return Ok(whole);
             }
-            return Ok(false);
+            return Ok(Relayed::Abort);
         }
         let Ok((d, used)) = body.feed(&s.resp) else {
-            return Ok(false);
+            return Ok(Relayed::Abort);
         };
         reusable &= !(d && used < n);
-        done = d;
         if !matches!(
             tokio::time::timeout(body_time, client.write_all(&s.resp[..used])).await,
             Ok(Ok(()))
         ) {
-            return Ok(false);
+            return Ok(Relayed::Abort);
+        }
+        if d {
+            if reusable {
+                put_back(addr, up);
+            }
+            return Ok(whole);
         }
     }
-    if reusable {
-        put_back(addr, up);
-    }
-    Ok(!head.close_client)
 }
 
 /// A failed exchange: counted against the member, answered 502.
@@ -463,6 +481,7 @@ fn parse_head(resp: &[u8], out: &mut Vec<u8>, req: &Req<'_>) -> Parsed {
     };
     let code = r.code.unwrap_or(0);
     match code {
+        0..=99 => return Parsed::Bad(format!("status {code} is not a status")),
         101 => return Parsed::Bad("101 to a request that asked no upgrade".into()),
         100..=199 => return Parsed::Interim(n),
         _ => {}

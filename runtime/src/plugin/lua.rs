@@ -467,6 +467,12 @@ struct LuaCall {
     /// By the address of the GeoIP database's shared text (kept alive here,
     /// so an address is never reused for other text while cached).
     names: std::collections::HashMap<usize, (Arc<str>, mlua::LuaString)>,
+    /// The last client address and query name handed to Lua, as Lua
+    /// strings. Under a memory cap mlua makes every string in a protected
+    /// call that allocates a closure; an authoritative server's clients
+    /// are resolvers that send runs of queries, and hot names repeat.
+    last_ip: Option<(IpAddr, mlua::LuaString)>,
+    last_name: Option<(Arc<str>, mlua::LuaString)>,
 }
 
 /// Strings cached per state at most (GeoIP names are a finite set; past
@@ -492,6 +498,40 @@ impl LuaCall {
         Ok(s)
     }
 
+    fn ip(&mut self, lua: &Lua, ip: IpAddr) -> mlua::Result<mlua::LuaString> {
+        match &self.last_ip {
+            Some((last, s)) if *last == ip => Ok(s.clone()),
+            _ => {
+                let s = ip_string(lua, ip)?;
+                self.last_ip = Some((ip, s.clone()));
+                Ok(s)
+            }
+        }
+    }
+
+    /// An address argument: the string last handed out is known without
+    /// parsing it again (LuaJIT interns strings: same text, same pointer).
+    fn ip_arg(&self, ip: Option<mlua::LuaString>) -> mlua::Result<Option<IpAddr>> {
+        if let (Some(arg), Some((last, s))) = (&ip, &self.last_ip) {
+            if arg.to_pointer() == s.to_pointer() {
+                return Ok(Some(*last));
+            }
+        }
+        parse_ip(ip)
+    }
+
+    fn qname(&mut self, lua: &Lua) -> mlua::Result<mlua::LuaString> {
+        let q = self.call()?.qname.clone();
+        match &self.last_name {
+            Some((last, s)) if **last == *q => Ok(s.clone()),
+            _ => {
+                let s = lua.create_string(&*q)?;
+                self.last_name = Some((q, s.clone()));
+                Ok(s)
+            }
+        }
+    }
+
     fn name(&mut self, lua: &Lua, text: &Arc<str>) -> mlua::Result<mlua::LuaString> {
         let key = Arc::as_ptr(text) as *const u8 as usize;
         if let Some((_, s)) = self.names.get(&key) {
@@ -508,7 +548,8 @@ impl LuaCall {
 impl UserData for LuaCall {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_method_mut("get_client_ip", |lua, c, ()| {
-            ip_string(lua, c.call()?.client_ip())
+            let ip = c.call()?.client_ip();
+            c.ip(lua, ip)
         });
         m.add_method_mut("get_ecs", |_, c, ()| {
             Ok(c.call()?.ecs().map(|(ip, len)| format!("{ip}/{len}")))
@@ -516,30 +557,32 @@ impl UserData for LuaCall {
         m.add_method_mut("get_source_ip", |lua, c, ()| {
             ip_string(lua, c.call()?.client)
         });
-        m.add_method_mut("get_qname", |lua, c, ()| {
-            lua.create_string(&*c.call()?.qname)
-        });
+        m.add_method_mut("get_qname", |lua, c, ()| c.qname(lua));
         m.add_method_mut("get_qtype", |lua, c, ()| c.qtype(lua));
         m.add_method_mut(
             "lookup_geo_region",
             |lua, c, ip: Option<mlua::LuaString>| {
-                let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+                let ip = c.ip_arg(ip)?;
+                let geo = c.call()?.geo_of(ip).map_err(lua_err)?;
                 c.name(lua, &geo.region)
             },
         );
         m.add_method_mut(
             "lookup_geo_country",
             |lua, c, ip: Option<mlua::LuaString>| {
-                let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+                let ip = c.ip_arg(ip)?;
+                let geo = c.call()?.geo_of(ip).map_err(lua_err)?;
                 c.name(lua, &geo.country)
             },
         );
         m.add_method_mut("lookup_geo_city", |lua, c, ip: Option<mlua::LuaString>| {
-            let geo = c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?;
+            let ip = c.ip_arg(ip)?;
+            let geo = c.call()?.geo_of(ip).map_err(lua_err)?;
             c.name(lua, &geo.city)
         });
         m.add_method_mut("lookup_geo_asn", |_, c, ip: Option<mlua::LuaString>| {
-            Ok(c.call()?.geo_of(parse_ip(ip)?).map_err(lua_err)?.asn)
+            let ip = c.ip_arg(ip)?;
+            Ok(c.call()?.geo_of(ip).map_err(lua_err)?.asn)
         });
         m.add_method_mut(
             "set_answer",

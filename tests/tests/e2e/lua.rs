@@ -249,6 +249,10 @@ async fn a_kept_ctx_describes_the_current_query() {
         ("a.test.", RecordType::TXT, "TXT a.test/TXT"),
         ("b.test.", RecordType::TXT, "TXT b.test/TXT"),
         ("c.test.", RecordType::A, "TXT c.test/A"),
+        // The same name twice in a row, then another: the state's cached
+        // Lua string of the last name is reused, never served stale.
+        ("c.test.", RecordType::A, "TXT c.test/A"),
+        ("a.test.", RecordType::TXT, "TXT a.test/TXT"),
     ] {
         let r = udp(s.dns, &query(name, t)).await;
         assert_eq!(answers(&r), vec![want]);

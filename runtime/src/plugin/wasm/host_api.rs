@@ -25,16 +25,11 @@ pub(super) fn range(c: &Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<std::ops
 
 /// Bytes of the module's memory; a bad pointer or an argument over
 /// [`MAX_ARG_BYTES`] aborts the call.
-pub(super) fn read(c: &mut Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+pub(super) fn read(c: &mut Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<Arg> {
     read_max(c, ptr, len, MAX_ARG_BYTES)
 }
 
-pub(super) fn read_max(
-    c: &mut Cx<'_>,
-    ptr: i32,
-    len: i32,
-    max: usize,
-) -> wasmtime::Result<Vec<u8>> {
+pub(super) fn read_max(c: &mut Cx<'_>, ptr: i32, len: i32, max: usize) -> wasmtime::Result<Arg> {
     if len as u32 as usize > max {
         return Err(wasmtime::Error::msg(format!(
             "argument of {} bytes passed to the host; the limit is {max}",
@@ -43,12 +38,29 @@ pub(super) fn read_max(
     }
     let r = range(c, ptr, len)?;
     let mem = c.data().memory.ok_or_else(|| oob(ptr, len))?;
-    Ok(mem.data(&*c)[r].to_vec())
+    Ok(Arg::from_slice(&mem.data(&*c)[r]))
+}
+
+/// An argument's bytes, copied out of the module's memory (the call may
+/// change it); inline when short, as names and addresses are, so a call
+/// allocates nothing for them.
+pub(super) type Arg = smallvec::SmallVec<[u8; 64]>;
+
+/// Text an argument holds (checked UTF-8).
+pub(super) struct ArgText(Arg);
+
+impl std::ops::Deref for ArgText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Checked when made: never the default.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// Text from the module's memory; `None` when it is not UTF-8.
-pub(super) fn read_str(c: &mut Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<Option<String>> {
-    Ok(String::from_utf8(read(c, ptr, len)?).ok())
+pub(super) fn read_str(c: &mut Cx<'_>, ptr: i32, len: i32) -> wasmtime::Result<Option<ArgText>> {
+    let b = read(c, ptr, len)?;
+    Ok(std::str::from_utf8(&b).is_ok().then_some(ArgText(b)))
 }
 
 /// Writes `bytes` at `ptr` when they fit in `cap`; returns their length
@@ -78,11 +90,11 @@ pub(super) fn ip_arg(
     Ok(match len {
         0 => Some(None),
         4 => {
-            let b: [u8; 4] = read(c, ptr, 4)?.try_into().map_err(|_| oob(ptr, 4))?;
+            let b: [u8; 4] = read(c, ptr, 4)?[..].try_into().map_err(|_| oob(ptr, 4))?;
             Some(Some(IpAddr::from(b)))
         }
         16 => {
-            let b: [u8; 16] = read(c, ptr, 16)?.try_into().map_err(|_| oob(ptr, 16))?;
+            let b: [u8; 16] = read(c, ptr, 16)?[..].try_into().map_err(|_| oob(ptr, 16))?;
             Some(Some(IpAddr::from(b)))
         }
         _ => None,
@@ -110,7 +122,7 @@ pub(super) fn geo_text(
     c: &mut Cx<'_>,
     ip: (i32, i32),
     buf: (i32, i32),
-    pick: fn(&crate::geo::GeoInfo) -> String,
+    pick: fn(&crate::geo::GeoInfo) -> &str,
 ) -> wasmtime::Result<i32> {
     let Some(ip) = ip_arg(c, ip.0, ip.1)? else {
         return Ok(-1);
@@ -154,21 +166,21 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         m,
         "geo_region",
         |mut c: Cx<'_>, ip: i32, ip_len: i32, buf: i32, cap: i32| {
-            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| g.region.to_string())
+            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| &g.region)
         },
     )?;
     linker.func_wrap(
         m,
         "geo_country",
         |mut c: Cx<'_>, ip: i32, ip_len: i32, buf: i32, cap: i32| {
-            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| g.country.to_string())
+            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| &g.country)
         },
     )?;
     linker.func_wrap(
         m,
         "geo_city",
         |mut c: Cx<'_>, ip: i32, ip_len: i32, buf: i32, cap: i32| {
-            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| g.city.to_string())
+            geo_text(&mut c, (ip, ip_len), (buf, cap), |g| &g.city)
         },
     )?;
     linker.func_wrap(m, "geo_asn", |mut c: Cx<'_>, ip: i32, ip_len: i32| {
@@ -292,7 +304,7 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let text = read(&mut c, ptr, len)?;
             // Compiled policies hand over the same few verdicts again and
             // again: parse each text once per instance.
-            let cached = c.data().verdicts.get(&text).cloned();
+            let cached = c.data().verdicts.get(text.as_slice()).cloned();
             let verdict = cached.or_else(|| {
                 let v = serde_json::from_slice(&text)
                     .ok()
@@ -301,7 +313,7 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 if host.verdicts.len() >= 256 {
                     host.verdicts.clear();
                 }
-                host.verdicts.insert(text.clone(), v.clone());
+                host.verdicts.insert(text.to_vec(), v.clone());
                 Some(v)
             });
             let Some(verdict) = verdict else {
@@ -368,7 +380,7 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let pattern = read_max(&mut c, pp, pl, MAX_PATTERN_BYTES)?;
             let subject = read(&mut c, sp, sl)?;
             let host = c.data_mut();
-            if !host.regexes.contains_key(&pattern) {
+            if !host.regexes.contains_key(pattern.as_slice()) {
                 if host.regexes.len() >= 64 {
                     host.regexes.clear();
                 }
@@ -379,9 +391,9 @@ pub(super) fn define_host(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                         .build()
                         .ok()
                 });
-                host.regexes.insert(pattern.clone(), re);
+                host.regexes.insert(pattern.to_vec(), re);
             }
-            Ok(match host.regexes.get(&pattern) {
+            Ok(match host.regexes.get(pattern.as_slice()) {
                 Some(Some(re)) => i32::from(re.is_match(&subject)),
                 _ => -1,
             })

@@ -1,7 +1,10 @@
-//! The HTTP listener and one request's way through: limits, the client's
-//! address, the chain's HTTP policies, then a local answer or the upstream
-//! exchange (hop-by-hop headers out, `X-Forwarded-For` and `Forwarded`
-//! in, the policy's header edits, streamed bodies with time limits).
+//! The HTTP listener (proxy threads, each an event loop accepting from the
+//! one socket; every connection starts on the fast path, `h1`) and hyper's
+//! way through for what the fast path hands over — h2c, request bodies,
+//! upgrades, HTTP/1.0: limits, the client's address, the chain's HTTP
+//! policies (`route`), then a local answer or the upstream exchange
+//! (hop-by-hop headers out, `X-Forwarded-For` and `Forwarded` in, the
+//! policy's header edits, streamed bodies with time limits).
 
 use super::route::Peer;
 use super::{Body, HttpState};
@@ -275,8 +278,9 @@ async fn handle(
 /// Why a request is refused before its body is read: several lengths that
 /// differ, or both `Content-Length` and `Transfer-Encoding` (RFC 9112
 /// §6.1: where does the body end?). hyper already refuses the first and
-/// drops the length of the second on HTTP/1 (`first_head` refuses it on a
-/// connection's first request); this holds for whatever reaches here.
+/// drops the length of the second on HTTP/1 (the fast path refuses it on
+/// every request it reads, before handing a connection over); this holds
+/// for whatever reaches here.
 fn smuggling(h: &HeaderMap) -> Option<&'static str> {
     if h.contains_key(hyper::header::TRANSFER_ENCODING)
         && h.contains_key(hyper::header::CONTENT_LENGTH)

@@ -604,6 +604,25 @@ mod tests {
     }
 
     #[test]
+    fn only_plain_origin_form_targets_take_the_fast_path() {
+        for ok in ["/", "/a/b?c=d&e=%20", "/x;p=1/@:!$'()*+,~"] {
+            assert!(origin_form(ok), "{ok}");
+        }
+        for other in [
+            "/a#b",
+            "/a b",
+            "/<x>",
+            "/`",
+            "http://a/",
+            "*",
+            "/\"\"",
+            "/{x}",
+        ] {
+            assert!(!origin_form(other), "{other}");
+        }
+    }
+
+    #[test]
     fn trim_drops_spaces_and_tabs_only() {
         assert_eq!(trim(b" \tclose \t"), b"close");
         assert_eq!(trim(b"   "), b"");

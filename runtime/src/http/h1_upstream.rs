@@ -643,3 +643,18 @@ pub(super) fn sweep() {
 pub(super) fn close_idle() {
     IDLE.with(|idle| idle.borrow_mut().clear());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names_fields_but_never_the_length() {
+        let conn: &[&[u8]] = &[b"close, X-Secret", b" keep-alive "];
+        assert!(hop_by_hop("x-secret", conn));
+        assert!(hop_by_hop("Keep-Alive", conn));
+        assert!(hop_by_hop("Transfer-Encoding", &[]));
+        assert!(!hop_by_hop("x-other", conn));
+        assert!(!hop_by_hop("Content-Length", &[b"content-length"]));
+    }
+}

@@ -12,6 +12,8 @@
 //! never on a backend.
 
 mod actions;
+
+pub use actions::is_hop_by_hop;
 mod expr;
 mod infer;
 mod lint;

@@ -94,7 +94,9 @@ pub(super) async fn serve_conn(
                         }
                         break next;
                     }
-                    Ok(httparse::Status::Complete(_)) => {
+                    Ok(httparse::Status::Partial) if buf.len() < max_head => {}
+                    // A whole head over the limit, or none within it.
+                    Ok(_) => {
                         break refuse(
                             &mut stream,
                             &http,
@@ -104,17 +106,6 @@ pub(super) async fn serve_conn(
                         )
                         .await;
                     }
-                    Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-                        break refuse(
-                            &mut stream,
-                            &http,
-                            431,
-                            "request header fields too large\n",
-                            &mut scratch,
-                        )
-                        .await;
-                    }
-                    Ok(httparse::Status::Partial) => {}
                     Err(httparse::Error::TooManyHeaders) if cfg.max_headers > FAST_HEADERS => {
                         break Next::Handover;
                     }
@@ -502,16 +493,7 @@ impl RequestParts for View<'_> {
         self.target.split_once('?').map(|(_, q)| q)
     }
     fn header(&self, lower_name: &str) -> Option<Cow<'_, str>> {
-        let mut all = header_values(self.headers, lower_name);
-        let first = all.next()?;
-        let sep = if lower_name == "cookie" { "; " } else { ", " };
-        let mut joined: Option<String> = None;
-        for v in all {
-            let j = joined.get_or_insert_with(|| first.to_string());
-            j.push_str(sep);
-            j.push_str(v);
-        }
-        Some(joined.map_or(Cow::Borrowed(first), Cow::Owned))
+        route::join_fields(lower_name, header_values(self.headers, lower_name))
     }
 }
 

@@ -11,6 +11,7 @@ use super::h1::trim;
 use super::pool::Picked;
 use super::route::{self, Peer};
 use super::HttpState;
+use dnspolicy_compiler::check::is_hop_by_hop;
 use dnspolicy_compiler::ir::value::HeaderOp;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
@@ -81,25 +82,12 @@ pub(super) struct Req<'r> {
     pub close: bool,
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1).
-const HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Whether field `name` stays on this hop: a hop-by-hop field or one a
 /// `Connection` value names — but never `Content-Length`, which frames the
 /// message relayed as it is (`Connection: content-length` must not leave
 /// a body without its length).
 fn hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    is_hop_by_hop(name)
         || !connection.is_empty()
             && !name.eq_ignore_ascii_case("content-length")
             && connection.iter().any(|v| {

@@ -188,21 +188,13 @@ impl RequestParts for Parts<'_> {
         self.0.uri.query()
     }
     fn header(&self, lower_name: &str) -> Option<Cow<'_, str>> {
-        let mut all = self
+        let values = self
             .0
             .headers
             .get_all(lower_name)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        let first = all.next()?;
-        let sep = if lower_name == "cookie" { "; " } else { ", " };
-        let mut joined: Option<String> = None;
-        for v in all {
-            let j = joined.get_or_insert_with(|| first.to_string());
-            j.push_str(sep);
-            j.push_str(v);
-        }
-        Some(joined.map_or(Cow::Borrowed(first), Cow::Owned))
+        super::route::join_fields(lower_name, values)
     }
 }
 

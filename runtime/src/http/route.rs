@@ -141,6 +141,23 @@ pub(super) fn decide(
     })
 }
 
+/// Every value of one header field joined as `RequestParts::header`
+/// reads them: with `", "` (`"; "` for `cookie`), borrowed when there is one.
+pub(super) fn join_fields<'a>(
+    lower_name: &str,
+    mut values: impl Iterator<Item = &'a str>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let first = values.next()?;
+    let sep = if lower_name == "cookie" { "; " } else { ", " };
+    let mut joined: Option<String> = None;
+    for v in values {
+        let j = joined.get_or_insert_with(|| first.to_string());
+        j.push_str(sep);
+        j.push_str(v);
+    }
+    Some(joined.map_or(std::borrow::Cow::Borrowed(first), std::borrow::Cow::Owned))
+}
+
 /// Whether `b` is a header value hyper's `to_str` reads (visible ASCII,
 /// space and tab): the policies see the same values on either path.
 pub(super) fn visible(b: &[u8]) -> bool {

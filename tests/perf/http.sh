@@ -2,7 +2,8 @@
 # The HTTP strategy router of `dnspolicy serve` side by side with nginx
 # doing the same routing (examples/http/routes.dsl; nginx's copy is
 # http/router.conf), in one run: requests/s, p99 latency and errors under
-# wrk, medians of REPS runs and the ratio dnspolicy / nginx.
+# wrk, the router's CPU time per request (from /proc), medians of REPS
+# runs and the ratio dnspolicy / nginx.
 #
 #   priority  condition               pool         backend
 #   1         X-Canary: true          api-canary   127.0.0.1:18081
@@ -46,8 +47,8 @@ NGINX_PORT=18090 DP_HTTP_PORT=18095
 BACKEND_PORTS=(18080 18081 18082 18083)
 
 die() { echo "http.sh: $*" >&2; exit 1; }
-for t in nginx wrk curl taskset ss; do
-  command -v "$t" >/dev/null || die "needs $t (apt-get install -y nginx-light wrk curl util-linux iproute2)"
+for t in nginx wrk curl taskset ss pgrep getconf; do
+  command -v "$t" >/dev/null || die "needs $t (apt-get install -y nginx-light wrk curl util-linux iproute2 procps)"
 done
 [ -x "$BIN" ] || die "no $BIN: cargo build --release first (or set BIN)"
 [ -f "$DP_CONFIG" ] || die "no $DP_CONFIG"
@@ -198,12 +199,17 @@ one_run() {  # name round
     run_wrk /dev/null -d"${WARMUP}s" "$url/"
   fi
   out="$TMP/wrk-$name-$2.txt"
+  local t0 t1
+  t0=$(cpu_ticks "$ROUTER_PID")
   run_wrk "$out" -d"${DURATION}s" --latency "$url/"
+  t1=$(cpu_ticks "$ROUTER_PID")
   kill -0 "$ROUTER_PID" 2>/dev/null || { cat "$out" >&2; logs_of "$name"; die "$name died under load"; }
   stop_pid "$ROUTER_PID"
   ROUTER_PID=""
-  local rps p99 non2xx sock
+  local rps p99 non2xx sock reqs cpu
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  reqs=$(awk '/ requests in / {print $1}' "$out")
+  cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="${reqs:-0}" 'BEGIN {print (n > 0 ? t * 1e6 / hz / n : 0)}')
   p99=$(awk '$1 == "99%" {print $2}' "$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
   sock=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
@@ -212,10 +218,22 @@ one_run() {  # name round
     die "could not parse wrk's output for $name"
   fi
   p99=$(us_to_ms "$p99") || { cat "$out" >&2; die "unknown latency unit in wrk's 99% line"; }
-  echo "$2 $name $rps $p99 ${non2xx:-0} ${sock:-0}" >>"$RUNS"
-  row "$2" "$name" "$rps" "$p99" "${non2xx:-0}" "${sock:-0}"
+  echo "$2 $name $rps $p99 ${non2xx:-0} ${sock:-0} $cpu" >>"$RUNS"
+  row "$2" "$name" "$rps" "$p99" "${non2xx:-0}" "${sock:-0}" "$cpu"
 }
-row() { printf '%-5s  %-9s  %12.0f  %9.3f  %8d  %13d\n' "$@"; }
+row() { printf '%-5s  %-9s  %12.0f  %9.3f  %8d  %13d  %11.1f\n' "$@"; }
+
+# CPU time (user + system clock ticks) of a router and its children (nginx's
+# worker) so far: a load's share divided by its requests is the router's
+# CPU per request, steadier than requests/s on a noisy machine.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {  # pid
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
@@ -229,7 +247,7 @@ echo "HTTP routing: dnspolicy ($BIN) vs $(nginx -v 2>&1 | sed 's/.*: //'), $REPS
 echo "router on CPU $SERVER_CPU; wrk (-t1 -c$CONNS -d${DURATION}s, the four request kinds in turn)" \
      "and the backend nginx share CPU $GEN_CPU"
 echo
-printf '%-5s  %-9s  %12s  %9s  %8s  %13s\n' round router 'requests/s' 'p99 ms' 'non-2xx' 'socket errors'
+printf '%-5s  %-9s  %12s  %9s  %8s  %13s  %11s\n' round router 'requests/s' 'p99 ms' 'non-2xx' 'socket errors' 'cpu us/req'
 for r in $(seq "$REPS"); do
   if [ $((r % 2)) = 1 ]; then order=(nginx dnspolicy); else order=(dnspolicy nginx); fi
   for s in "${order[@]}"; do
@@ -240,6 +258,7 @@ done
 col() { awk -v s="$1" -v c="$2" '$2 == s {print $c}' "$RUNS"; }
 n_rps=$(col nginx 3 | median) n_p99=$(col nginx 4 | median)
 d_rps=$(col dnspolicy 3 | median) d_p99=$(col dnspolicy 4 | median)
+n_cpu=$(col nginx 7 | median) d_cpu=$(col dnspolicy 7 | median)
 total() { awk '{t += $1} END {print t + 0}'; }
 n_err=$(col nginx 5 | total) n_se=$(col nginx 6 | total)
 d_err=$(col dnspolicy 5 | total) d_se=$(col dnspolicy 6 | total)
@@ -248,5 +267,7 @@ printf 'medians of %d: nginx %.0f req/s, p99 %.3f ms; dnspolicy %.0f req/s, p99 
   "$REPS" "$n_rps" "$n_p99" "$d_rps" "$d_p99"
 awk -v dr="$d_rps" -v nr="$n_rps" -v dp="$d_p99" -v np="$n_p99" 'BEGIN {
   printf "ratio dnspolicy / nginx: requests/s %.2f (higher is better), p99 %.2f (lower is better)\n", dr / nr, (np > 0 ? dp / np : 0) }'
+awk -v d="$d_cpu" -v n="$n_cpu" 'BEGIN {
+  printf "router CPU per request (medians): nginx %.1f us, dnspolicy %.1f us, ratio %.2f (lower is better)\n", n, d, (n > 0 ? d / n : 0) }'
 echo "errors over all runs: nginx $n_err non-2xx/3xx, $n_se socket; dnspolicy $d_err non-2xx/3xx, $d_se socket"
 [ $((n_err + n_se + d_err + d_se)) = 0 ] || die "some runs had errors"

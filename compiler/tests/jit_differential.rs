@@ -10,7 +10,7 @@
 mod programs;
 
 use dnspolicy_compiler::JitPolicy;
-use dnspolicy_compiler::{check, Context};
+use dnspolicy_compiler::{check, check_for_serving, Context};
 use programs::{context, program};
 use proptest::prelude::*;
 
@@ -18,10 +18,16 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
     let policy = check(src).policy.expect("valid");
     let reference = check(src).policy.expect("valid");
     let jit = JitPolicy::compile(policy, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    // What a server holds: the compiled form, the interpreted rules apart.
-    let mut released = JitPolicy::compile(check(src).policy.expect("valid"), false)
+    // What a server holds: checked without the syntax tree, each constant
+    // rule's IR freed as it is planned, the interpreted rules apart.
+    let released = JitPolicy::compile_for_serving(check_for_serving(src).policy.expect("valid"))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    released.release_compiled_ir();
+    prop_assert_eq!(
+        released.stats(),
+        jit.stats(),
+        "compiled for serving: stats of\n{}",
+        src
+    );
     for c in contexts {
         let ctx =
             Context::from_json(&reference, c).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -76,9 +76,9 @@ impl<'a> Checker<'a> {
             } => self.pool_action(
                 name,
                 pick.as_ref(),
-                key.as_ref(),
-                count.as_ref(),
-                ttl.as_ref(),
+                key.as_deref(),
+                count.as_deref(),
+                ttl.as_deref(),
             ),
             ActionKind::Nxdomain => Action::Nxdomain,
             ActionKind::Nodata => Action::Nodata,

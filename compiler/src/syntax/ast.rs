@@ -90,8 +90,9 @@ pub struct RuleDecl {
     /// `priority N`, with the span of `N`.
     pub priority: Option<(i64, Span)>,
     /// A word after the priority: `log` (its decisions are always in the
-    /// decision log); the checker refuses any other.
-    pub flag: Option<Ident>,
+    /// decision log); the checker refuses any other. Boxed: rare, and a
+    /// 100 000-rule policy's tree holds a rule per line.
+    pub flag: Option<Box<Ident>>,
     /// `when GUARD`.
     pub guard: Option<Expr>,
     /// The body.
@@ -184,18 +185,20 @@ pub enum ActionKind {
     },
     /// `forward POOL`
     Forward(Expr),
-    /// `pool NAME [PICK [KEY]] [count N] [ttl N]`
+    /// `pool NAME [PICK [KEY]] [count N] [ttl N]` (the optional operands
+    /// boxed: this variant sized every statement, and a 100 000-rule
+    /// policy's tree holds one per rule).
     Pool {
         /// The answer pool's name.
         name: Ident,
         /// `all`, `weighted`, `sticky`, `failover` or `nearest`.
         pick: Option<Ident>,
         /// The key after `sticky`.
-        key: Option<Expr>,
+        key: Option<Box<Expr>>,
         /// `count N`.
-        count: Option<Expr>,
+        count: Option<Box<Expr>>,
         /// `ttl N`.
-        ttl: Option<Expr>,
+        ttl: Option<Box<Expr>>,
     },
     /// `nxdomain`
     Nxdomain,
@@ -457,9 +460,9 @@ fn zero_stmt(s: &mut Stmt) {
                     if let Some(p) = pick {
                         p.span = Span::default();
                     }
-                    key.iter_mut().for_each(zero_expr);
-                    count.iter_mut().for_each(zero_expr);
-                    ttl.iter_mut().for_each(zero_expr);
+                    for e in [key, count, ttl].into_iter().flatten() {
+                        zero_expr(e);
+                    }
                 }
                 ActionKind::Route { pool, edits } => {
                     zero_expr(pool);

@@ -500,10 +500,7 @@ impl Formatter<'_> {
 
     fn action(&self, a: &Action) -> String {
         let u = |e: &Expr| self.expr(e, 7);
-        let ttl = |t: &Option<Expr>| {
-            t.as_ref()
-                .map_or(String::new(), |t| format!(" ttl {}", u(t)))
-        };
+        let ttl = |t: Option<&Expr>| t.map_or(String::new(), |t| format!(" ttl {}", u(t)));
         match &a.kind {
             ActionKind::Value(e) => self.expr(e, 0),
             ActionKind::Answer {
@@ -512,9 +509,11 @@ impl Formatter<'_> {
                 ttl: t,
             } => {
                 let d: Vec<String> = data.iter().map(u).collect();
-                format!("answer {} {}{}", rtype.name, d.join(", "), ttl(t))
+                format!("answer {} {}{}", rtype.name, d.join(", "), ttl(t.as_ref()))
             }
-            ActionKind::Rewrite { target, ttl: t } => format!("rewrite {}{}", u(target), ttl(t)),
+            ActionKind::Rewrite { target, ttl: t } => {
+                format!("rewrite {}{}", u(target), ttl(t.as_ref()))
+            }
             ActionKind::Forward(p) => format!("forward {}", u(p)),
             ActionKind::Pool {
                 name,
@@ -535,7 +534,7 @@ impl Formatter<'_> {
                 if let Some(c) = count {
                     s.push_str(&format!(" count {}", u(c)));
                 }
-                s + &ttl(t)
+                s + &ttl(t.as_deref())
             }
             ActionKind::Nxdomain => "nxdomain".into(),
             ActionKind::Nodata => "nodata".into(),

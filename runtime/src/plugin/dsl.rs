@@ -34,33 +34,37 @@ pub struct DslPlugin {
 impl DslPlugin {
     /// Checks and compiles `src`; `path` is used in diagnostics. A policy
     /// that does not check, or that Cranelift refuses, does not load.
-    pub fn compile(name: &str, src: &str, path: &Path) -> Result<DslPlugin, PluginError> {
+    pub fn compile(
+        name: &str,
+        src: impl Into<String>,
+        path: &Path,
+    ) -> Result<DslPlugin, PluginError> {
         let t0 = std::time::Instant::now();
-        let checked = check_for_serving(src);
+        let src: String = src.into();
+        let checked = check_for_serving(&src);
         let checked_at = t0.elapsed();
         let Some(policy) = checked.policy else {
             let file = path.display().to_string();
             let diagnostics =
-                dnspolicy_compiler::diagnostics::render(&checked.diagnostics, &file, src, false);
+                dnspolicy_compiler::diagnostics::render(&checked.diagnostics, &file, &src, false);
             return Err(PluginError::Check {
                 path: path.to_path_buf(),
                 diagnostics,
             });
         };
-        // The syntax tree is the biggest thing made so far: freed before the
-        // JIT allocates, the serving structures fill its space instead of
-        // landing above it (a 100 000-rule policy serves in less memory).
-        drop(checked.ast);
+        // Only diagnostics read the text: a 100 000-rule file is ~10 MB that
+        // a reload would otherwise hold beside both generations.
+        drop(src);
         let live = super::live::load_all(&policy, path)?;
         let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
         let logged: Vec<bool> = policy.rules.iter().map(|r| r.log).collect();
         let fields = policy.fields_used();
-        let mut jit = JitPolicy::compile(policy, false).map_err(|e| PluginError::Compile {
+        // Serving reads the compiled form only: each rule's syntax is freed
+        // once it is planned.
+        let jit = JitPolicy::compile_for_serving(policy).map_err(|e| PluginError::Compile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        // Serving reads the compiled form only.
-        jit.release_compiled_ir();
         tracing::info!(
             rules = rules.len(),
             check_ms = checked_at.as_millis() as u64,

@@ -44,7 +44,7 @@ pub fn load_file(path: &Path) -> Result<(Box<dyn Plugin>, Metadata), PluginError
         Some("dsl") => {
             let src = std::fs::read_to_string(path)
                 .map_err(|e| PluginError::Io(path.to_path_buf(), e))?;
-            Box::new(DslPlugin::compile(&name, &src, path)?)
+            Box::new(DslPlugin::compile(&name, src, path)?)
         }
         Some("lua") => {
             let src = std::fs::read_to_string(path)

@@ -150,6 +150,17 @@ fn err(e: impl std::fmt::Display) -> JitError {
     JitError(e.to_string())
 }
 
+/// What planning made of one rule.
+enum Planned {
+    /// The JIT does not lower it: the interpreter runs it.
+    Interp,
+    /// One static verdict (its id): no code.
+    Const(u32),
+    /// Code: its shape (the text that identifies the function) and the
+    /// constants it reads.
+    Shape(String, Vec<i64>),
+}
+
 /// The id of a literal, interning it when new.
 fn intern_literal(values: &mut Vec<Value>, ids: &mut FxHashMap<Value, i64>, v: &Value) -> i64 {
     if let Some(&id) = ids.get(v) {
@@ -165,13 +176,30 @@ impl JitPolicy {
     /// Compiles a checked policy. `with_clif` keeps the Cranelift IR text
     /// of every function (`dnspolicy compile --target clif`).
     pub fn compile(policy: Policy, with_clif: bool) -> Result<JitPolicy, JitError> {
+        Self::build(policy, with_clif, false)
+    }
+
+    /// [`JitPolicy::compile`], then [`JitPolicy::release_compiled_ir`],
+    /// for a server: the syntax of each constant rule is freed as soon as it
+    /// is planned, so a 100 000-rule policy's typed tree (~30 MB) is not
+    /// held beside everything the compilation builds.
+    pub fn compile_for_serving(policy: Policy) -> Result<JitPolicy, JitError> {
+        let mut jit = Self::build(policy, false, true)?;
+        jit.release_compiled_ir();
+        Ok(jit)
+    }
+
+    fn build(mut policy: Policy, with_clif: bool, release: bool) -> Result<JitPolicy, JitError> {
+        // Before any rule is freed: the slots every rule reads.
+        let fields = policy.fields_used() | (1 << Field::QueryName as u32);
         let mut values = Vec::new();
         let mut ids = FxHashMap::default();
         let mut verdicts = Vec::new();
         let mut verdict_ids = FxHashMap::default();
-        let mut plans: Vec<Option<(String, Vec<i64>)>> = Vec::with_capacity(policy.rules.len());
+        let mut plans: Vec<Planned> = Vec::with_capacity(policy.rules.len());
         let mut elide = Vec::with_capacity(policy.rules.len());
-        for r in &policy.rules {
+        for i in 0..policy.rules.len() {
+            let r = &policy.rules[i];
             let by = indexed_by(r, &policy.sets);
             let skip_guard = by == IndexedBy::Guard
                 && r.guard
@@ -191,10 +219,23 @@ impl JitPolicy {
                 shape: String::new(),
                 k: Vec::new(),
             };
-            plans.push(
-                plan.rule(r, skip_guard, skip_if)
-                    .map(|()| (plan.shape, plan.k)),
-            );
+            let planned = match plan.rule(r, skip_guard, skip_if) {
+                None => Planned::Interp,
+                // A rule that is one static verdict is no code.
+                Some(())
+                    if plan.shape.splitn(5, ' ').nth(4) == Some("{ then } ")
+                        && plan.k.len() == 1 =>
+                {
+                    Planned::Const(plan.k[0] as u32)
+                }
+                Some(()) => Planned::Shape(plan.shape, plan.k),
+            };
+            if release && matches!(planned, Planned::Const(_)) {
+                let r = &mut policy.rules[i];
+                r.guard = None;
+                r.body = Vec::new();
+            }
+            plans.push(planned);
         }
         let mut module = isa_module()?;
         let mut sig = Signature::new(module.isa().default_call_conv());
@@ -222,17 +263,19 @@ impl JitPolicy {
         let mut fbc = FunctionBuilderContext::new();
         let mut cctx = module.make_context();
         for (i, (r, plan)) in policy.rules.iter().zip(plans).enumerate() {
-            let Some((shape, k)) = plan else {
-                stats.interpreted += 1;
-                code.push(Code::Interp);
-                continue;
+            let (shape, k) = match plan {
+                Planned::Interp => {
+                    stats.interpreted += 1;
+                    code.push(Code::Interp);
+                    continue;
+                }
+                Planned::Const(v) => {
+                    stats.constant += 1;
+                    code.push(Code::Const(v));
+                    continue;
+                }
+                Planned::Shape(shape, k) => (shape, k),
             };
-            // A rule that is one static verdict is no code.
-            if shape.splitn(5, ' ').nth(4) == Some("{ then } ") && k.len() == 1 {
-                stats.constant += 1;
-                code.push(Code::Const(k[0] as u32));
-                continue;
-            }
             stats.compiled += 1;
             if let Some(&s) = shape_ids.get(&shape) {
                 code.push(Code::Jit {
@@ -327,7 +370,6 @@ impl JitPolicy {
             })
             .collect();
         stats.functions = shapes.len();
-        let fields = policy.fields_used() | (1 << Field::QueryName as u32);
         // Only code reads a slot: a policy whose name rules are all found
         // by the index and constant never needs the name's id.
         let name_slot = policy.rules.iter().zip(&code).any(|(r, c)| {

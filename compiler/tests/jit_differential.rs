@@ -193,3 +193,34 @@ fn dropped_policies_free_their_code() {
         "RSS grew from {before} kB to {after} kB over 1 000 compile/drop cycles"
     );
 }
+
+/// `is_pass` tells a `pass` verdict from the others by its place in the
+/// verdict table (a server does not read the verdict to know whether the
+/// next plugin runs), and reads a verdict made at run time.
+#[test]
+fn is_pass_by_place_and_by_value() {
+    use std::borrow::Cow;
+    let src = "rule p when {query.name} ends_with \"p.example\" { then pass }\n\
+               rule a when {query.name} ends_with \"a.example\" { then answer A 192.0.2.1 }\n\
+               rule d when {query.name} ends_with \"d.example\" { then lower({query.name}) }";
+    let reference = check(src).policy.expect("valid");
+    let jit = JitPolicy::compile_for_serving(check_for_serving(src).policy.expect("valid"))
+        .expect("compiles");
+    // (name, pass?, from the table?)
+    for (name, want) in [
+        ("www.p.example", Some((true, true))),
+        ("www.a.example", Some((false, true))),
+        ("www.d.example", Some((false, false))),
+        ("www.other.example", None),
+    ] {
+        let c = serde_json::json!({ "query.name": name });
+        let ctx = Context::from_json(&reference, &c).expect("context");
+        let mut p = jit.prepare(&ctx);
+        let out = jit.eval_prepared(&mut p, &ctx);
+        let got = out
+            .verdict
+            .as_ref()
+            .map(|v| (jit.is_pass(v), matches!(v, Cow::Borrowed(_))));
+        assert_eq!(got, want, "{name}: {:?}", out.verdict);
+    }
+}

@@ -560,7 +560,7 @@ pub fn metrics(shared: &Shared) -> String {
             "dnspolicy_plugin_queries_total{{plugin=\"{}\",kind=\"{}\"}} {}",
             label(&file),
             p.plugin.kind(),
-            p.stats.decided.load(Relaxed)
+            p.stats.decided()
         );
     }
     let _ = writeln!(
@@ -585,7 +585,7 @@ pub fn metrics(shared: &Shared) -> String {
     let _ = writeln!(out, "# TYPE dnspolicy_rule_queries_total counter");
     for p in &chain.plugins {
         let file = file_name(&p.path, p.plugin.name());
-        for (name, c) in p.plugin.rule_names().iter().zip(&p.stats.rules) {
+        for (name, c) in p.plugin.rule_names().iter().zip(p.stats.rules()) {
             let _ = writeln!(
                 out,
                 "dnspolicy_rule_queries_total{{id=\"{}:{}\",plugin=\"{}\",rule=\"{}\"}} {}",
@@ -593,7 +593,7 @@ pub fn metrics(shared: &Shared) -> String {
                 label(name),
                 label(&file),
                 label(name),
-                c.load(Relaxed)
+                c
             );
         }
     }
@@ -609,8 +609,8 @@ pub fn plugins(shared: &Shared) -> String {
             .plugin
             .rule_names()
             .iter()
-            .zip(&p.stats.rules)
-            .map(|(n, c)| (n.clone(), serde_json::json!(c.load(Relaxed))))
+            .zip(p.stats.rules())
+            .map(|(n, c)| (n.clone(), serde_json::json!(c)))
             .collect();
         let mut entry = serde_json::json!({
             "name": p.plugin.name(),
@@ -619,7 +619,7 @@ pub fn plugins(shared: &Shared) -> String {
             "state": "loaded",
             "priority": p.priority,
             "file": file_name(&p.path, "embedded"),
-            "queries": p.stats.decided.load(Relaxed),
+            "queries": p.stats.decided(),
             "rules": rules,
             "front": if p.http { "http" } else { "dns" },
         });

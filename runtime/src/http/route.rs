@@ -10,7 +10,6 @@ use dnspolicy_compiler::ir::http::RequestParts;
 use dnspolicy_compiler::{Context, Field, Value, Verdict};
 use hyper::header::HeaderValue;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// A connection's client as the forwarding headers write it, made once per
@@ -129,10 +128,7 @@ pub(super) fn decide(
             v @ (Verdict::Route { .. } | Verdict::Respond { .. } | Verdict::Redirect { .. }) => v,
             _ => continue,
         };
-        p.stats.decided.fetch_add(1, Relaxed);
-        if let Some(c) = rule.and_then(|r| p.stats.rules.get(r)) {
-            c.fetch_add(1, Relaxed);
-        }
+        p.stats.count(rule);
         return Some(verdict);
     }
     http.config.default_pool.as_ref().map(|d| Verdict::Route {

@@ -9,21 +9,13 @@
 //! neither recompiled nor held twice.
 
 use super::load::{is_plugin_file, load_file, source_hash};
+use super::stats::PluginStats;
 use super::{Decision, Plugin};
 use crate::dns::query::QueryCtx;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Per-plugin counters.
-#[derive(Debug, Default)]
-pub struct PluginStats {
-    /// Queries this plugin decided.
-    pub decided: AtomicU64,
-    /// Decisions per rule, indexed like [`Plugin::rule_names`].
-    pub rules: Vec<AtomicU64>,
-}
 
 /// A loaded plugin in the chain.
 pub struct Loaded {
@@ -56,20 +48,13 @@ impl Loaded {
         source: u64,
     ) -> Loaded {
         let http = plugin.front() == dnspolicy_compiler::ir::Front::Http;
-        let rules = plugin
-            .rule_names()
-            .iter()
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let stats = PluginStats::new(plugin.rule_names().len());
         Loaded {
             plugin,
             priority,
             version,
             path,
-            stats: PluginStats {
-                decided: AtomicU64::new(0),
-                rules,
-            },
+            stats,
             // A plugin enters the chain compiled and initialised: the table's
             // Registered → Loaded step (its unit test keeps it allowed).
             state: crate::reload::lifecycle::State::Registered
@@ -323,14 +308,11 @@ impl Chain {
             match &d {
                 Decision::Pass => {}
                 Decision::Decide { rule, .. } => {
-                    p.stats.decided.fetch_add(1, Ordering::Relaxed);
-                    if let Some(counter) = rule.and_then(|r| p.stats.rules.get(r)) {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
+                    p.stats.count(*rule);
                     return Some((i, d));
                 }
                 Decision::Records(_) => {
-                    p.stats.decided.fetch_add(1, Ordering::Relaxed);
+                    p.stats.count(None);
                     return Some((i, d));
                 }
             }

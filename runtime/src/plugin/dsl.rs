@@ -116,7 +116,7 @@ impl Plugin for DslPlugin {
         ctx.note_missing(out.missing_reads);
         match out.verdict {
             None => Decision::Pass,
-            Some(v) if matches!(*v, Verdict::Pass) => Decision::Pass,
+            Some(v) if self.jit.is_pass(&v) => Decision::Pass,
             Some(verdict) => Decision::Decide {
                 verdict,
                 rule: out.rule,

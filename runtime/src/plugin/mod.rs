@@ -23,12 +23,14 @@ pub mod load;
 pub mod lua;
 pub mod metadata;
 pub mod pool;
+pub mod stats;
 pub mod wasm;
 
-pub use chain::{Chain, Failed, Loaded, PluginStats};
+pub use chain::{Chain, Failed, Loaded};
 pub use dsl::DslPlugin;
 pub use load::{is_plugin_file, load_file, read_module};
 pub use metadata::{parse_metadata, Metadata, METADATA_SCHEMA};
+pub use stats::PluginStats;
 
 use crate::dns::query::QueryCtx;
 use dnspolicy_compiler::Verdict;

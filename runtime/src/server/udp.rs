@@ -44,6 +44,8 @@ pub(super) fn udp_worker(
             return;
         }
     };
+    // This thread alone writes its shard of the plugins' decision counters.
+    crate::plugin::stats::own_shard(id);
     let mut worker = Worker::new(Some(id), listener.into());
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new();

@@ -271,24 +271,55 @@ impl RuleIndex {
             out.dedup();
         }
         if let Some(name) = name {
-            out.extend_from_slice(self.names.get(1, name));
-            // name itself, then each strict suffix, then the root.
-            let mut rest = name;
-            let mut strict = false;
-            loop {
-                out.extend_from_slice(self.names.get(2, rest));
-                if strict {
-                    out.extend_from_slice(self.names.get(3, rest));
-                }
-                if rest.is_empty() {
-                    break;
-                }
-                rest = rest.find('.').map_or("", |i| &rest[i + 1..]);
-                strict = true;
-            }
+            name_keys(name, |kind, key| {
+                out.extend_from_slice(self.names.get(kind, key));
+            });
             out.sort_unstable();
             out.dedup();
         }
+    }
+
+    /// How many name keys (exact, suffix, wildcard) the index holds.
+    pub fn name_keys(&self) -> usize {
+        self.names.keys()
+    }
+
+    /// Starts loading the name slots a lookup of `name` reads: the first
+    /// step of looking a batch of queries up together (a hint: no effect
+    /// on any result).
+    pub fn prefetch_name(&self, name: &str) {
+        name_keys(name, |kind, key| self.names.prefetch(kind, key));
+    }
+
+    /// Each rule `name` leads to through the name keys (not the rules every
+    /// name reaches, nor those found by address).
+    pub fn name_rules(&self, name: &str, mut f: impl FnMut(u32)) {
+        name_keys(name, |kind, key| {
+            self.names.get(kind, key).iter().for_each(|&r| f(r));
+        });
+    }
+}
+
+/// The name keys a lookup of `name` reads, as `(kind, key)`: the name
+/// itself exactly, then as a suffix, then each strict suffix as a suffix
+/// and a wildcard, down to the root.
+fn name_keys(name: &str, mut f: impl FnMut(u8, &str)) {
+    f(1, name);
+    let mut rest = name;
+    let mut strict = false;
+    loop {
+        f(2, rest);
+        if strict {
+            f(3, rest);
+        }
+        if rest.is_empty() {
+            break;
+        }
+        rest = rest
+            .bytes()
+            .position(|b| b == b'.')
+            .map_or("", |i| &rest[i + 1..]);
+        strict = true;
     }
 }
 

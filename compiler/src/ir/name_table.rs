@@ -56,6 +56,24 @@ impl std::fmt::Debug for NameTable {
     }
 }
 
+/// Asks the CPU to start loading the cache line of `v` (a hint: no effect
+/// on the program's results; nothing on targets without the instruction).
+#[inline]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and writes nothing; the address is a
+    // live reference. (`unused_unsafe`: the intrinsic is safe on newer
+    // toolchains.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((v as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 fn hash(kind: u8, key: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write_u8(kind);
@@ -151,6 +169,26 @@ impl NameTable {
             let off = (s.rules & !MANY) as usize;
             &self.many[off + 1..off + 1 + self.many[off] as usize]
         }
+    }
+
+    /// How many keys the table holds.
+    pub fn keys(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    /// Starts loading the filter word and the slot a lookup of `key` of
+    /// `kind` reads first, without reading either (a read would wait for
+    /// the miss this is meant to overlap): a hint for a batch of queries,
+    /// no effect on any result.
+    #[inline]
+    pub fn prefetch(&self, kind: u8, key: &str) {
+        if self.counts[usize::from(kind & 3)] == 0 {
+            return;
+        }
+        let h = hash(kind, key.as_bytes());
+        let (w, _) = self.filter_bit(h);
+        prefetch(&self.filter[w]);
+        prefetch(&self.slots[self.home(h)]);
     }
 
     /// The rules of `key` of `kind` (empty when there is no such key).

@@ -65,6 +65,37 @@ pub fn parse(packet: &[u8], qname: &mut String) -> Option<WireQuery> {
     if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
         return None;
     }
+    let at = question_name(packet, qname)?;
+    let qtype = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
+    let qclass = u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]);
+    // Meta and obsolete types go the slow way (AXFR, IXFR, OPT as a qtype).
+    if matches!(qtype, 41 | 251 | 252) {
+        return None;
+    }
+    let question_end = at + 4;
+    let edns = if count(10) == 1 {
+        Some(parse_opt(packet, question_end)?)
+    } else {
+        if packet.len() != question_end {
+            return None;
+        }
+        None
+    };
+    Some(WireQuery {
+        id: u16::from_be_bytes([h[0], h[1]]),
+        rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
+        qtype,
+        qclass,
+        question_end,
+        edns,
+    })
+}
+
+/// The question name of `packet` (a query with one question) in canonical
+/// form into `qname`, when it is one the fast path reads (no compression,
+/// plain label bytes); the offset after it.
+pub fn question_name(packet: &[u8], qname: &mut String) -> Option<usize> {
     qname.clear();
     let mut at = 12;
     let mut wire_len = 1;
@@ -94,30 +125,7 @@ pub fn parse(packet: &[u8], qname: &mut String) -> Option<WireQuery> {
         }
         at += len;
     }
-    let qtype = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
-    let qclass = u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]);
-    // Meta and obsolete types go the slow way (AXFR, IXFR, OPT as a qtype).
-    if matches!(qtype, 41 | 251 | 252) {
-        return None;
-    }
-    let question_end = at + 4;
-    let edns = if count(10) == 1 {
-        Some(parse_opt(packet, question_end)?)
-    } else {
-        if packet.len() != question_end {
-            return None;
-        }
-        None
-    };
-    Some(WireQuery {
-        id: u16::from_be_bytes([h[0], h[1]]),
-        rd: flags & 0x0100 != 0,
-        cd: flags & 0x0010 != 0,
-        qtype,
-        qclass,
-        question_end,
-        edns,
-    })
+    Some(at)
 }
 
 /// The OPT record at `at`, which must end the packet.

@@ -117,6 +117,9 @@ pub struct Chain {
     pub stale: Vec<Failed>,
     /// Union of the fields every plugin reads.
     pub fields: u32,
+    /// Whether a plugin gains from [`Chain::prefetch`] (a rule index far
+    /// bigger than the caches).
+    pub prefetch: bool,
     /// Distinct for every chain made: what the server's per-worker caches
     /// of answers are valid for.
     pub generation: u64,
@@ -130,6 +133,7 @@ impl Default for Chain {
             failed: Vec::new(),
             stale: Vec::new(),
             fields: 0,
+            prefetch: false,
             generation: NEXT.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -154,6 +158,7 @@ impl Chain {
     fn push_loaded(&mut self, loaded: Arc<Loaded>) {
         if !loaded.http {
             self.fields |= loaded.plugin.fields_used();
+            self.prefetch |= loaded.plugin.prefetches();
         }
         self.plugins.push(loaded);
     }
@@ -290,6 +295,25 @@ impl Chain {
             )
         }));
         out
+    }
+
+    /// Before a batch of queries is decided: the prefetch steps of each
+    /// DNS plugin over all their question names (see
+    /// [`Plugin::prefetch_name`]), and the line of the rule's counter this
+    /// thread will bump. `rules` is scratch, as long as `names`.
+    pub fn prefetch(&self, names: &[String], rules: &mut [Option<u32>]) {
+        for p in self.plugins.iter().filter(|p| !p.http) {
+            for name in names {
+                p.plugin.prefetch_name(name);
+            }
+            for (name, rule) in names.iter().zip(rules.iter_mut()) {
+                *rule = p.plugin.prefetch_rule(name);
+            }
+            for &rule in rules.iter().take(names.len()).flatten() {
+                p.plugin.prefetch_verdict(rule);
+                p.stats.prefetch(rule);
+            }
+        }
     }
 
     /// Runs the chain from plugin `start` on (0 for a new query; later

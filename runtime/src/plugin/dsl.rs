@@ -124,6 +124,24 @@ impl Plugin for DslPlugin {
         }
     }
 
+    fn prefetches(&self) -> bool {
+        // From ~1 000 name keys the index's slots (32 bytes each, half
+        // full) and the verdicts outgrow the first two cache levels.
+        self.jit.policy().front != Front::Http && self.jit.policy().index.name_keys() >= 1024
+    }
+
+    fn prefetch_name(&self, qname: &str) {
+        self.jit.prefetch_name(qname);
+    }
+
+    fn prefetch_rule(&self, qname: &str) -> Option<u32> {
+        self.jit.prefetch_rule(qname)
+    }
+
+    fn prefetch_verdict(&self, rule: u32) {
+        self.jit.prefetch_verdict(rule);
+    }
+
     fn destroy(&mut self) {}
 
     fn rule_names(&self) -> &[String] {

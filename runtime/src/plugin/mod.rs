@@ -132,6 +132,22 @@ pub trait Plugin: Send + Sync {
     fn init(&mut self, config: &serde_json::Value) -> Result<(), PluginError>;
     /// Decides for one query.
     fn apply<'s>(&'s self, ctx: &mut QueryCtx<'_>) -> Decision<'s>;
+    /// Whether the prefetch hints below are worth their cost: the data a
+    /// lookup reads is far bigger than the caches.
+    fn prefetches(&self) -> bool {
+        false
+    }
+    /// Hints before a batch of queries is decided, each step run over the
+    /// whole batch before the next (see
+    /// `dnspolicy_compiler::JitPolicy::prefetch_name`): start loading what
+    /// looking `qname` up reads first. No effect on decisions.
+    fn prefetch_name(&self, _qname: &str) {}
+    /// Second step: the rule `qname` likely leads to, its data loading.
+    fn prefetch_rule(&self, _qname: &str) -> Option<u32> {
+        None
+    }
+    /// Third step: start loading what rule `rule` decides.
+    fn prefetch_verdict(&self, _rule: u32) {}
     /// Called once when the plugin is unloaded.
     fn destroy(&mut self);
     /// Names of the plugin's rules, for per-rule metrics (may be empty).

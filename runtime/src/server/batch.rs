@@ -129,6 +129,12 @@ impl Batch {
         (&self.bufs[i][..len], from, out)
     }
 
+    /// Datagram `i` as received.
+    pub fn packet(&self, i: usize) -> &[u8] {
+        let len = (self.hdr_in[i].msg_len as usize).min(MAX_QUERY);
+        &self.bufs[i][..len]
+    }
+
     /// Queues reply buffer `i` for `to`.
     pub fn queue(&mut self, i: usize, to: SocketAddr) {
         if self.n_queued < BATCH {

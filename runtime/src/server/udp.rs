@@ -49,6 +49,10 @@ pub(super) fn udp_worker(
     let mut worker = Worker::new(Some(id), listener.into());
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new();
+    // Question names of the batch, for the prefetch steps (kept: no
+    // allocation once each has held a name).
+    let mut names: Vec<String> = (0..super::batch::BATCH).map(|_| String::new()).collect();
+    let mut rules = [None; super::batch::BATCH];
     let metrics = shared.metrics.shard(Some(id));
     // This worker's dnstap messages, handed to the writer once per batch.
     let mut tap = shared.dnstap.as_ref().map(|t| t.batch());
@@ -76,6 +80,7 @@ pub(super) fn udp_worker(
         if let Some(t) = tap.as_mut() {
             t.stamp();
         }
+        prefetch(&shared, &batch, got, &mut names, &mut rules);
         let mut answered = 0;
         for k in 0..got {
             let (packet, from, out) = batch.datagram(k);
@@ -140,4 +145,33 @@ pub(super) fn udp_worker(
             let _ = reply_sock.send_to(bytes, to);
         }
     }
+}
+
+/// Before a batch is decided: the question names are read, then each
+/// prefetch step runs over all of them (see [`crate::plugin::Chain::prefetch`]),
+/// so the cache misses of looking up one query overlap those of the others
+/// instead of each query waiting for its own, one after another (measured
+/// with the 100 000-rule suffix policy: its index, constants and verdicts
+/// are far bigger than the caches). A lone query gains nothing from it.
+fn prefetch(
+    shared: &Shared,
+    batch: &Batch,
+    got: usize,
+    names: &mut [String],
+    rules: &mut [Option<u32>],
+) {
+    if got < 2 {
+        return;
+    }
+    let chain = shared.chain.load();
+    if !chain.prefetch {
+        return;
+    }
+    let mut read = 0;
+    for k in 0..got.min(names.len()) {
+        if crate::dns::wire::question_name(batch.packet(k), &mut names[read]).is_some() {
+            read += 1;
+        }
+    }
+    chain.prefetch(&names[..read], rules);
 }

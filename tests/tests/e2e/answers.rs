@@ -172,3 +172,77 @@ async fn over_tcp_too() {
     let r = tcp(s.dns, &query("static.test.", RecordType::A)).await;
     assert_eq!(answers(&r), vec!["192.0.2.7", "192.0.2.8"]);
 }
+
+/// A burst of queries against a policy with thousands of name keys: the
+/// server reads them in batches and looks each batch up together (the
+/// prefetch steps of `Chain::prefetch`), and every query still gets the
+/// answer for its own name, REFUSED for names no rule has.
+#[tokio::test]
+async fn a_burst_against_a_big_index_answers_each_query_for_its_own_name() {
+    const RULES: u32 = 3000;
+    let mut policy = String::new();
+    for i in 0..RULES {
+        policy.push_str(&format!(
+            "rule s{i} when {{query.name}} ends_with \"s{i}.burst.test\" {{ then answer A 10.0.{}.{} ttl 60 }}\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    policy.push_str("rule other priority -1 { then refuse }\n");
+    let mut c = config();
+    c.plugin_dir = Some(plugin_dir("burst", &[("policy.dsl", &policy)]));
+    let s = start(c).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let want = |k: u16| -> Option<(String, String)> {
+        let i = (u32::from(k) * 7919) % RULES;
+        (!k.is_multiple_of(10)).then(|| {
+            (
+                format!("h{k}.s{i}.burst.test."),
+                format!("10.0.{}.{}", i / 256, i % 256),
+            )
+        })
+    };
+    const QUERIES: u16 = 300;
+    // In waves of 50, each sent before any answer is read, so they queue
+    // at the server (all 300 at once could overflow its receive buffer
+    // while a debug build works through them).
+    let mut seen = vec![false; usize::from(QUERIES)];
+    let mut buf = [0u8; 1500];
+    for wave in (0..QUERIES).step_by(50) {
+        for k in wave..wave + 50 {
+            let name = want(k).map_or(format!("h{k}.none.burst.test."), |w| w.0);
+            let mut q = query(&name, RecordType::A);
+            q.metadata.id = k;
+            sock.send_to(&q.to_vec().expect("encode"), s.dns)
+                .await
+                .expect("send");
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while seen[usize::from(wave)..usize::from(wave + 50)]
+            .iter()
+            .any(|s| !s)
+        {
+            let Ok(got) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await else {
+                break;
+            };
+            let n = got.expect("recv");
+            let r = hickory_proto::op::Message::from_vec(&buf[..n]).expect("a DNS answer");
+            let k = r.metadata.id;
+            assert!(k < QUERIES, "an answer to a query we sent: id {k}");
+            let asked = r.queries.first().map(|q| q.name().to_string());
+            match want(k) {
+                Some((name, ip)) => {
+                    assert_eq!(asked.as_deref(), Some(name.as_str()), "query {k}");
+                    assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
+                    assert_eq!(answers(&r), vec![ip], "{name}");
+                }
+                None => assert_eq!(r.metadata.response_code, ResponseCode::Refused, "query {k}"),
+            }
+            seen[usize::from(k)] = true;
+        }
+    }
+    let lost = seen.iter().filter(|s| !**s).count();
+    assert_eq!(lost, 0, "{lost} of {QUERIES} queries had no answer");
+}

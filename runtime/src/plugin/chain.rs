@@ -302,7 +302,11 @@ impl Chain {
     /// [`Plugin::prefetch_name`]), and the line of the rule's counter this
     /// thread will bump. `rules` is scratch, as long as `names`.
     pub fn prefetch(&self, names: &[String], rules: &mut [Option<u32>]) {
-        for p in self.plugins.iter().filter(|p| !p.http) {
+        for p in self
+            .plugins
+            .iter()
+            .filter(|p| !p.http && p.plugin.prefetches())
+        {
             for name in names {
                 p.plugin.prefetch_name(name);
             }

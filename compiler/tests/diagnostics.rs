@@ -42,3 +42,40 @@ fn rendered_diagnostics() {
     });
     assert!(wrong_codes.is_empty(), "{}", wrong_codes.join("\n"));
 }
+
+/// Serving checks rule by rule and frees each rule's syntax as it goes; it
+/// must still find every problem `check` finds, at the same places (only
+/// the rule-order and dead-guard lints, W0005-W0007, are `check`'s alone).
+#[test]
+fn serving_reports_what_check_reports() {
+    let mut differ = Vec::new();
+    let mut cases = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics"))
+        .expect("the cases are readable")
+    {
+        let path = entry.expect("directory entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("dsl") {
+            continue;
+        }
+        cases += 1;
+        let src = std::fs::read_to_string(&path).expect("case file is readable");
+        let seen = |c: &dnspolicy_compiler::Checked| -> Vec<(&'static str, u32, u32)> {
+            c.diagnostics
+                .iter()
+                .filter(|d| !matches!(d.code, "W0005" | "W0006" | "W0007"))
+                .map(|d| (d.code, d.primary.span.start, d.primary.span.end))
+                .collect()
+        };
+        let (full, served) = (check(&src), dnspolicy_compiler::check_for_serving(&src));
+        if seen(&full) != seen(&served) || full.policy.is_some() != served.policy.is_some() {
+            differ.push(format!(
+                "{}: check {:?}, serving {:?}",
+                path.display(),
+                seen(&full),
+                seen(&served)
+            ));
+        }
+    }
+    assert!(cases > 50, "only {cases} cases found");
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}

@@ -224,3 +224,41 @@ fn is_pass_by_place_and_by_value() {
         assert_eq!(got, want, "{name}: {:?}", out.verdict);
     }
 }
+
+/// Serving frees each rule's syntax once it is checked, so a later rule's
+/// inline list may be allocated where an earlier one's was: each list must
+/// still get its own set (sets are cached by where the list is written).
+#[test]
+fn every_inline_list_is_its_own_set_when_served() {
+    let n = 300;
+    let mut src = String::from("set shared = [\"s.example\"]\n");
+    for i in 0..n {
+        src.push_str(&format!(
+            "rule r{i} when {{query.name}} in [\"n{i}.example\", \"m{i}.example\"] or {{query.name}} in shared {{ then answer A 10.0.{}.{} }}\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    let reference = check(&src).policy.expect("valid");
+    let served = check_for_serving(&src).policy.expect("valid");
+    // One set per inline list and one for the named set, used by every rule.
+    assert_eq!(served.sets.len(), n + 1);
+    let jit = JitPolicy::compile_for_serving(served).expect("compiles");
+    for i in (0..n).step_by(7) {
+        for name in [format!("n{i}.example"), format!("m{i}.example")] {
+            let c = serde_json::json!({ "query.name": name });
+            let ctx = Context::from_json(&reference, &c).expect("context");
+            let out = jit.eval(&ctx);
+            assert_eq!(
+                out.verdict.as_ref().map(|v| v.to_json()),
+                reference.eval(&ctx).verdict.as_ref().map(|v| v.to_json()),
+                "{name}"
+            );
+            // Every rule has priority 0: the index is the source order.
+            assert_eq!(out.rule, Some(i), "{name}");
+        }
+    }
+    let c = serde_json::json!({ "query.name": "s.example" });
+    let ctx = Context::from_json(&reference, &c).expect("context");
+    assert_eq!(jit.eval(&ctx).rule, Some(0));
+}

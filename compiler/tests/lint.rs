@@ -111,3 +111,28 @@ fn serving_skips_the_lints_but_not_the_errors() {
     assert!(a.policy.is_none() && b.policy.is_none());
     assert_eq!(codes(&a), codes(&b));
 }
+
+/// Serving checks each rule as it is parsed: declarations made after the
+/// rules that use them (or before them) give the same policy as `check`.
+#[test]
+fn serving_sees_declarations_wherever_they_are() {
+    use dnspolicy_compiler::check_for_serving;
+    let rules = "rule r when {query.name} in blocked { then nxdomain }\n\
+                 rule t when {query.name} == home { then answer A 192.0.2.1 }\n";
+    let decls = "set blocked = [\"*.bad.example\"]\nconst home = \"home.example\"\n";
+    for src in [format!("{decls}{rules}"), format!("{rules}{decls}")] {
+        let full = check(&src);
+        let served = check_for_serving(&src);
+        assert_eq!(full.error_count(), 0, "{src}: {:?}", full.diagnostics);
+        let codes = |c: &dnspolicy_compiler::Checked| -> Vec<&str> {
+            c.diagnostics.iter().map(|d| d.code).collect()
+        };
+        assert_eq!(codes(&full), codes(&served), "{src}");
+        let (a, b) = (full.policy.expect("valid"), served.policy.expect("valid"));
+        assert_eq!(a.rules.len(), b.rules.len());
+        assert_eq!(a.sets.len(), b.sets.len());
+    }
+    // A name declared nowhere is an error either way.
+    let broken = "rule r when {query.name} in nowhere { then nxdomain }\n";
+    assert!(check_for_serving(broken).policy.is_none());
+}

@@ -4,7 +4,7 @@
 use super::*;
 
 impl<'a> Checker<'a> {
-    pub(super) fn action(&mut self, a: &'a ast::Action) -> Action {
+    pub(super) fn action(&mut self, a: &ast::Action) -> Action {
         let door = match &a.kind {
             ActionKind::Value(_) | ActionKind::Pass => None,
             ActionKind::Route { .. } | ActionKind::Respond { .. } | ActionKind::Redirect { .. } => {
@@ -122,7 +122,7 @@ impl<'a> Checker<'a> {
 
     /// `then route POOL [set_header NAME VALUE | remove_header NAME]...`:
     /// all constants, so the verdict is static data in every backend.
-    fn route_action(&mut self, pool: &'a ast::Expr, edits: &'a [ast::HeaderEdit]) -> Action {
+    fn route_action(&mut self, pool: &ast::Expr, edits: &[ast::HeaderEdit]) -> Action {
         // A bare word that names nothing is the pool's name: `route api`.
         let pool_name = match &pool.kind {
             ast::ExprKind::Ident(n) if !self.is_bound(n) => Some(n.to_string()),
@@ -185,7 +185,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A constant string operand of an HTTP verdict (E0048 otherwise).
-    fn http_text(&mut self, e: &'a ast::Expr, what: &str) -> Option<String> {
+    fn http_text(&mut self, e: &ast::Expr, what: &str) -> Option<String> {
         match self.coerce(e, &Type::String, None).kind {
             ExprKind::Lit(Value::Str(s)) => Some(s.to_string()),
             _ => {
@@ -202,7 +202,7 @@ impl<'a> Checker<'a> {
     /// A constant status code in `range` (E0048 otherwise).
     fn http_status(
         &mut self,
-        e: &'a ast::Expr,
+        e: &ast::Expr,
         range: std::ops::RangeInclusive<i64>,
         label: &str,
     ) -> u16 {
@@ -251,9 +251,9 @@ impl<'a> Checker<'a> {
         &mut self,
         name: &ast::Ident,
         pick: Option<&ast::Ident>,
-        key: Option<&'a ast::Expr>,
-        count: Option<&'a ast::Expr>,
-        ttl: Option<&'a ast::Expr>,
+        key: Option<&ast::Expr>,
+        count: Option<&ast::Expr>,
+        ttl: Option<&ast::Expr>,
     ) -> Action {
         let words = || Pick::ALL.iter().map(|p| p.as_str());
         let chosen = match pick {
@@ -354,7 +354,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn ttl(&mut self, ttl: Option<&'a ast::Expr>) -> Expr {
+    fn ttl(&mut self, ttl: Option<&ast::Expr>) -> Expr {
         let Some(e) = ttl else {
             return lit(Value::Int(DEFAULT_TTL), Type::Int, Span::default());
         };
@@ -371,7 +371,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Record data for `answer TYPE ...`, checked against the type.
-    fn record_data(&mut self, rtype: u16, mnemonic: &str, d: &'a ast::Expr) -> Expr {
+    fn record_data(&mut self, rtype: u16, mnemonic: &str, d: &ast::Expr) -> Expr {
         match rtype {
             1 | 28 => {
                 let want_v4 = rtype == 1;

@@ -5,7 +5,7 @@ use super::*;
 
 impl<'a> Checker<'a> {
     /// Types a value position (`let`, `then VALUE`): literals keep their natural type.
-    pub(super) fn expr_value(&mut self, e: &'a ast::Expr) -> Expr {
+    pub(super) fn expr_value(&mut self, e: &ast::Expr) -> Expr {
         match self.flex(e) {
             Some(f) => self.flex_default(f, e.span),
             None => self.expr(e),
@@ -13,7 +13,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Types `e` as a condition.
-    pub(super) fn cond(&mut self, e: &'a ast::Expr) -> Expr {
+    pub(super) fn cond(&mut self, e: &ast::Expr) -> Expr {
         let t = self.expr_value(e);
         if self.infer(&t, &Type::Bool) || t.ty == Type::Bool || t.ty == Type::Unknown {
             return Expr {
@@ -39,7 +39,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Types an operand that must be a DNS name (rewrite targets, CNAME data).
-    pub(super) fn name_operand(&mut self, e: &'a ast::Expr, what: &str) -> Expr {
+    pub(super) fn name_operand(&mut self, e: &ast::Expr, what: &str) -> Expr {
         self.coerce_with(
             e,
             &Type::Name,
@@ -50,7 +50,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Types an expression with no expectation.
-    pub(super) fn expr(&mut self, e: &'a ast::Expr) -> Expr {
+    pub(super) fn expr(&mut self, e: &ast::Expr) -> Expr {
         let span = e.span;
         let mk = |kind, ty| Expr { kind, ty, span };
         match &e.kind {

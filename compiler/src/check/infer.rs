@@ -22,7 +22,7 @@ impl<'a> Checker<'a> {
     /// Types `e` so that it has type `want`, converting a literal if needed.
     pub(super) fn coerce(
         &mut self,
-        e: &'a ast::Expr,
+        e: &ast::Expr,
         want: &Type,
         other: Option<(Span, &Type)>,
     ) -> Expr {
@@ -33,7 +33,7 @@ impl<'a> Checker<'a> {
     /// literal does not convert.
     pub(super) fn coerce_with(
         &mut self,
-        e: &'a ast::Expr,
+        e: &ast::Expr,
         want: &Type,
         other: Option<(Span, &Type)>,
         code: &'static str,

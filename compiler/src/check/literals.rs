@@ -14,6 +14,13 @@ pub(super) enum Flex<'a> {
     Live(&'a str, &'a str),
 }
 
+/// What identifies a list for set caching: where it starts in the source.
+/// Not its address: serving frees each rule's syntax once it is checked,
+/// and a later rule's list could be allocated where an earlier one was.
+pub(super) fn list_key(list: &ast::Expr) -> usize {
+    list.span.start as usize
+}
+
 /// The path of `file("PATH")`, the value of a file-backed set.
 pub(super) fn file_path(e: &ast::Expr) -> Option<&str> {
     match &e.kind {
@@ -118,26 +125,27 @@ pub(super) fn parse_cidr_or_host(s: &str) -> Result<Cidr, CidrError> {
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn flex(&mut self, e: &'a ast::Expr) -> Option<Flex<'a>> {
+    pub(super) fn flex<'e>(&mut self, e: &'e ast::Expr) -> Option<Flex<'e>>
+    where
+        'a: 'e,
+    {
         match &e.kind {
             ast::ExprKind::Str(s) => Some(Flex::Str(s, e.span)),
-            ast::ExprKind::List(items) => Some(Flex::List(items, items.as_ptr() as usize)),
+            ast::ExprKind::List(items) => Some(Flex::List(items, list_key(e))),
             ast::ExprKind::Ident(n) if self.lookup_local(n).is_none() => {
                 if let Some(c) = self.consts.get_mut(n.as_ref()) {
                     c.used = true;
                     let v = &c.decl.value;
                     return match &v.kind {
                         ast::ExprKind::Str(s) => Some(Flex::Str(s, e.span)),
-                        ast::ExprKind::List(items) => {
-                            Some(Flex::List(items, items.as_ptr() as usize))
-                        }
+                        ast::ExprKind::List(items) => Some(Flex::List(items, list_key(v))),
                         _ => None,
                     };
                 }
                 if let Some(s) = self.sets.get_mut(n.as_ref()) {
                     s.used = true;
                     if let ast::ExprKind::List(items) = &s.decl.value.kind {
-                        return Some(Flex::List(items, items.as_ptr() as usize));
+                        return Some(Flex::List(items, list_key(&s.decl.value)));
                     }
                     if let Some(p) = file_path(&s.decl.value) {
                         return Some(Flex::Live(&s.decl.name.name, p));
@@ -150,7 +158,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The natural type of a flexible literal with no other side to follow.
-    pub(super) fn flex_default(&mut self, f: Flex<'a>, span: Span) -> Expr {
+    pub(super) fn flex_default(&mut self, f: Flex<'_>, span: Span) -> Expr {
         match f {
             Flex::Str(s, sp) => lit(Value::Str(s.into()), Type::String, sp),
             Flex::List(items, _) => self.list(items, span),

@@ -12,7 +12,7 @@ pub(super) enum Elem {
 impl<'a> Checker<'a> {
     /// A list in value position: elements must share one type; string
     /// literals follow the first typed element.
-    pub(super) fn list(&mut self, items: &'a [ast::Expr], span: Span) -> Expr {
+    pub(super) fn list(&mut self, items: &[ast::Expr], span: Span) -> Expr {
         let mut typed: Vec<Option<Expr>> = Vec::with_capacity(items.len());
         let mut elem: Option<(Type, Span)> = None;
         for i in items {
@@ -79,8 +79,8 @@ impl<'a> Checker<'a> {
     /// `needle in haystack` / `not in`.
     pub(super) fn membership(
         &mut self,
-        a: &'a ast::Expr,
-        b: &'a ast::Expr,
+        a: &ast::Expr,
+        b: &ast::Expr,
         negate: bool,
         span: Span,
     ) -> Expr {
@@ -264,7 +264,7 @@ impl<'a> Checker<'a> {
 
     /// The slot of a file-backed set, made on its first use: one shared
     /// set for every lookup, whatever the needle's type.
-    fn live_slot(&mut self, name: &'a str, path: &'a str) -> u32 {
+    fn live_slot(&mut self, name: &str, path: &str) -> u32 {
         if let Some(&id) = self.live_slots.get(name) {
             return id;
         }
@@ -272,14 +272,14 @@ impl<'a> Checker<'a> {
         let id = self.const_sets.len() as u32;
         self.const_sets.push(ConstSet::Live(l.clone()));
         self.live_sets.push(l);
-        self.live_slots.insert(name, id);
+        self.live_slots.insert(name.to_string(), id);
         id
     }
 
     /// Builds (or reuses) the constant set for `items` looked up by values of type `t`.
     pub(super) fn const_set(
         &mut self,
-        items: &'a [ast::Expr],
+        items: &[ast::Expr],
         key: usize,
         t: &Type,
         needle_span: Span,
@@ -337,7 +337,7 @@ impl<'a> Checker<'a> {
     /// (addresses become host prefixes in prefix sets).
     pub(super) fn const_elem(
         &mut self,
-        e: &'a ast::Expr,
+        e: &ast::Expr,
         t: &Type,
         needle_span: Span,
     ) -> Option<Elem> {

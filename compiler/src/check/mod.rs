@@ -22,6 +22,7 @@ mod membership;
 mod names;
 mod never;
 mod operators;
+mod program;
 mod scope_index;
 
 use crate::diagnostics::{closest, edit_distance, Diagnostic};
@@ -76,21 +77,68 @@ pub fn check_for_serving(src: &str) -> Checked {
 }
 
 fn check_with(src: &str, lints: bool) -> Checked {
-    let (mut ast, mut diagnostics) = parser::parse(src);
-    let syntax_errors = diagnostics.iter().any(Diagnostic::is_error);
-    let mut ck = Checker::new();
-    ck.lints = lints;
-    let mut policy = ck.program(&ast);
-    let mut check_diags = std::mem::take(&mut ck.diags);
-    drop(ck);
-    if !lints {
-        // Serving keeps no syntax tree: freed before the rule index is
-        // built, the index fills its space instead of landing above it (a
-        // 100 000-rule policy's tree is ~50 MB, its index ~14 MB, and a
-        // reload builds both beside the serving generation).
-        ast = ast::Program { items: Vec::new() };
+    let is_decl = |i: &Item| matches!(i, Item::Const(_) | Item::Set(_) | Item::Input(_));
+    let (ast, mut diagnostics, policy, mut check_diags) = if lints {
+        let (ast, diagnostics) = parser::parse(src);
+        let mut ck = Checker::new();
+        let rules = ast
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Rule(_)))
+            .count();
+        let policy = ck.program(&ast.items, ast.items.iter(), rules);
+        let diags = std::mem::take(&mut ck.diags);
+        drop(ck);
+        (ast, diagnostics, policy, diags)
+    } else {
+        // Serving never holds the syntax tree (a 100 000-rule policy's is
+        // ~50 MB, beside its IR, and a reload builds both beside the
+        // serving generation): each rule is checked as soon as it is
+        // parsed, then dropped. Items may use declarations made after
+        // them, so those are collected first: from the text before the
+        // first rule when they are all there, else by parsing the file
+        // twice.
+        let mut decls = Vec::new();
+        let mut rules = 0;
+        let head = parser::declarations_end(src).filter(|&end| {
+            let (diags, complete) = parser::parse_items(&src[..end], &mut |item: Item| {
+                if is_decl(&item) {
+                    decls.push(item);
+                }
+            });
+            complete && !diags.iter().any(Diagnostic::is_error)
+        });
+        if let Some(end) = head {
+            // A capacity, not a count: the word may be in names or text.
+            rules = src[end..].matches("rule").count();
+        } else {
+            decls.clear();
+            let _ = parser::parse_items(src, &mut |item: Item| {
+                if is_decl(&item) {
+                    decls.push(item);
+                } else if matches!(item, Item::Rule(_)) {
+                    rules += 1;
+                }
+            });
+        }
+        let mut ck = Checker::new();
+        ck.lints = false;
+        let mut body = ck.begin(&decls, rules);
+        let (diagnostics, complete) =
+            parser::parse_items(src, &mut |item: Item| ck.item(&mut body, &item));
+        let mut policy = ck.finish(body);
+        let mut diags = std::mem::take(&mut ck.diags);
+        drop(ck);
+        drop(decls);
+        if !complete {
+            // The parser gave up: `check` has no tree to check then.
+            diags.clear();
+        }
         policy.index = crate::ir::index::RuleIndex::build(&policy.rules, &policy.sets);
-    }
+        let ast = ast::Program { items: Vec::new() };
+        (ast, diagnostics, policy, diags)
+    };
+    let syntax_errors = diagnostics.iter().any(Diagnostic::is_error);
     let check_errors = check_diags.iter().any(Diagnostic::is_error);
     // Statements lost to a syntax error distort reachability, and a
     // misspelt name makes its definition look unused: those reports would
@@ -149,7 +197,7 @@ pub(crate) struct Checker<'a> {
     const_sets: Vec<ConstSet>,
     set_cache: HashMap<(usize, String), u32>,
     /// File-backed sets by name: their slot in `const_sets`.
-    live_slots: HashMap<&'a str, u32>,
+    live_slots: HashMap<String, u32>,
     live_sets: Vec<std::sync::Arc<crate::ir::live::LiveSet>>,
     regexes: Vec<regex::Regex>,
     regex_cache: HashMap<String, u32>,
@@ -235,173 +283,11 @@ impl<'a> Checker<'a> {
         self.diags.push(d);
     }
 
-    fn program(&mut self, prog: &'a ast::Program) -> Policy {
-        self.declarations(prog);
-
-        // Reserved exactly: grown by doubling, a 100 000-rule policy's list
-        // would take a third more while its syntax tree is still alive.
-        let declared = prog
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Rule(_)))
-            .count();
-        let mut rules: Vec<(ir::Rule, usize)> = Vec::with_capacity(declared + 1);
-        let mut names: HashMap<&str, Span> = HashMap::default();
-        // Bare statements form one implicit rule, in source order, sharing a scope.
-        let mut main_body = Vec::new();
-        let mut main_decides: Option<Span> = None;
-        let mut main_span: Option<(Span, usize)> = None;
-        let mut main_unreachable_reported = false;
-        self.scopes.push(Vec::new());
-        let main_scope = self.scopes.len();
-        let mut main_locals = 0;
-
-        for (order, item) in prog.items.iter().enumerate() {
-            match item {
-                Item::Rule(r) => {
-                    if let Some(prev) = names.insert(&r.name.name, r.name.span) {
-                        self.error(
-                            Diagnostic::error("E0023", format!("duplicate rule name `{}`", r.name.name), r.name.span)
-                                .with_label("defined again here")
-                                .with_secondary(prev, "first defined here")
-                                .with_help("rule names identify rules in metrics and logs; give each rule its own name"),
-                        );
-                    }
-                    // Each rule has its own locals; the implicit rule's scope is set aside.
-                    let saved_scopes = std::mem::take(&mut self.scopes);
-                    let saved_next = std::mem::replace(&mut self.next_local, 0);
-                    self.scopes.push(Vec::new());
-                    if let Some(f) = r.flag.as_ref().filter(|f| f.name != "log") {
-                        self.error(
-                            Diagnostic::error(
-                                "E0046",
-                                format!("unknown rule flag `{}`", f.name),
-                                f.span,
-                            )
-                            .with_label("not a rule flag")
-                            .with_help("the one flag is `log` (every decision of the rule goes to the decision log), after the priority: `rule r priority 10 log { ... }`"),
-                        );
-                    }
-                    let guard = r.guard.as_ref().map(|g| self.cond(g));
-                    let body = self.block(&r.body.stmts);
-                    let locals = self.next_local;
-                    self.scopes = saved_scopes;
-                    self.next_local = saved_next;
-                    rules.push((
-                        ir::Rule {
-                            name: r.name.name.clone(),
-                            priority: r.priority.map_or(0, |p| p.0),
-                            guard,
-                            body: body.stmts,
-                            locals,
-                            span: r.span,
-                            implicit: false,
-                            log: r.flag.as_ref().is_some_and(|f| f.name == "log"),
-                        },
-                        order,
-                    ));
-                }
-                Item::Stmt(s) => {
-                    if main_span.is_none() {
-                        main_span = Some((s.span, order));
-                    }
-                    debug_assert_eq!(self.scopes.len(), main_scope);
-                    if let Some(at) = main_decides {
-                        if !main_unreachable_reported {
-                            main_unreachable_reported = true;
-                            self.unreachable(s.span, at);
-                        }
-                        let _ = self.stmt(s);
-                        continue;
-                    }
-                    let out = self.stmt(s);
-                    main_decides = out.decides;
-                    main_body.extend(out.stmts);
-                    main_locals = self.next_local;
-                }
-                Item::Const(_) | Item::Set(_) | Item::Input(_) => {}
-            }
-        }
-        self.scopes.pop();
-
-        if let Some((span, order)) = main_span {
-            if let Some(prev) = names.get("main") {
-                self.error(
-                    Diagnostic::error("E0023", "duplicate rule name `main`", *prev)
-                        .with_label("a rule named `main` here")
-                        .with_secondary(span, "bare statements form the implicit rule `main`")
-                        .with_help("rename the rule, or move the bare statements into it"),
-                );
-            }
-            main_body.shrink_to_fit();
-            rules.push((
-                ir::Rule {
-                    name: "main".into(),
-                    priority: 0,
-                    guard: None,
-                    body: main_body,
-                    locals: main_locals,
-                    span,
-                    implicit: true,
-                    log: false,
-                },
-                order,
-            ));
-        }
-
-        self.finish_inputs();
-        for (rule, _) in &mut rules {
-            self.zonk_rule(rule);
-        }
-        self.unused_warnings();
-
-        // Higher priority first; ties keep source order. The source place
-        // makes every key distinct, so an unstable sort gives the same
-        // order without a stable sort's scratch copy of half the rules.
-        rules.sort_unstable_by(|a, b| b.0.priority.cmp(&a.0.priority).then(a.1.cmp(&b.1)));
-        let mut ordered: Vec<ir::Rule> = rules.into_iter().map(|r| r.0).collect();
-        ordered.shrink_to_fit();
-        let sets = std::mem::take(&mut self.const_sets);
-        // Without lints (serving) the caller builds the index once the
-        // syntax tree is gone.
-        let index = if self.lints {
-            crate::ir::index::RuleIndex::build(&ordered, &sets)
-        } else {
-            crate::ir::index::RuleIndex::default()
-        };
-        let policy = Policy {
-            rules: ordered,
-            inputs: self
-                .inputs
-                .iter()
-                .map(|i| ir::Input {
-                    path: i.path.clone(),
-                    ty: i.ty.clone().unwrap_or(Type::Unknown),
-                })
-                .collect(),
-            sets,
-            regexes: std::mem::take(&mut self.regexes),
-            declared_sets: self.sets.len(),
-            index,
-            live_sets: std::mem::take(&mut self.live_sets),
-            front: match (&self.front_dns, &self.front_http) {
-                (Some(_), None) => ir::Front::Dns,
-                (None, Some(_)) => ir::Front::Http,
-                _ => ir::Front::Any,
-            },
-        };
-        if self.lints {
-            self.diags.extend(lint::lints(&policy));
-            self.diags.extend(never::lints(&policy));
-        }
-        policy
-    }
-
     /// First pass: consts, sets and inputs, so they may be used before
     /// their declaration.
-    fn declarations(&mut self, prog: &'a ast::Program) {
+    fn declarations(&mut self, decls: &'a [Item]) {
         let mut seen: HashMap<&str, Span> = HashMap::default();
-        for item in &prog.items {
+        for item in decls {
             let (name, span) = match item {
                 Item::Const(c) => (&c.name.name, c.name.span),
                 Item::Set(s) => (&s.name.name, s.name.span),
@@ -455,7 +341,7 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
         }
-        for item in &prog.items {
+        for item in decls {
             let Item::Input(i) = item else { continue };
             let path = &i.path.name;
             let root = path.split('.').next().unwrap_or("");
@@ -532,7 +418,7 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn block(&mut self, stmts: &'a [ast::Stmt]) -> BlockOut {
+    fn block(&mut self, stmts: &[ast::Stmt]) -> BlockOut {
         self.scopes.push(Vec::new());
         let mut out = Vec::new();
         let mut decides = None;
@@ -558,7 +444,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn stmt(&mut self, s: &'a ast::Stmt) -> BlockOut {
+    fn stmt(&mut self, s: &ast::Stmt) -> BlockOut {
         match &s.kind {
             StmtKind::If {
                 cond,

@@ -161,7 +161,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn ident(&mut self, name: &'a str, span: Span) -> Expr {
+    pub(super) fn ident(&mut self, name: &str, span: Span) -> Expr {
         if let Some((slot, ty)) = self.lookup_local(name) {
             return Expr {
                 kind: ExprKind::Local(slot),
@@ -171,7 +171,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(c) = self.consts.get_mut(name) {
             c.used = true;
-            let decl: &'a ast::ConstDecl = c.decl;
+            let decl: &ast::ConstDecl = c.decl;
             // The const's value, typed where it is used; the span points at the use.
             let t = self.expr_value(&decl.value);
             return Expr { span, ..t };
@@ -209,14 +209,16 @@ impl<'a> Checker<'a> {
         let s = self.sets.get_mut(name)?;
         s.used = true;
         match &s.decl.value.kind {
-            ast::ExprKind::List(items) => Some(Flex::List(items, items.as_ptr() as usize)),
+            ast::ExprKind::List(items) => {
+                Some(Flex::List(items, super::literals::list_key(&s.decl.value)))
+            }
             _ => {
                 super::literals::file_path(&s.decl.value).map(|p| Flex::Live(&s.decl.name.name, p))
             }
         }
     }
 
-    pub(super) fn call(&mut self, f: &'a ast::Ident, args: &'a [ast::Expr], span: Span) -> Expr {
+    pub(super) fn call(&mut self, f: &ast::Ident, args: &[ast::Expr], span: Span) -> Expr {
         let func = match f.name.as_str() {
             "hash" => Func::Hash,
             "lower" => Func::Lower,

@@ -22,13 +22,7 @@ impl<'a> Checker<'a> {
         );
     }
 
-    pub(super) fn binary(
-        &mut self,
-        op: BinOp,
-        a: &'a ast::Expr,
-        b: &'a ast::Expr,
-        span: Span,
-    ) -> Expr {
+    pub(super) fn binary(&mut self, op: BinOp, a: &ast::Expr, b: &ast::Expr, span: Span) -> Expr {
         let mk = |kind, ty| Expr { kind, ty, span };
         match op {
             BinOp::Or | BinOp::And => {
@@ -129,7 +123,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Whether an operand of `+` makes it string concatenation.
-    pub(super) fn is_stringish(&mut self, e: &'a ast::Expr) -> bool {
+    pub(super) fn is_stringish(&mut self, e: &ast::Expr) -> bool {
         match &e.kind {
             ast::ExprKind::Str(_) => true,
             ast::ExprKind::Var(p) => {
@@ -153,7 +147,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn int_operand(&mut self, e: &'a ast::Expr, op: BinOp, other: Span) -> Expr {
+    pub(super) fn int_operand(&mut self, e: &ast::Expr, op: BinOp, other: Span) -> Expr {
         let t = match self.flex(e) {
             Some(f) => self.flex_default(f, e.span),
             None => self.expr(e),
@@ -195,7 +189,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Left side of matches / starts_with / ends_with: a string or name.
-    pub(super) fn text_operand(&mut self, e: &'a ast::Expr, op: &str) -> Expr {
+    pub(super) fn text_operand(&mut self, e: &ast::Expr, op: &str) -> Expr {
         let t = self.expr_value(e);
         if matches!(t.ty, Type::String | Type::Name) || self.infer(&t, &Type::String) {
             let ty = if t.ty == Type::Unknown {
@@ -241,7 +235,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `a == b` / `a != b`: both sides one type; a literal follows the other side.
-    pub(super) fn same_type(&mut self, a: &'a ast::Expr, b: &'a ast::Expr) -> (Expr, Expr) {
+    pub(super) fn same_type(&mut self, a: &ast::Expr, b: &ast::Expr) -> (Expr, Expr) {
         let (fa, fb) = (self.flex(a), self.flex(b));
         match (fa, fb) {
             (Some(_), None) => {

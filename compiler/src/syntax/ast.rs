@@ -13,6 +13,18 @@ pub struct Program {
     pub items: Vec<Item>,
 }
 
+/// Where the parser puts each top-level item as soon as it is complete.
+pub trait ItemSink {
+    /// Takes the next item, in source order.
+    fn item(&mut self, item: Item);
+}
+
+impl<F: FnMut(Item)> ItemSink for F {
+    fn item(&mut self, item: Item) {
+        self(item)
+    }
+}
+
 /// A top-level item.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {

@@ -2,7 +2,7 @@
 //! and turns every lexer and parser error into a [`Diagnostic`].
 
 use crate::diagnostics::Diagnostic;
-use crate::syntax::ast::{self, Program};
+use crate::syntax::ast::{self, ItemSink, Program};
 use crate::syntax::lexer::{self, LexError, LexErrorKind, Spanned, Tok};
 use crate::syntax::span::Span;
 use lalrpop_util::{lalrpop_mod, ErrorRecovery, ParseError};
@@ -23,14 +23,32 @@ lalrpop_mod!(
 /// Parses a whole file. Always returns a tree (with error nodes where the
 /// parser recovered) and every diagnostic found.
 pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
+    let mut items = Vec::new();
+    let (diags, complete) = parse_items(src, &mut |item| items.push(item));
+    if !complete {
+        // The parser gave up: as before streaming, no tree.
+        items = Vec::new();
+    }
+    items.shrink_to_fit();
+    (Program { items }, diags)
+}
+
+/// Parses a file, handing each top-level item to `sink` as soon as it is
+/// complete (in source order), so a caller can be done with an item before
+/// the next is parsed. Returns every diagnostic found, and whether the
+/// parse reached the end: when it did not (an error it could not recover
+/// from), [`parse`] has no tree, and the items already handed over are all
+/// there will be.
+pub fn parse_items(src: &str, sink: &mut dyn ItemSink) -> (Vec<Diagnostic>, bool) {
     if u32::try_from(src.len()).is_err() {
         let d = Diagnostic::error("E0013", "file is larger than 4 GiB", Span::new(0, 0));
-        return (Program { items: vec![] }, vec![d]);
+        return (vec![d], false);
     }
     let mut lex_errors = Vec::new();
     let mut recovered = Vec::new();
     let result = grammar::ProgramParser::new().parse(
         &mut recovered,
+        sink,
         lexer::TokenStream::new(src, &mut lex_errors).map(Ok::<_, LexError>),
     );
     let mut diags: Vec<Diagnostic> = lex_errors.iter().map(lex_diagnostic).collect();
@@ -45,7 +63,6 @@ pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
             diags.push(ctx.parse_diagnostic(e.clone()));
         }
     }
-    let program = result.unwrap_or(Program { items: vec![] });
     diags.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
     diags.dedup_by(|a, b| a.primary.span == b.primary.span && a.code == b.code);
     // Error recovery is coarse: after a syntax error, further syntax errors
@@ -61,7 +78,36 @@ pub fn parse(src: &str) -> (Program, Vec<Diagnostic>) {
         last_syntax_line = Some(line);
         !echo
     });
-    (program, diags)
+    (diags, result.is_ok())
+}
+
+/// Where a file's declarations end, when it makes them all before its first
+/// rule: the offset of the first `rule` keyword, provided none of the words
+/// `const`, `set` or `input` appears after it (not even in a string or a
+/// comment: this only decides whether the text before it holds every
+/// declaration). `None` otherwise, when there is no rule, or when the text
+/// before the rule does not lex.
+pub fn declarations_end(src: &str) -> Option<usize> {
+    let mut errors = Vec::new();
+    let at = lexer::TokenStream::new(src, &mut errors)
+        .find(|(_, t, _)| matches!(t, Tok::Rule))?
+        .0 as usize;
+    if !errors.is_empty() {
+        return None;
+    }
+    let rest = src.get(at..)?.as_bytes();
+    let word_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let has_word = |w: &[u8]| {
+        rest.windows(w.len()).enumerate().any(|(i, win)| {
+            win == w
+                && (i == 0 || !word_char(rest[i - 1]))
+                && rest.get(i + w.len()).is_none_or(|&b| !word_char(b))
+        })
+    };
+    [&b"const"[..], b"set", b"input"]
+        .iter()
+        .all(|w| !has_word(w))
+        .then_some(at)
 }
 
 /// Parses a single expression (used by tests and tools).
@@ -72,9 +118,13 @@ pub fn parse_expr(src: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
     }
     let mut recovered = Vec::new();
     let ctx = ErrCtx { toks: &toks };
-    match grammar::ExprParser::new()
-        .parse(&mut recovered, toks.iter().cloned().map(Ok::<_, LexError>))
-    {
+    // An expression has no items: the sink is never called.
+    let mut no_items = |_: ast::Item| {};
+    match grammar::ExprParser::new().parse(
+        &mut recovered,
+        &mut no_items,
+        toks.iter().cloned().map(Ok::<_, LexError>),
+    ) {
         Ok(e) if recovered.is_empty() => Ok(e),
         Ok(_) => Err(recovered
             .into_iter()
@@ -290,6 +340,30 @@ fn expected_list(expected: &[String]) -> String {
         _ => {
             let last = names.pop().unwrap_or_default();
             format!("{} or {last}", names.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declarations_end;
+
+    #[test]
+    fn declarations_end_only_where_nothing_is_declared_later() {
+        let head = "const a = 1\nset s = [\"x.example\"]\n";
+        let src = format!("{head}rule r when {{query.name}} in s {{ then refuse }}\n");
+        assert_eq!(declarations_end(&src), Some(head.len()));
+        // Words inside other words are not declarations.
+        let src = "rule r when {query.name} == \"asset.example\" { then refuse }\n";
+        assert_eq!(declarations_end(src), Some(0));
+        // A declaration after a rule, or the word where one could be.
+        for src in [
+            "rule r when {query.name} in s { then refuse }\nset s = [\"x.example\"]\n",
+            "rule r { then refuse }\ninput app.x : int\n",
+            "rule r { then refuse } # a set of one\n",
+            "then refuse\n",
+        ] {
+            assert_eq!(declarations_end(src), None, "{src}");
         }
     }
 }

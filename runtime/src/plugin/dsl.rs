@@ -43,7 +43,7 @@ impl DslPlugin {
         let src: String = src.into();
         let checked = check_for_serving(&src);
         let checked_at = t0.elapsed();
-        let Some(policy) = checked.policy else {
+        let Some(mut policy) = checked.policy else {
             let file = path.display().to_string();
             let diagnostics =
                 dnspolicy_compiler::diagnostics::render(&checked.diagnostics, &file, &src, false);
@@ -56,7 +56,13 @@ impl DslPlugin {
         // a reload would otherwise hold beside both generations.
         drop(src);
         let live = super::live::load_all(&policy, path)?;
+        // Copied into a block of their own, then the IR's freed: the IR's
+        // names lie among the IR nodes serving frees, and would pin their
+        // pages (moving them instead doubled serving's RSS).
         let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
+        for r in &mut policy.rules {
+            r.name = String::new();
+        }
         let logged: Vec<bool> = policy.rules.iter().map(|r| r.log).collect();
         let fields = policy.fields_used();
         // Serving reads the compiled form only: each rule's syntax is freed

@@ -110,7 +110,10 @@ fn check_with(src: &str, lints: bool) -> Checked {
         });
         if let Some(end) = head {
             // A capacity, not a count: the word may be in names or text.
-            rules = src[end..].matches("rule").count();
+            // Bounded by the shortest rule (`rule r{then pass}`), so text
+            // full of the word cannot reserve more than rules could need.
+            let rest = &src[end..];
+            rules = rest.matches("rule").count().min(rest.len() / 16);
         } else {
             decls.clear();
             let _ = parser::parse_items(src, &mut |item: Item| {

@@ -41,13 +41,14 @@ impl<'a> Checker<'a> {
 
     /// Declares `decls` (consts, sets, inputs; other items are skipped), so
     /// items may use them before their declaration; `rules` is how many
-    /// rules will follow.
+    /// rules will follow (or a bound on it).
     pub(super) fn begin(&mut self, decls: &'a [Item], rules: usize) -> Body {
         self.declarations(decls);
         self.scopes.push(Vec::new());
         Body {
-            // Reserved exactly: grown by doubling, a 100 000-rule policy's
-            // list would take a third more.
+            // Reserved up front (exactly, or a bound when serving guessed
+            // it from the text): grown by doubling, a 100 000-rule
+            // policy's list would take a third more.
             rules: Vec::with_capacity(rules + 1),
             name_spans: Vec::with_capacity(rules),
             main_body: Vec::new(),

@@ -36,6 +36,9 @@ pub struct Loaded {
     /// Serves the HTTP front door (an HTTP policy, or any policy from the
     /// HTTP plugin directory); DNS queries never reach it.
     pub http: bool,
+    /// The plugin asked for the batch prefetch steps
+    /// ([`Plugin::prefetches`], asked once at load, not per batch).
+    pub prefetch: bool,
 }
 
 impl Loaded {
@@ -49,6 +52,7 @@ impl Loaded {
     ) -> Loaded {
         let http = plugin.front() == dnspolicy_compiler::ir::Front::Http;
         let stats = PluginStats::new(plugin.rule_names().len());
+        let prefetch = plugin.prefetches();
         Loaded {
             plugin,
             priority,
@@ -62,6 +66,7 @@ impl Loaded {
                 .unwrap_or(crate::reload::lifecycle::State::Loaded),
             source,
             http,
+            prefetch,
         }
     }
 }
@@ -158,7 +163,7 @@ impl Chain {
     fn push_loaded(&mut self, loaded: Arc<Loaded>) {
         if !loaded.http {
             self.fields |= loaded.plugin.fields_used();
-            self.prefetch |= loaded.plugin.prefetches();
+            self.prefetch |= loaded.prefetch;
         }
         self.plugins.push(loaded);
     }
@@ -302,11 +307,7 @@ impl Chain {
     /// [`Plugin::prefetch_name`]), and the line of the rule's counter this
     /// thread will bump. `rules` is scratch, as long as `names`.
     pub fn prefetch(&self, names: &[String], rules: &mut [Option<u32>]) {
-        for p in self
-            .plugins
-            .iter()
-            .filter(|p| !p.http && p.plugin.prefetches())
-        {
+        for p in self.plugins.iter().filter(|p| !p.http && p.prefetch) {
             for name in names {
                 p.plugin.prefetch_name(name);
             }

@@ -98,32 +98,32 @@ fn check_with(src: &str, lints: bool) -> Checked {
         // them, so those are collected first: from the text before the
         // first rule when they are all there, else by parsing the file
         // twice.
-        let mut decls = Vec::new();
-        let mut rules = 0;
-        let head = parser::declarations_end(src).filter(|&end| {
-            let (diags, complete) = parser::parse_items(&src[..end], &mut |item: Item| {
-                if is_decl(&item) {
-                    decls.push(item);
-                }
-            });
-            complete && !diags.iter().any(Diagnostic::is_error)
-        });
-        if let Some(end) = head {
-            // A capacity, not a count: the word may be in names or text.
-            // Bounded by the shortest rule (`rule r{then pass}`), so text
-            // full of the word cannot reserve more than rules could need.
-            let rest = &src[end..];
-            rules = rest.matches("rule").count().min(rest.len() / 16);
-        } else {
-            decls.clear();
-            let _ = parser::parse_items(src, &mut |item: Item| {
+        // The declarations in `text` (into `decls`), how many rules it
+        // has, and whether it parsed to the end without an error.
+        let declarations = |text: &str, decls: &mut Vec<Item>| {
+            let mut rules = 0;
+            let (diags, complete) = parser::parse_items(text, &mut |item: Item| {
                 if is_decl(&item) {
                     decls.push(item);
                 } else if matches!(item, Item::Rule(_)) {
                     rules += 1;
                 }
             });
-        }
+            (complete && !diags.iter().any(Diagnostic::is_error), rules)
+        };
+        let mut decls = Vec::new();
+        let head =
+            parser::declarations_end(src).filter(|&end| declarations(&src[..end], &mut decls).0);
+        let rules = if let Some(end) = head {
+            // A capacity, not a count: the word may be in names or text.
+            // Bounded by the shortest rule (`rule r{then pass}`), so text
+            // full of the word cannot reserve more than rules could need.
+            let rest = &src[end..];
+            rest.matches("rule").count().min(rest.len() / 16)
+        } else {
+            decls.clear();
+            declarations(src, &mut decls).1
+        };
         let mut ck = Checker::new();
         ck.lints = false;
         let mut body = ck.begin(&decls, rules);

@@ -43,7 +43,7 @@ pub mod syntax;
 
 pub use backend::interp::{Evaluation, Trace};
 pub use backend::jit::JitPolicy;
-pub use check::{check, check_for_serving, Checked};
+pub use check::{check, check_for_serving, check_for_serving_with, Checked};
 pub use diagnostics::{Diagnostic, Severity};
 pub use ir::context::{Context, Field};
 pub use ir::types::{Cidr, Type};

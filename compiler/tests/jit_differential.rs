@@ -9,8 +9,9 @@
 #[path = "support/programs.rs"]
 mod programs;
 
+use dnspolicy_compiler::backend::jit::Planner;
 use dnspolicy_compiler::JitPolicy;
-use dnspolicy_compiler::{check, check_for_serving, Context};
+use dnspolicy_compiler::{check, check_for_serving, check_for_serving_with, Context};
 use programs::{context, program};
 use proptest::prelude::*;
 
@@ -26,6 +27,21 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
         released.stats(),
         jit.stats(),
         "compiled for serving: stats of\n{}",
+        src
+    );
+    // What a server builds: each rule planned as the checker hands it over.
+    let streamed = streamed(src).map_err(TestCaseError::fail)?;
+    prop_assert_eq!(streamed.stats(), jit.stats(), "streamed: stats of\n{}", src);
+    prop_assert_eq!(
+        streamed.policy().index.entries(),
+        reference.index.entries(),
+        "streamed: index of\n{}",
+        src
+    );
+    prop_assert_eq!(
+        sorted_prefixes(&streamed),
+        sorted_prefixes(&jit),
+        "streamed: prefix keys of\n{}",
         src
     );
     for c in contexts {
@@ -53,6 +69,21 @@ fn agree(src: &str, contexts: &[serde_json::Value]) -> Result<(), TestCaseError>
             kept.rule,
             want.rule,
             "released IR: rule of\n{}\non {}",
+            src,
+            c
+        );
+        let planned = streamed.eval(&ctx);
+        prop_assert_eq!(
+            planned.verdict.as_ref().map(|v| v.to_json()),
+            want.verdict.as_ref().map(|v| v.to_json()),
+            "streamed: verdict of\n{}\non {}",
+            src,
+            c
+        );
+        prop_assert_eq!(
+            planned.rule,
+            want.rule,
+            "streamed: rule of\n{}\non {}",
             src,
             c
         );
@@ -192,6 +223,80 @@ fn dropped_policies_free_their_code() {
         after < before + 3072,
         "RSS grew from {before} kB to {after} kB over 1 000 compile/drop cycles"
     );
+}
+
+/// The policy as `serve` compiles it: each rule planned (and its syntax
+/// freed) as soon as the checker has typed it, the index built from the
+/// plans.
+fn streamed(src: &str) -> Result<JitPolicy, String> {
+    let mut planner = Planner::for_serving();
+    let checked = check_for_serving_with(src, &mut |r, sets| planner.rule(r, sets));
+    let policy = checked.policy.ok_or("does not check")?;
+    JitPolicy::compile_planned(policy, planner).map_err(|e| e.to_string())
+}
+
+fn sorted_prefixes(j: &JitPolicy) -> (Vec<String>, Vec<String>) {
+    let (mut a, mut b): (Vec<String>, Vec<String>) = {
+        let (a, b) = j.policy().index.prefix_keys();
+        (
+            a.iter().map(|c| c.to_string()).collect(),
+            b.iter().map(|c| c.to_string()).collect(),
+        )
+    };
+    a.sort();
+    b.sort();
+    (a, b)
+}
+
+/// Rules whose types wait on a later rule (an injected variable linked to
+/// another and fixed further down), the implicit rule of bare statements
+/// and priorities that reorder the rules: the checker hands over only the
+/// settled rules as it goes, the rest are planned once all are checked,
+/// and every rule still decides where the interpreter says.
+#[test]
+fn streamed_planning_waits_for_inference_and_keeps_the_order() {
+    let src = r#"
+rule linked priority 5 when {user.a} == {user.b} { then "linked" }
+rule named when {query.name} ends_with "x.example" { then answer A 192.0.2.9 }
+rule fixes when {user.a} > 3 { then "big" }
+rule first priority 9 when {query.name} == "p.example" { then "p" }
+rule same_shape when {user.a} > 100 { then "huge" }
+if {user.n} == 1 { then "bare" }
+"#;
+    let reference = check(src).policy.expect("valid");
+    let mut planner = Planner::for_serving();
+    let mut handed = Vec::new();
+    let checked = check_for_serving_with(src, &mut |r, sets| {
+        handed.push(r.name.clone());
+        planner.rule(r, sets)
+    });
+    // `linked` waits for `fixes` to type `user.a`; `main` is made at the end.
+    assert_eq!(handed, ["named", "fixes", "first", "same_shape"]);
+    let streamed =
+        JitPolicy::compile_planned(checked.policy.expect("valid"), planner).expect("compiles");
+    let released = JitPolicy::compile_for_serving(check_for_serving(src).policy.expect("valid"))
+        .expect("compiles");
+    assert_eq!(streamed.stats(), released.stats());
+    assert_eq!(streamed.policy().index.entries(), reference.index.entries());
+    for c in [
+        serde_json::json!({ "user.a": 5, "user.b": 5, "user.n": 0, "query.name": "q.example" }),
+        serde_json::json!({ "user.a": 5, "user.b": 6, "user.n": 0, "query.name": "q.example" }),
+        serde_json::json!({ "user.a": 500, "user.b": 6, "user.n": 0, "query.name": "q.example" }),
+        serde_json::json!({ "user.a": 1, "user.b": 6, "user.n": 0, "query.name": "www.x.example" }),
+        serde_json::json!({ "user.a": 9, "user.b": 9, "user.n": 0, "query.name": "p.example" }),
+        serde_json::json!({ "user.a": 1, "user.b": 2, "user.n": 1, "query.name": "q.example" }),
+        serde_json::json!({ "user.a": 1, "user.b": 2, "user.n": 0, "query.name": "q.example" }),
+    ] {
+        let ctx = Context::from_json(&reference, &c).expect("context");
+        let want = reference.eval(&ctx);
+        let got = streamed.eval(&ctx);
+        assert_eq!(
+            got.verdict.as_ref().map(|v| v.to_json()),
+            want.verdict.as_ref().map(|v| v.to_json()),
+            "{c}"
+        );
+        assert_eq!(got.rule, want.rule, "{c}");
+    }
 }
 
 /// `is_pass` tells a `pass` verdict from the others by its place in the

@@ -63,7 +63,7 @@ impl Checked {
 
 /// Parses and checks a source file.
 pub fn check(src: &str) -> Checked {
-    check_with(src, true)
+    check_with(src, true, None)
 }
 
 /// [`check`] without the rule-order and dead-guard lints (W0005-W0007):
@@ -73,10 +73,25 @@ pub fn check(src: &str) -> Checked {
 /// check` and `lsp` still report the warnings (`push` checks as `serve` loads).
 /// The syntax tree is not kept ([`Checked::ast`] is empty).
 pub fn check_for_serving(src: &str) -> Checked {
-    check_with(src, false)
+    check_with(src, false, None)
 }
 
-fn check_with(src: &str, lints: bool) -> Checked {
+/// [`check_for_serving`] that hands each rule to `hook` as soon as it is
+/// checked (with the constant sets declared so far), for a backend that
+/// plans rules one at a time and frees their syntax: a 100 000-rule
+/// policy's typed rules then never exist all at once. Rules whose types
+/// wait on inference from later rules, and the implicit rule `main`, are
+/// not handed over: they are in the policy whole. The hook may take a
+/// rule's guard and body, so the policy's [`Policy::index`] is left empty
+/// for the hook's owner to build.
+pub fn check_for_serving_with(
+    src: &str,
+    hook: &mut dyn FnMut(&mut ir::Rule, &[ConstSet]),
+) -> Checked {
+    check_with(src, false, Some(hook))
+}
+
+fn check_with(src: &str, lints: bool, mut hook: Option<&mut program::RuleHook<'_>>) -> Checked {
     let is_decl = |i: &Item| matches!(i, Item::Const(_) | Item::Set(_) | Item::Input(_));
     let (ast, mut diagnostics, policy, mut check_diags) = if lints {
         let (ast, diagnostics) = parser::parse(src);
@@ -127,8 +142,9 @@ fn check_with(src: &str, lints: bool) -> Checked {
         let mut ck = Checker::new();
         ck.lints = false;
         let mut body = ck.begin(&decls, rules);
-        let (diagnostics, complete) =
-            parser::parse_items(src, &mut |item: Item| ck.item(&mut body, &item));
+        let (diagnostics, complete) = parser::parse_items(src, &mut |item: Item| {
+            ck.item(&mut body, &item, hook.as_deref_mut());
+        });
         let mut policy = ck.finish(body);
         let mut diags = std::mem::take(&mut ck.diags);
         drop(ck);
@@ -137,7 +153,9 @@ fn check_with(src: &str, lints: bool) -> Checked {
             // The parser gave up: `check` has no tree to check then.
             diags.clear();
         }
-        policy.index = crate::ir::index::RuleIndex::build(&policy.rules, &policy.sets);
+        if hook.is_none() {
+            policy.index = crate::ir::index::RuleIndex::build(&policy.rules, &policy.sets);
+        }
         let ast = ast::Program { items: Vec::new() };
         (ast, diagnostics, policy, diags)
     };

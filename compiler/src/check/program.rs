@@ -34,7 +34,7 @@ impl<'a> Checker<'a> {
     ) -> Policy {
         let mut b = self.begin(decls, rules);
         for item in body {
-            self.item(&mut b, item.borrow());
+            self.item(&mut b, item.borrow(), None);
         }
         self.finish(b)
     }
@@ -62,8 +62,11 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks the next item in source order. Nothing of it is kept: it may
-    /// be dropped as soon as this returns.
-    pub(super) fn item(&mut self, b: &mut Body, item: &Item) {
+    /// be dropped as soon as this returns. A rule whose types are settled
+    /// (none waits for inference at [`Checker::finish`]) is handed to
+    /// `hook` with the constant sets so far; the hook may take its guard
+    /// and body (see [`super::check_for_serving_with`]).
+    pub(super) fn item(&mut self, b: &mut Body, item: &Item, hook: Option<&mut RuleHook<'_>>) {
         let order = b.order;
         b.order += 1;
         match item {
@@ -89,19 +92,20 @@ impl<'a> Checker<'a> {
                 let locals = self.next_local;
                 self.scopes = saved_scopes;
                 self.next_local = saved_next;
-                b.rules.push((
-                    ir::Rule {
-                        name: r.name.name.clone(),
-                        priority: r.priority.map_or(0, |p| p.0),
-                        guard,
-                        body: body.stmts,
-                        locals,
-                        span: r.span,
-                        implicit: false,
-                        log: r.flag.as_ref().is_some_and(|f| f.name == "log"),
-                    },
-                    order,
-                ));
+                let mut rule = ir::Rule {
+                    name: r.name.name.clone(),
+                    priority: r.priority.map_or(0, |p| p.0),
+                    guard,
+                    body: body.stmts,
+                    locals,
+                    span: r.span,
+                    implicit: false,
+                    log: r.flag.as_ref().is_some_and(|f| f.name == "log"),
+                };
+                if let Some(hook) = hook.filter(|_| settled(&rule)) {
+                    hook(&mut rule, &self.const_sets);
+                }
+                b.rules.push((rule, order));
             }
             Item::Stmt(s) => {
                 if b.main_span.is_none() {
@@ -224,4 +228,32 @@ impl<'a> Checker<'a> {
         }
         policy
     }
+}
+
+/// Takes each rule as soon as it is checked: see [`Checker::item`].
+pub(crate) type RuleHook<'h> = dyn FnMut(&mut ir::Rule, &[ir::ConstSet]) + 'h;
+
+/// Whether `rule`'s types are final: nothing in it waits for an injected
+/// input's type to be inferred from later rules ([`Checker::finish`] fills
+/// those in).
+fn settled(rule: &ir::Rule) -> bool {
+    fn known(t: &Type) -> bool {
+        match t {
+            Type::Unknown => false,
+            Type::List(inner) => known(inner),
+            _ => true,
+        }
+    }
+    fn expr(e: &ir::Expr, ok: &mut bool) {
+        if !known(&e.ty) {
+            *ok = false;
+        }
+        e.for_each_child(|c| expr(c, ok));
+    }
+    let mut ok = true;
+    if let Some(g) = &rule.guard {
+        expr(g, &mut ok);
+    }
+    ir::for_each_expr(&rule.body, &mut |e| expr(e, &mut ok));
+    ok
 }

@@ -41,37 +41,6 @@ struct Keys {
 /// name, and the rules (in evaluation order) it leads to.
 pub type IndexEntry<'a> = (u8, &'a str, &'a [u32]);
 
-/// The rules of one key: most keys lead to one rule, kept inline so a
-/// lookup in a 100 000-rule index touches no second allocation.
-#[derive(Debug, Clone)]
-enum Rules {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules::Many(Vec::new())
-    }
-}
-
-impl Rules {
-    fn push(&mut self, i: u32) {
-        match self {
-            Rules::One(r) => *self = Rules::Many(vec![*r, i]),
-            Rules::Many(v) if v.is_empty() => *self = Rules::One(i),
-            Rules::Many(v) => v.push(i),
-        }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Rules::One(r) => std::slice::from_ref(r),
-            Rules::Many(v) => v,
-        }
-    }
-}
-
 /// Rules by the query names they can match.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
@@ -93,63 +62,162 @@ pub struct RuleIndex {
     indexed: usize,
 }
 
-impl RuleIndex {
-    /// Builds the index for rules in evaluation order.
-    pub fn build(rules: &[Rule], sets: &[ConstSet]) -> RuleIndex {
-        let mut ix = RuleIndex::default();
-        // Built as maps, then flattened into `names`.
-        let mut names: [FxHashMap<Arc<str>, Rules>; 3] = Default::default();
-        for (i, r) in rules.iter().enumerate() {
-            let i = i as u32;
-            let keys = r.guard.as_ref().and_then(|g| keys_of(g, sets)).or_else(|| {
-                match r.body.as_slice() {
+/// A [`RuleIndex`] built one rule at a time, in any order: each rule gets
+/// the next number, and [`IndexBuilder::finish`] maps the numbers to places
+/// in evaluation order. Lets a server index each rule as soon as it is
+/// checked and free its syntax, before the order is known.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    /// Name keys as `(kind, where the name is in `text`, rule number)`,
+    /// grouped by name only in [`IndexBuilder::finish`]: a map from each
+    /// name to its rules would take three times the memory while a
+    /// 100 000-rule policy loads.
+    names: Vec<NameKey>,
+    text: String,
+    ip: FxHashMap<Cidr, Vec<u32>>,
+    subnet: FxHashMap<Cidr, Vec<u32>>,
+    by_prefix: Vec<u32>,
+    /// Per rule number: whether it has keys (else it is always a candidate).
+    keyed: Vec<bool>,
+}
+
+/// One name key of one rule, for [`IndexBuilder`].
+#[derive(Debug, Clone, Copy)]
+struct NameKey {
+    kind: u8,
+    at: u32,
+    len: u32,
+    rule: u32,
+}
+
+impl IndexBuilder {
+    /// Indexes `r` under the next number (the rules added so far).
+    pub fn add(&mut self, r: &Rule, sets: &[ConstSet]) {
+        let i = self.keyed.len() as u32;
+        let keys =
+            r.guard
+                .as_ref()
+                .and_then(|g| keys_of(g, sets))
+                .or_else(|| match r.body.as_slice() {
                     [Stmt::If {
                         cond, else_body, ..
                     }] if else_body.is_empty() => keys_of(cond, sets),
                     _ => None,
-                }
-            });
-            match keys {
-                None => ix.always.push(i),
-                Some(k) => {
-                    ix.indexed += 1;
-                    for (m, keys) in names.iter_mut().zip([k.exact, k.suffix, k.wildcard]) {
-                        for n in keys {
-                            m.entry(n).or_default().push(i);
-                        }
-                    }
-                    if !k.ip.is_empty() || !k.subnet.is_empty() {
-                        ix.by_prefix.push(i);
-                    }
-                    for c in k.ip {
-                        let v = ix.ip.entry(c).or_default();
-                        if v.last() != Some(&i) {
-                            v.push(i);
-                        }
-                    }
-                    for c in k.subnet {
-                        let v = ix.subnet.entry(c).or_default();
-                        if v.last() != Some(&i) {
-                            v.push(i);
-                        }
-                    }
-                }
+                });
+        self.keyed.push(keys.is_some());
+        let Some(k) = keys else { return };
+        for (kind, keys) in (1u8..).zip([k.exact, k.suffix, k.wildcard]) {
+            for n in keys {
+                let at = u32::try_from(self.text.len()).expect("name keys over 4 GiB");
+                self.text.push_str(&n);
+                self.names.push(NameKey {
+                    kind,
+                    at,
+                    len: n.len() as u32,
+                    rule: i,
+                });
             }
         }
+        if !k.ip.is_empty() || !k.subnet.is_empty() {
+            self.by_prefix.push(i);
+        }
+        for c in k.ip {
+            let v = self.ip.entry(c).or_default();
+            if v.last() != Some(&i) {
+                v.push(i);
+            }
+        }
+        for c in k.subnet {
+            let v = self.subnet.entry(c).or_default();
+            if v.last() != Some(&i) {
+                v.push(i);
+            }
+        }
+    }
+
+    /// How many rules were added.
+    pub fn len(&self) -> usize {
+        self.keyed.len()
+    }
+
+    /// Whether no rule was added.
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_empty()
+    }
+
+    /// The index. `place[n]` is the place in evaluation order of the rule
+    /// added `n`-th (`None`: they were added in evaluation order).
+    pub fn finish(self, place: Option<&[u32]>) -> RuleIndex {
+        let IndexBuilder {
+            mut names,
+            text,
+            mut ip,
+            mut subnet,
+            mut by_prefix,
+            keyed,
+        } = self;
+        let mut ix = RuleIndex::default();
+        let at = |n: u32| place.map_or(n, |p| p[n as usize]);
+        // Lists must be in evaluation order: renumbered, then sorted.
+        let renumber = |v: &mut [u32]| {
+            if place.is_some() {
+                v.iter_mut().for_each(|n| *n = at(*n));
+                v.sort_unstable();
+            }
+        };
+        let name = |k: &NameKey| &text[k.at as usize..(k.at + k.len) as usize];
+        for k in &mut names {
+            k.rule = at(k.rule);
+        }
+        // Equal keys side by side, their rules in evaluation order.
+        names.sort_unstable_by(|a, b| (a.kind, name(a), a.rule).cmp(&(b.kind, name(b), b.rule)));
+        let rules: Vec<u32> = names.iter().map(|k| k.rule).collect();
+        let mut groups: Vec<(u8, &str, std::ops::Range<usize>)> = Vec::new();
+        for (j, k) in names.iter().enumerate() {
+            match groups.last_mut() {
+                Some((kind, n, r)) if *kind == k.kind && *n == name(k) => r.end = j + 1,
+                _ => groups.push((k.kind, name(k), j..j + 1)),
+            }
+        }
+        drop(names);
+        ip.values_mut().for_each(|v| renumber(v));
+        subnet.values_mut().for_each(|v| renumber(v));
+        renumber(&mut by_prefix);
+        ix.always = (0..keyed.len() as u32)
+            .filter(|&n| !keyed[n as usize])
+            .map(at)
+            .collect();
+        ix.always.sort_unstable();
+        ix.indexed = keyed.iter().filter(|&&k| k).count();
         let lens = |m: &FxHashMap<Cidr, Vec<u32>>| {
             let mut l: Vec<(bool, u8)> = m.keys().map(|c| (c.addr.is_ipv4(), c.len)).collect();
             l.sort_unstable();
             l.dedup();
             l
         };
-        let keys = names
-            .iter()
-            .zip(1u8..)
-            .flat_map(|(m, kind)| m.iter().map(move |(n, r)| (kind, &**n, r.as_slice())));
-        ix.names = NameTable::build(names.iter().map(|m| m.len()).sum(), keys);
-        ix.ip_lens = lens(&ix.ip);
-        ix.subnet_lens = lens(&ix.subnet);
+        ix.names = NameTable::build(
+            groups.len(),
+            groups
+                .iter()
+                .map(|(kind, n, r)| (*kind, *n, &rules[r.clone()])),
+        );
+        ix.ip_lens = lens(&ip);
+        ix.subnet_lens = lens(&subnet);
+        ix.ip = ip;
+        ix.subnet = subnet;
+        ix.by_prefix = by_prefix;
         ix
+    }
+}
+
+impl RuleIndex {
+    /// Builds the index for rules in evaluation order.
+    pub fn build(rules: &[Rule], sets: &[ConstSet]) -> RuleIndex {
+        let mut b = IndexBuilder::default();
+        for r in rules {
+            b.add(r, sets);
+        }
+        b.finish(None)
     }
 
     /// The rules that run for every query in a backend that looks up names

@@ -38,9 +38,11 @@ mod eval;
 mod helpers;
 mod lower;
 mod plan;
+mod planner;
 
 pub use abi::{Env, JitCtx};
 pub use eval::{JitOutcome, Prepared, SlotSource, SlotValue};
+pub use planner::Planner;
 
 use crate::ir::context::{Context, Field, FIELDS, FIELD_COUNT};
 use crate::ir::hash::hash_value;
@@ -107,6 +109,8 @@ pub struct JitPolicy {
     clif: String,
     stats: JitStats,
     fields: u32,
+    /// [`JitPolicy::fields_used`].
+    rule_fields: u32,
     /// Whether compiled code reads `query.name` (else its id is not made).
     name_slot: bool,
 }
@@ -152,17 +156,6 @@ fn err(e: impl std::fmt::Display) -> JitError {
     JitError(e.to_string())
 }
 
-/// What planning made of one rule.
-enum Planned {
-    /// The JIT does not lower it: the interpreter runs it.
-    Interp,
-    /// One static verdict (its id): no code.
-    Const(u32),
-    /// Code: its shape (the text that identifies the function) and the
-    /// constants it reads.
-    Shape(String, Vec<i64>),
-}
-
 /// The id of a literal, interning it when new.
 fn intern_literal(values: &mut Vec<Value>, ids: &mut FxHashMap<Value, i64>, v: &Value) -> i64 {
     if let Some(&id) = ids.get(v) {
@@ -178,67 +171,108 @@ impl JitPolicy {
     /// Compiles a checked policy. `with_clif` keeps the Cranelift IR text
     /// of every function (`dnspolicy compile --target clif`).
     pub fn compile(policy: Policy, with_clif: bool) -> Result<JitPolicy, JitError> {
-        Self::build(policy, with_clif, false)
+        Self::build(policy, with_clif, Planner::new(false))
     }
 
     /// [`JitPolicy::compile`], then [`JitPolicy::release_compiled_ir`],
-    /// for a server: the syntax of each constant rule is freed as soon as it
-    /// is planned, so a 100 000-rule policy's typed tree (~30 MB) is not
-    /// held beside everything the compilation builds.
+    /// for a server: the syntax of each rule is freed as soon as it is
+    /// planned (but an interpreted rule's, and the one each compiled
+    /// function is lowered from).
     pub fn compile_for_serving(policy: Policy) -> Result<JitPolicy, JitError> {
-        let mut jit = Self::build(policy, false, true)?;
+        Self::compile_planned(policy, Planner::new(true))
+    }
+
+    /// Compiles a policy whose rules `planner` took from the checker as
+    /// they were checked ([`Planner::for_serving`] with
+    /// [`crate::check::check_for_serving_with`]); plans the rest, builds
+    /// the rule index when the planner keeps it, and releases the IR as
+    /// [`JitPolicy::compile_for_serving`] does.
+    pub fn compile_planned(policy: Policy, planner: Planner) -> Result<JitPolicy, JitError> {
+        let mut jit = Self::build(policy, false, planner)?;
         jit.release_compiled_ir();
         Ok(jit)
     }
 
-    fn build(mut policy: Policy, with_clif: bool, release: bool) -> Result<JitPolicy, JitError> {
-        // Before any rule is freed: the slots every rule reads.
-        let fields = policy.fields_used() | (1 << Field::QueryName as u32);
-        let mut values = Vec::new();
-        let mut ids = FxHashMap::default();
-        let mut verdicts = Vec::new();
-        let mut verdict_ids = FxHashMap::default();
-        let mut plans: Vec<Planned> = Vec::with_capacity(policy.rules.len());
-        let mut elide = Vec::with_capacity(policy.rules.len());
-        for i in 0..policy.rules.len() {
-            let r = &policy.rules[i];
-            let by = indexed_by(r, &policy.sets);
-            let skip_guard = by == IndexedBy::Guard
-                && r.guard
-                    .as_ref()
-                    .is_some_and(|g| is_exact_key(g, &policy.sets));
-            let skip_if = by == IndexedBy::BodyIf
-                && match r.body.as_slice() {
-                    [Stmt::If { cond, .. }] => is_exact_key(cond, &policy.sets),
-                    _ => false,
-                };
-            elide.push((skip_guard, skip_if));
-            let mut plan = Plan {
-                jit_values: &mut values,
-                jit_ids: &mut ids,
-                verdicts: &mut verdicts,
-                verdict_ids: &mut verdict_ids,
-                shape: String::new(),
-                k: Vec::new(),
-            };
-            let planned = match plan.rule(r, skip_guard, skip_if) {
-                None => Planned::Interp,
-                // A rule that is one static verdict is no code.
-                Some(())
-                    if plan.shape.splitn(5, ' ').nth(4) == Some("{ then } ")
-                        && plan.k.len() == 1 =>
-                {
-                    Planned::Const(plan.k[0] as u32)
+    fn build(
+        mut policy: Policy,
+        with_clif: bool,
+        mut planner: Planner,
+    ) -> Result<JitPolicy, JitError> {
+        let n = policy.rules.len();
+        // Rules planned as the checker handed them over are found by where
+        // they start (each rule's own place in the source).
+        let mut early: Vec<(u32, u32)> = planner.starts.iter().copied().zip(0u32..).collect();
+        early.sort_unstable();
+        // Per rule planned early: its place in evaluation order.
+        let mut place = vec![u32::MAX; early.len()];
+        let mut code = Vec::with_capacity(n);
+        // Per shape: the rule its function is lowered from.
+        let mut lower_from: Vec<usize> = Vec::new();
+        let mut stats = JitStats::default();
+        for i in 0..n {
+            let start = policy.rules[i].span.start;
+            let found = early
+                .binary_search_by_key(&start, |e| e.0)
+                .ok()
+                .map(|at| early[at].1 as usize);
+            let planned = match found {
+                Some(id) => {
+                    if place[id] != u32::MAX {
+                        return Err(JitError(format!(
+                            "rule {}: two rules start at byte {start}",
+                            policy.rules[i].name
+                        )));
+                    }
+                    place[id] = i as u32;
+                    planner.take(id)
                 }
-                Some(()) => Planned::Shape(plan.shape, plan.k),
+                None => {
+                    if let Some(ix) = &mut planner.index {
+                        place.push(i as u32);
+                        ix.add(&policy.rules[i], &policy.sets);
+                    }
+                    planner.plan(&mut policy.rules[i], &policy.sets)
+                }
             };
-            if release && matches!(planned, Planned::Const(_)) {
-                let r = &mut policy.rules[i];
-                r.guard = None;
-                r.body = Vec::new();
-            }
-            plans.push(planned);
+            code.push(match planned {
+                planner::Early::Interp => {
+                    stats.interpreted += 1;
+                    Code::Interp
+                }
+                planner::Early::Const(v) => {
+                    stats.constant += 1;
+                    Code::Const(v)
+                }
+                planner::Early::Jit { shape, k, lowers } => {
+                    stats.compiled += 1;
+                    let shape = shape as usize;
+                    if lowers {
+                        if lower_from.len() <= shape {
+                            lower_from.resize(shape + 1, usize::MAX);
+                        }
+                        lower_from[shape] = i;
+                    }
+                    Code::Jit { shape, k }
+                }
+                planner::Early::Taken => {
+                    return Err(JitError(format!(
+                        "rule {}: two rules start at byte {start}",
+                        policy.rules[i].name
+                    )))
+                }
+            });
         }
+        drop(early);
+        if place.contains(&u32::MAX) || lower_from.len() != planner.shapes() {
+            return Err(JitError(
+                "a rule planned while checking is not in the policy".into(),
+            ));
+        }
+        planner.taken();
+        if let Some(ix) = planner.index.take() {
+            policy.index = ix.finish(Some(&place));
+        }
+        drop(place);
         let mut module = isa_module()?;
         let mut sig = Signature::new(module.isa().default_call_conv());
         sig.params.push(AbiParam::new(I64));
@@ -257,42 +291,25 @@ impl JitPolicy {
                     .map_err(err)?,
             );
         }
-        let mut shape_ids: HashMap<String, usize> = HashMap::new();
-        let mut func_ids: Vec<FuncId> = Vec::new();
-        let mut code = Vec::with_capacity(policy.rules.len());
-        let mut stats = JitStats::default();
+        let mut func_ids: Vec<FuncId> = Vec::with_capacity(lower_from.len());
         let mut clif = String::new();
         let mut fbc = FunctionBuilderContext::new();
         let mut cctx = module.make_context();
-        for (i, (r, plan)) in policy.rules.iter().zip(plans).enumerate() {
-            let (shape, k) = match plan {
-                Planned::Interp => {
-                    stats.interpreted += 1;
-                    code.push(Code::Interp);
-                    continue;
-                }
-                Planned::Const(v) => {
-                    stats.constant += 1;
-                    code.push(Code::Const(v));
-                    continue;
-                }
-                Planned::Shape(shape, k) => (shape, k),
+        for (shape, &i) in lower_from.iter().enumerate() {
+            let r = policy
+                .rules
+                .get(i)
+                .ok_or_else(|| JitError(format!("shape {shape}: no rule to lower it from")))?;
+            let Code::Jit { k, .. } = &code[i] else {
+                return Err(JitError(format!("rule {}: lowered but not code", r.name)));
             };
-            stats.compiled += 1;
-            if let Some(&s) = shape_ids.get(&shape) {
-                code.push(Code::Jit {
-                    shape: s,
-                    k: k.into(),
-                });
-                continue;
-            }
-            let (skip_guard, skip_if) = elide[i];
-            let name = format!("shape{}", func_ids.len());
+            let (skip_guard, skip_if) = planner::elision(r, &policy.sets);
+            let name = format!("shape{shape}");
             let id = module
                 .declare_function(&name, Linkage::Local, &sig)
                 .map_err(err)?;
             cctx.func.signature = sig.clone();
-            cctx.func.name = UserFuncName::user(0, func_ids.len() as u32);
+            cctx.func.name = UserFuncName::user(0, shape as u32);
             {
                 let mut b = FunctionBuilder::new(&mut cctx.func, &mut fbc);
                 let helpers: Vec<FuncRef> = helper_ids
@@ -349,16 +366,11 @@ impl JitPolicy {
                 l.b.finalize(module.target_config());
             }
             if with_clif {
-                let _ = writeln!(clif, "; shape {} (first: rule {})", func_ids.len(), r.name);
+                let _ = writeln!(clif, "; shape {shape} (first: rule {})", r.name);
                 let _ = writeln!(clif, "{}", cctx.func.display());
             }
             module.define_function(id, &mut cctx).map_err(err)?;
             module.clear_context(&mut cctx);
-            shape_ids.insert(shape, func_ids.len());
-            code.push(Code::Jit {
-                shape: func_ids.len(),
-                k: k.into(),
-            });
             func_ids.push(id);
         }
         module.finalize_definitions().map_err(err)?;
@@ -372,11 +384,17 @@ impl JitPolicy {
             })
             .collect();
         stats.functions = shapes.len();
-        // Only code reads a slot: a policy whose name rules are all found
-        // by the index and constant never needs the name's id.
-        let name_slot = policy.rules.iter().zip(&code).any(|(r, c)| {
-            !matches!(c, Code::Const(_)) && r.fields_used() & 1 << Field::QueryName as u32 != 0
-        });
+        let planner::Planner {
+            mut values,
+            mut ids,
+            mut verdicts,
+            fields: rule_fields,
+            name_slot,
+            ..
+        } = planner;
+        // Grown by doubling: up to half of it would be slack for as long
+        // as the policy serves.
+        verdicts.shrink_to_fit();
         // Members of value sets get ids too, so membership is an id test.
         let set_ids = policy
             .sets
@@ -415,7 +433,10 @@ impl JitPolicy {
             .collect();
         Ok(JitPolicy {
             consts,
-            fields,
+            // Only code reads a slot, but the name's is always made: the
+            // index looks it up.
+            fields: rule_fields | 1 << Field::QueryName as u32,
+            rule_fields,
             name_slot,
             policy,
             module: Some(module),
@@ -435,6 +456,12 @@ impl JitPolicy {
             clif,
             stats,
         })
+    }
+
+    /// The context fields the policy's rules read, one bit per [`Field`]
+    /// (what [`Policy::fields_used`] said before the rules were released).
+    pub fn fields_used(&self) -> u32 {
+        self.rule_fields
     }
 
     /// Frees every rule that runs as native code or is a constant verdict:

@@ -12,6 +12,16 @@ pub(super) fn type_code(t: &Type) -> Option<i64> {
     crate::abi::type_code(t).map(i64::from)
 }
 
+/// The verdict table's places by verdict, for planning. Kept by hash, not
+/// by a copy of each verdict: a 100 000-answer policy would otherwise hold
+/// every verdict twice while it loads.
+#[derive(Default)]
+pub(super) struct VerdictIds {
+    by_hash: FxHashMap<u64, u32>,
+    /// Verdicts whose hash an earlier, different verdict has.
+    collided: FxHashMap<Verdict, u32>,
+}
+
 /// A walk over a rule that writes its shape (everything the code depends
 /// on except literals) and collects its constants, in the order the
 /// lowering reads them. `None`: the rule uses something not lowered.
@@ -19,7 +29,7 @@ pub(super) struct Plan<'a> {
     pub(super) jit_values: &'a mut Vec<Value>,
     pub(super) jit_ids: &'a mut FxHashMap<Value, i64>,
     pub(super) verdicts: &'a mut Vec<Verdict>,
-    pub(super) verdict_ids: &'a mut FxHashMap<Verdict, u32>,
+    pub(super) verdict_ids: &'a mut VerdictIds,
     pub(super) shape: String,
     pub(super) k: Vec<i64>,
 }
@@ -53,13 +63,31 @@ impl Plan<'_> {
     }
 
     pub(super) fn verdict(&mut self, v: Verdict) -> u32 {
-        if let Some(&i) = self.verdict_ids.get(&v) {
-            return i;
+        let ids = &mut *self.verdict_ids;
+        let h = {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one(&v)
+        };
+        let place = self.verdicts.len() as u32;
+        match ids.by_hash.entry(h) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let i = *e.get();
+                if self.verdicts[i as usize] == v {
+                    return i;
+                }
+                // Two verdicts with one hash: the second and later ones
+                // are kept whole.
+                if let Some(&i) = ids.collided.get(&v) {
+                    return i;
+                }
+                ids.collided.insert(v.clone(), place);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(place);
+            }
         }
-        self.verdicts.push(v.clone());
-        let i = self.verdicts.len() as u32 - 1;
-        self.verdict_ids.insert(v, i);
-        i
+        self.verdicts.push(v);
+        place
     }
 
     pub(super) fn rule(&mut self, r: &Rule, skip_guard: bool, skip_if: bool) -> Option<()> {

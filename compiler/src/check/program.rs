@@ -87,7 +87,7 @@ impl<'a> Checker<'a> {
                         .with_help("the one flag is `log` (every decision of the rule goes to the decision log), after the priority: `rule r priority 10 log { ... }`"),
                     );
                 }
-                let guard = r.guard.as_ref().map(|g| self.cond(g));
+                let guard = r.guard.as_ref().map(|g| Box::new(self.cond(g)));
                 let body = self.block(&r.body.stmts);
                 let locals = self.next_local;
                 self.scopes = saved_scopes;

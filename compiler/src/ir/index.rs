@@ -449,7 +449,7 @@ pub struct NameScope {
 /// indexing condition holds (the body, or the `if`'s branch).
 pub fn name_scope<'r>(rule: &'r Rule, sets: &[ConstSet]) -> (Option<NameScope>, &'r [Stmt]) {
     let (cond, body): (Option<&Expr>, &[Stmt]) = match indexed_by(rule, sets) {
-        IndexedBy::Guard => (rule.guard.as_ref(), &rule.body),
+        IndexedBy::Guard => (rule.guard.as_deref(), &rule.body),
         IndexedBy::BodyIf => match rule.body.as_slice() {
             [Stmt::If {
                 cond, then_body, ..

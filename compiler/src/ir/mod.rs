@@ -93,8 +93,10 @@ pub struct Rule {
     pub name: String,
     /// Its priority (default 0).
     pub priority: i64,
-    /// The `when` guard.
-    pub guard: Option<Expr>,
+    /// The `when` guard. Boxed: a server holds each rule it has planned
+    /// (and freed the syntax of) until all are ordered, and the guard
+    /// inline would make each of those 48 bytes larger.
+    pub guard: Option<Box<Expr>>,
     /// The body.
     pub body: Vec<Stmt>,
     /// Number of local slots the body uses.

@@ -60,13 +60,14 @@ impl DslPlugin {
         // a reload would otherwise hold beside both generations.
         drop(src);
         let live = super::live::load_all(&policy, path)?;
-        // Copied into a block of their own, then the IR's freed: the IR's
-        // names lie among the IR nodes serving frees, and would pin their
-        // pages (moving them instead doubled serving's RSS).
-        let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
-        for r in &mut policy.rules {
-            r.name = String::new();
-        }
+        // Moved out: each name was made as its rule was checked, among
+        // allocations freed and reused rule by rule, so the names lie
+        // together (copying them cost 5 MB at the peak of a reload).
+        let rules: Vec<String> = policy
+            .rules
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.name))
+            .collect();
         let logged: Vec<bool> = policy.rules.iter().map(|r| r.log).collect();
         let jit =
             JitPolicy::compile_planned(policy, planner).map_err(|e| PluginError::Compile {

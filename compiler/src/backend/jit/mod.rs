@@ -174,10 +174,10 @@ impl JitPolicy {
         Self::build(policy, with_clif, Planner::new(false))
     }
 
-    /// [`JitPolicy::compile`], then [`JitPolicy::release_compiled_ir`],
-    /// for a server: the syntax of each rule is freed as soon as it is
-    /// planned (but an interpreted rule's, and the one each compiled
-    /// function is lowered from).
+    /// [`JitPolicy::compile`] for a server: the syntax of each rule is
+    /// freed as soon as it is planned (but an interpreted rule's, and the
+    /// one each compiled function is lowered from), and the policy keeps no
+    /// rules, as after [`JitPolicy::release_compiled_ir`].
     pub fn compile_for_serving(policy: Policy) -> Result<JitPolicy, JitError> {
         Self::compile_planned(policy, Planner::new(true))
     }
@@ -185,12 +185,10 @@ impl JitPolicy {
     /// Compiles a policy whose rules `planner` took from the checker as
     /// they were checked ([`Planner::for_serving`] with
     /// [`crate::check::check_for_serving_with`]); plans the rest, builds
-    /// the rule index when the planner keeps it, and releases the IR as
-    /// [`JitPolicy::compile_for_serving`] does.
+    /// the rule index when the planner keeps it, and keeps no rules, as
+    /// [`JitPolicy::compile_for_serving`].
     pub fn compile_planned(policy: Policy, planner: Planner) -> Result<JitPolicy, JitError> {
-        let mut jit = Self::build(policy, false, planner)?;
-        jit.release_compiled_ir();
-        Ok(jit)
+        Self::build(policy, false, planner)
     }
 
     fn build(
@@ -269,6 +267,23 @@ impl JitPolicy {
             ));
         }
         planner.taken();
+        // Released, the rules go before the index and the code are built
+        // (a 100 000-rule policy's are ~14 MB even without their syntax):
+        // only the interpreted ones and those shapes are lowered from stay.
+        let mut interp: Vec<(u32, Rule)> = Vec::new();
+        let mut lowering: Vec<Option<Rule>> = Vec::new();
+        if planner.release {
+            lowering.resize_with(lower_from.len(), || None);
+            for (i, r) in std::mem::take(&mut policy.rules).into_iter().enumerate() {
+                match &code[i] {
+                    Code::Interp => interp.push((i as u32, r)),
+                    Code::Jit { shape, .. } if lower_from[*shape] == i => {
+                        lowering[*shape] = Some(r)
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let Some(ix) = planner.index.take() {
             policy.index = ix.finish(Some(&place));
         }
@@ -296,10 +311,11 @@ impl JitPolicy {
         let mut fbc = FunctionBuilderContext::new();
         let mut cctx = module.make_context();
         for (shape, &i) in lower_from.iter().enumerate() {
-            let r = policy
-                .rules
-                .get(i)
-                .ok_or_else(|| JitError(format!("shape {shape}: no rule to lower it from")))?;
+            let r = match lowering.get(shape) {
+                Some(r) => r.as_ref(),
+                None => policy.rules.get(i),
+            }
+            .ok_or_else(|| JitError(format!("shape {shape}: no rule to lower it from")))?;
             let Code::Jit { k, .. } = &code[i] else {
                 return Err(JitError(format!("rule {}: lowered but not code", r.name)));
             };
@@ -452,7 +468,7 @@ impl JitPolicy {
                 .position(|v| matches!(v, Verdict::Pass))
                 .map_or(u32::MAX, |i| i as u32),
             verdicts,
-            interp: Vec::new(),
+            interp,
             clif,
             stats,
         })
@@ -470,6 +486,10 @@ impl JitPolicy {
     /// this (a server keeps its own copy of the names for metrics). A
     /// server holding a 100 000-rule policy keeps the compiled form only.
     pub fn release_compiled_ir(&mut self) {
+        if self.policy.rules.is_empty() {
+            // Released already (or none): `interp` holds what is kept.
+            return;
+        }
         let rules = std::mem::take(&mut self.policy.rules);
         self.interp = rules
             .into_iter()

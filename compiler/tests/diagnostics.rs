@@ -75,6 +75,26 @@ fn serving_reports_what_check_reports() {
                 seen(&served)
             ));
         }
+        // As `serve` loads: each rule planned as the checker hands it over
+        // (only while nothing has failed to check, so a broken rule never
+        // reaches the planner), the rest when all are checked.
+        let mut planner = dnspolicy_compiler::backend::jit::Planner::for_serving();
+        let streamed =
+            dnspolicy_compiler::check_for_serving_with(&src, &mut |r, sets| planner.rule(r, sets));
+        if seen(&streamed) != seen(&served) || streamed.policy.is_some() != served.policy.is_some()
+        {
+            differ.push(format!(
+                "{}: serving {:?}, planned as checked {:?}",
+                path.display(),
+                seen(&served),
+                seen(&streamed)
+            ));
+        }
+        if let Some(p) = streamed.policy {
+            if let Err(e) = dnspolicy_compiler::JitPolicy::compile_planned(p, planner) {
+                differ.push(format!("{}: planned as checked: {e}", path.display()));
+            }
+        }
     }
     assert!(cases > 50, "only {cases} cases found");
     assert!(differ.is_empty(), "{}", differ.join("\n"));

@@ -77,7 +77,8 @@ pub fn check_for_serving(src: &str) -> Checked {
 }
 
 /// [`check_for_serving`] that hands each rule to `hook` as soon as it is
-/// checked (with the constant sets declared so far), for a backend that
+/// checked (with the constant sets declared so far, and only while no
+/// error has been found), for a backend that
 /// plans rules one at a time and frees their syntax: a 100 000-rule
 /// policy's typed rules then never exist all at once. Rules whose types
 /// wait on inference from later rules, and the implicit rule `main`, are

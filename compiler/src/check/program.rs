@@ -20,6 +20,8 @@ pub(super) struct Body {
     main_locals: u32,
     /// The next item's place in the source.
     order: usize,
+    /// Some item has not checked: rules are no longer handed to a hook.
+    failed: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -58,14 +60,16 @@ impl<'a> Checker<'a> {
             main_scope: self.scopes.len(),
             main_locals: 0,
             order: 0,
+            failed: false,
         }
     }
 
     /// Checks the next item in source order. Nothing of it is kept: it may
     /// be dropped as soon as this returns. A rule whose types are settled
     /// (none waits for inference at [`Checker::finish`]) is handed to
-    /// `hook` with the constant sets so far; the hook may take its guard
-    /// and body (see [`super::check_for_serving_with`]).
+    /// `hook` with the constant sets so far, while no error has been
+    /// found; the hook may take its guard and body (see
+    /// [`super::check_for_serving_with`]).
     pub(super) fn item(&mut self, b: &mut Body, item: &Item, hook: Option<&mut RuleHook<'_>>) {
         let order = b.order;
         b.order += 1;
@@ -102,8 +106,14 @@ impl<'a> Checker<'a> {
                     implicit: false,
                     log: r.flag.as_ref().is_some_and(|f| f.name == "log"),
                 };
+                // Only while everything so far has checked: a rule with an
+                // error in it may hold what no backend expects, and the
+                // policy will not load anyway.
                 if let Some(hook) = hook.filter(|_| settled(&rule)) {
-                    hook(&mut rule, &self.const_sets);
+                    b.failed = b.failed || self.diags.iter().any(Diagnostic::is_error);
+                    if !b.failed {
+                        hook(&mut rule, &self.const_sets);
+                    }
                 }
                 b.rules.push((rule, order));
             }

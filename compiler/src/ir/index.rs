@@ -94,16 +94,7 @@ impl IndexBuilder {
     /// Indexes `r` under the next number (the rules added so far).
     pub fn add(&mut self, r: &Rule, sets: &[ConstSet]) {
         let i = self.keyed.len() as u32;
-        let keys =
-            r.guard
-                .as_ref()
-                .and_then(|g| keys_of(g, sets))
-                .or_else(|| match r.body.as_slice() {
-                    [Stmt::If {
-                        cond, else_body, ..
-                    }] if else_body.is_empty() => keys_of(cond, sets),
-                    _ => None,
-                });
+        let keys = rule_keys(r, sets).map(|(_, k)| k);
         self.keyed.push(keys.is_some());
         let Some(k) = keys else { return };
         for (kind, keys) in (1u8..).zip([k.exact, k.suffix, k.wildcard]) {
@@ -133,16 +124,6 @@ impl IndexBuilder {
                 v.push(i);
             }
         }
-    }
-
-    /// How many rules were added.
-    pub fn len(&self) -> usize {
-        self.keyed.len()
-    }
-
-    /// Whether no rule was added.
-    pub fn is_empty(&self) -> bool {
-        self.keyed.is_empty()
     }
 
     /// The index. `place[n]` is the place in evaluation order of the rule
@@ -404,14 +385,20 @@ pub enum IndexedBy {
 
 /// How [`RuleIndex::build`] indexes `rule`.
 pub fn indexed_by(rule: &Rule, sets: &[ConstSet]) -> IndexedBy {
-    if rule.guard.as_ref().and_then(|g| keys_of(g, sets)).is_some() {
-        return IndexedBy::Guard;
+    rule_keys(rule, sets).map_or(IndexedBy::Nothing, |(by, _)| by)
+}
+
+/// The condition a rule is indexed by, and its keys: the `when` guard's,
+/// else those of the `if` (without `else`) that is its whole body.
+fn rule_keys(rule: &Rule, sets: &[ConstSet]) -> Option<(IndexedBy, Keys)> {
+    if let Some(k) = rule.guard.as_ref().and_then(|g| keys_of(g, sets)) {
+        return Some((IndexedBy::Guard, k));
     }
     match rule.body.as_slice() {
         [Stmt::If {
             cond, else_body, ..
-        }] if else_body.is_empty() && keys_of(cond, sets).is_some() => IndexedBy::BodyIf,
-        _ => IndexedBy::Nothing,
+        }] if else_body.is_empty() => keys_of(cond, sets).map(|k| (IndexedBy::BodyIf, k)),
+        _ => None,
     }
 }
 

@@ -207,6 +207,9 @@ impl JitPolicy {
         // Per shape: the rule its function is lowered from.
         let mut lower_from: Vec<usize> = Vec::new();
         let mut stats = JitStats::default();
+        // Two rules found at one place in the source: the plans would be
+        // mixed up (a bug, reported rather than served).
+        let twice = |i: usize| JitError(format!("rule {i}: two rules start at one byte"));
         for i in 0..n {
             let start = policy.rules[i].span.start;
             let found = early
@@ -216,10 +219,7 @@ impl JitPolicy {
             let planned = match found {
                 Some(id) => {
                     if place[id] != u32::MAX {
-                        return Err(JitError(format!(
-                            "rule {}: two rules start at byte {start}",
-                            policy.rules[i].name
-                        )));
+                        return Err(twice(i));
                     }
                     place[id] = i as u32;
                     planner.take(id)
@@ -252,12 +252,7 @@ impl JitPolicy {
                     }
                     Code::Jit { shape, k }
                 }
-                planner::Early::Taken => {
-                    return Err(JitError(format!(
-                        "rule {}: two rules start at byte {start}",
-                        policy.rules[i].name
-                    )))
-                }
+                planner::Early::Taken => return Err(twice(i)),
             });
         }
         drop(early);

@@ -50,15 +50,7 @@ impl Plan<'_> {
             Value::Bool(b) => i64::from(*b),
             Value::Int(i) => *i,
             Value::Qtype(q) => i64::from(*q),
-            other => {
-                if let Some(&id) = self.jit_ids.get(other) {
-                    return id;
-                }
-                let id = self.jit_values.len() as i64;
-                self.jit_values.push(other.clone());
-                self.jit_ids.insert(other.clone(), id);
-                id
-            }
+            other => intern_literal(self.jit_values, self.jit_ids, other),
         }
     }
 

@@ -264,7 +264,7 @@ impl JitPolicy {
 
     /// Step 3: start loading the verdict of rule `rule` when it is constant.
     pub fn prefetch_verdict(&self, rule: u32) {
-        let c = self.consts.get(rule as usize).copied().unwrap_or(NOT_CONST);
+        let c = self.consts.get(rule as usize).copied().unwrap_or(CODE);
         if let Some(v) = self.verdicts.get(c as usize) {
             crate::ir::name_table::prefetch(v);
         }
@@ -294,31 +294,29 @@ impl JitPolicy {
         for &i in &p.candidates {
             let i = i as usize;
             let c = self.consts[i];
-            let code = if c == NOT_CONST {
-                &self.code[i]
+            let r = if c & CODE == 0 {
+                i64::from(c)
             } else {
-                &Code::Const(c)
-            };
-            let r = match code {
-                Code::Const(v) => i64::from(*v),
-                Code::Jit { shape, k } => {
-                    // SAFETY: `jc` points at live buffers of the right
-                    // length for this policy's slots; `k` holds the
-                    // constants the shape reads.
-                    unsafe { (self.shapes[*shape])(&jc, k.as_ptr()) }
-                }
-                Code::Interp => {
-                    out.fields_read |= self.fields;
-                    let verdict = self
-                        .interpreted_rule(i)
-                        .and_then(|rule| self.policy.eval_rule_of(i, rule, src.context()));
-                    match verdict {
-                        Some(v) => {
-                            out.verdict = Some(Cow::Owned(v));
-                            out.rule = Some(i);
-                            break;
+                match &self.code[(c & !CODE) as usize] {
+                    Code::Jit { shape, k } => {
+                        // SAFETY: `jc` points at live buffers of the right
+                        // length for this policy's slots; `k` holds the
+                        // constants the shape reads.
+                        unsafe { (self.shapes[*shape])(&jc, k.as_ptr()) }
+                    }
+                    Code::Interp => {
+                        out.fields_read |= self.fields;
+                        let verdict = self
+                            .interpreted_rule(i)
+                            .and_then(|rule| self.policy.eval_rule_of(i, rule, src.context()));
+                        match verdict {
+                            Some(v) => {
+                                out.verdict = Some(Cow::Owned(v));
+                                out.rule = Some(i);
+                                break;
+                            }
+                            None => -1,
                         }
-                        None => -1,
                     }
                 }
             };

@@ -68,15 +68,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-/// [`JitPolicy::consts`] of a rule that is not a constant verdict.
-const NOT_CONST: u32 = u32::MAX;
+/// Set in [`JitPolicy::consts`] for a rule that is code: the rest of the
+/// word is its place in [`JitPolicy::code`]. Clear: a constant verdict.
+const CODE: u32 = 1 << 31;
 
 /// A compiled rule function.
 type RuleFn = unsafe extern "C" fn(*const JitCtx, *const i64) -> i64;
 
 enum Code {
-    /// Always this verdict (index into the verdict table).
-    Const(u32),
     /// Compiled: shape function and constants.
     Jit { shape: usize, k: Box<[i64]> },
     /// Evaluated by the interpreter.
@@ -88,10 +87,12 @@ pub struct JitPolicy {
     policy: Policy,
     module: Option<JITModule>,
     shapes: Vec<RuleFn>,
+    /// The rules that are not a constant verdict, in order: a policy of
+    /// 100 000 constant rules has none (32 bytes a rule otherwise).
     code: Vec<Code>,
-    /// Per rule, its verdict when constant, else [`NOT_CONST`]: 4 bytes a
-    /// rule against `code`'s 32 (with 100 000 rules a query's cache miss
-    /// lands in 400 kB rather than 3.2 MB), read before `code`.
+    /// Per rule, its verdict when constant, else [`CODE`] and its place in
+    /// `code`: 4 bytes a rule (with 100 000 rules a query's cache miss
+    /// lands in 400 kB rather than 3.2 MB).
     consts: Vec<u32>,
     values: Vec<Value>,
     ids: FxHashMap<Value, i64>,
@@ -203,7 +204,8 @@ impl JitPolicy {
         early.sort_unstable();
         // Per rule planned early: its place in evaluation order.
         let mut place = vec![u32::MAX; early.len()];
-        let mut code = Vec::with_capacity(n);
+        let mut consts: Vec<u32> = Vec::with_capacity(n);
+        let mut code: Vec<Code> = Vec::new();
         // Per shape: the rule its function is lowered from.
         let mut lower_from: Vec<usize> = Vec::new();
         let mut stats = JitStats::default();
@@ -232,14 +234,18 @@ impl JitPolicy {
                     planner.plan(&mut policy.rules[i], &policy.sets)
                 }
             };
-            code.push(match planned {
+            let c = match planned {
                 planner::Early::Interp => {
                     stats.interpreted += 1;
                     Code::Interp
                 }
-                planner::Early::Const(v) => {
+                planner::Early::Const(v) if v < CODE => {
                     stats.constant += 1;
-                    Code::Const(v)
+                    consts.push(v);
+                    continue;
+                }
+                planner::Early::Const(v) => {
+                    return Err(JitError(format!("rule {i}: verdict {v} out of range")))
                 }
                 planner::Early::Jit { shape, k, lowers } => {
                     stats.compiled += 1;
@@ -253,8 +259,15 @@ impl JitPolicy {
                     Code::Jit { shape, k }
                 }
                 planner::Early::Taken => return Err(twice(i)),
-            });
+            };
+            consts.push(CODE | code.len() as u32);
+            code.push(c);
         }
+        // Rule `i`'s code, when it is not a constant verdict.
+        let code_of = |consts: &[u32], i: usize| {
+            let c = consts[i];
+            (c & CODE != 0).then_some((c & !CODE) as usize)
+        };
         drop(early);
         if place.contains(&u32::MAX) || lower_from.len() != planner.shapes() {
             return Err(JitError(
@@ -270,9 +283,9 @@ impl JitPolicy {
         if planner.release {
             lowering.resize_with(lower_from.len(), || None);
             for (i, r) in std::mem::take(&mut policy.rules).into_iter().enumerate() {
-                match &code[i] {
-                    Code::Interp => interp.push((i as u32, r)),
-                    Code::Jit { shape, .. } if lower_from[*shape] == i => {
+                match code_of(&consts, i).map(|at| &code[at]) {
+                    Some(Code::Interp) => interp.push((i as u32, r)),
+                    Some(Code::Jit { shape, .. }) if lower_from[*shape] == i => {
                         lowering[*shape] = Some(r)
                     }
                     _ => {}
@@ -311,7 +324,7 @@ impl JitPolicy {
                 None => policy.rules.get(i),
             }
             .ok_or_else(|| JitError(format!("shape {shape}: no rule to lower it from")))?;
-            let Code::Jit { k, .. } = &code[i] else {
+            let Some(Code::Jit { k, .. }) = code_of(&consts, i).map(|at| &code[at]) else {
                 return Err(JitError(format!("rule {}: lowered but not code", r.name)));
             };
             let (skip_guard, skip_if) = planner::elision(r, &policy.sets);
@@ -435,13 +448,7 @@ impl JitPolicy {
         // Text is found by its text from here on: one map for it is enough.
         ids.retain(|v, _| !matches!(v, Value::Str(_) | Value::Name(_)));
         ids.shrink_to_fit();
-        let consts = code
-            .iter()
-            .map(|c| match c {
-                Code::Const(v) if *v != NOT_CONST => *v,
-                _ => NOT_CONST,
-            })
-            .collect();
+        code.shrink_to_fit();
         Ok(JitPolicy {
             consts,
             // Only code reads a slot, but the name's is always made: the
@@ -488,9 +495,11 @@ impl JitPolicy {
         let rules = std::mem::take(&mut self.policy.rules);
         self.interp = rules
             .into_iter()
-            .zip(&self.code)
+            .zip(&self.consts)
             .enumerate()
-            .filter(|(_, (_, code))| matches!(code, Code::Interp))
+            .filter(|(_, (_, &c))| {
+                c & CODE != 0 && matches!(self.code[(c & !CODE) as usize], Code::Interp)
+            })
             .map(|(i, (r, _))| (i as u32, r))
             .collect();
     }

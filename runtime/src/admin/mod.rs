@@ -610,7 +610,7 @@ pub fn plugins(shared: &Shared) -> String {
             .rule_names()
             .iter()
             .zip(p.stats.rules())
-            .map(|(n, c)| (n.clone(), serde_json::json!(c)))
+            .map(|(n, c)| (n.to_string(), serde_json::json!(c)))
             .collect();
         let mut entry = serde_json::json!({
             "name": p.plugin.name(),

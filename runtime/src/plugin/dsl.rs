@@ -16,7 +16,7 @@ use std::path::Path;
 pub struct DslPlugin {
     name: String,
     jit: JitPolicy,
-    rules: Vec<String>,
+    rules: super::RuleNames,
     /// Per rule: marked `log` (always in the decision log).
     logged: Vec<bool>,
     fields: u32,
@@ -60,14 +60,15 @@ impl DslPlugin {
         // a reload would otherwise hold beside both generations.
         drop(src);
         let live = super::live::load_all(&policy, path)?;
-        // Moved out: each name was made as its rule was checked, among
-        // allocations freed and reused rule by rule, so the names lie
-        // together (copying them cost 5 MB at the peak of a reload).
-        let rules: Vec<String> = policy
-            .rules
-            .iter_mut()
-            .map(|r| std::mem::take(&mut r.name))
-            .collect();
+        // Into one block, each freed as it is copied: the block grows as
+        // the IR's names go (copying them all at once, then freeing them,
+        // cost 5 MB at the peak of a reload), and the freed names' pages go
+        // back when the reload trims the heap.
+        let bytes = policy.rules.iter().map(|r| r.name.len()).sum();
+        let mut rules = super::RuleNames::with_capacity(policy.rules.len(), bytes);
+        for r in &mut policy.rules {
+            rules.push(&std::mem::take(&mut r.name));
+        }
         let logged: Vec<bool> = policy.rules.iter().map(|r| r.log).collect();
         let jit =
             JitPolicy::compile_planned(policy, planner).map_err(|e| PluginError::Compile {
@@ -157,7 +158,7 @@ impl Plugin for DslPlugin {
 
     fn destroy(&mut self) {}
 
-    fn rule_names(&self) -> &[String] {
+    fn rule_names(&self) -> &super::RuleNames {
         &self.rules
     }
 

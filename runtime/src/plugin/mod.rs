@@ -22,6 +22,7 @@ pub mod live;
 pub mod load;
 pub mod lua;
 pub mod metadata;
+pub mod names;
 pub mod pool;
 pub mod stats;
 pub mod wasm;
@@ -30,6 +31,7 @@ pub use chain::{Chain, Failed, Loaded};
 pub use dsl::DslPlugin;
 pub use load::{is_plugin_file, load_file, read_module};
 pub use metadata::{parse_metadata, Metadata, METADATA_SCHEMA};
+pub use names::RuleNames;
 pub use stats::PluginStats;
 
 use crate::dns::query::QueryCtx;
@@ -151,8 +153,8 @@ pub trait Plugin: Send + Sync {
     /// Called once when the plugin is unloaded.
     fn destroy(&mut self);
     /// Names of the plugin's rules, for per-rule metrics (may be empty).
-    fn rule_names(&self) -> &[String] {
-        &[]
+    fn rule_names(&self) -> &RuleNames {
+        &names::NO_RULES
     }
     /// Per rule (as [`Plugin::rule_names`]): marked `log`, so its
     /// decisions always go to the decision log (may be empty).

@@ -237,7 +237,7 @@ pub(super) fn note(
         .and_then(|l| l.path.file_name())
         .and_then(|n| n.to_str());
     let rule = match (loaded, at.and_then(|(_, r)| r)) {
-        (Some(l), Some(r)) => l.plugin.rule_names().get(r).map(String::as_str),
+        (Some(l), Some(r)) => l.plugin.rule_names().get(r),
         _ => None,
     };
     let version = loaded.map_or("", |l| l.version.as_str());

@@ -131,7 +131,7 @@ pub struct WasmPlugin {
     pool: WorkerSlots<Instance>,
     failures: Failures,
     log: Arc<LogSink>,
-    rules: Vec<String>,
+    rules: super::RuleNames,
     /// Context fields a compiled policy reads (`dnspolicy.fields`).
     fields: u32,
     /// Whether the module is a compiled policy (it reads fields).
@@ -187,12 +187,7 @@ impl WasmPlugin {
         let sections = custom_sections(bytes);
         let rules = sections
             .get(abi::SECTION_RULES)
-            .map(|s| {
-                String::from_utf8_lossy(s)
-                    .lines()
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|s| String::from_utf8_lossy(s).lines().collect())
             .unwrap_or_default();
         let fields = sections
             .get(abi::SECTION_FIELDS)
@@ -566,7 +561,7 @@ impl Plugin for WasmPlugin {
         }
     }
 
-    fn rule_names(&self) -> &[String] {
+    fn rule_names(&self) -> &super::RuleNames {
         &self.rules
     }
 

@@ -59,3 +59,11 @@ echo "big policy ($RULES suffix rules): first answer ${START_S}s after launch (m
 echo "big policy: RSS serving $RSS kB (median of 3: ${rsss[*]}); peak while reloading $PEAK kB ($(awk -v a="$RSS" -v b="$PEAK" 'BEGIN {printf "%.2f", b / a}')x); reload took $(awk -v a="$R0" -v b="$R1" 'BEGIN {printf "%.2f", b - a}') s; RSS after it $RSS2 kB"
 stop_pid "$SPID"
 trap - EXIT
+# The budget (issue 14): start < 1 s, RSS < 100 MB serving, and < 1.5x that
+# (150 MB) while a reload builds the next chain beside the serving one.
+if [ "$RULES" = 100k ]; then
+  awk -v s="$START_S" -v r="$RSS" -v p="$PEAK" 'BEGIN {
+    ok = s < 1 && r < 100000 && p < 150000
+    printf "budget: start %.2f s < 1 s, serving %.1f MB < 100 MB, reload peak %.1f MB < 150 MB: %s\n", s, r / 1000, p / 1000, ok ? "met" : "NOT met"
+    exit !ok }' || die "over budget"
+fi

@@ -294,10 +294,9 @@ impl JitPolicy {
         for &i in &p.candidates {
             let i = i as usize;
             let c = self.consts[i];
-            let r = if c & CODE == 0 {
-                i64::from(c)
-            } else {
-                match &self.code[(c & !CODE) as usize] {
+            let r = match code_place(c) {
+                None => i64::from(c),
+                Some(at) => match &self.code[at] {
                     Code::Jit { shape, k } => {
                         // SAFETY: `jc` points at live buffers of the right
                         // length for this policy's slots; `k` holds the
@@ -318,7 +317,7 @@ impl JitPolicy {
                             None => -1,
                         }
                     }
-                }
+                },
             };
             if r >= 0 {
                 out.verdict = self.verdicts.get(r as usize).map(Cow::Borrowed);

@@ -72,6 +72,13 @@ use std::fmt::Write as _;
 /// word is its place in [`JitPolicy::code`]. Clear: a constant verdict.
 const CODE: u32 = 1 << 31;
 
+/// The place in [`JitPolicy::code`] of a rule whose [`JitPolicy::consts`]
+/// entry is `c`; `None` for a constant verdict (`c` itself).
+#[inline]
+fn code_place(c: u32) -> Option<usize> {
+    (c & CODE != 0).then_some((c & !CODE) as usize)
+}
+
 /// A compiled rule function.
 type RuleFn = unsafe extern "C" fn(*const JitCtx, *const i64) -> i64;
 
@@ -263,11 +270,6 @@ impl JitPolicy {
             consts.push(CODE | code.len() as u32);
             code.push(c);
         }
-        // Rule `i`'s code, when it is not a constant verdict.
-        let code_of = |consts: &[u32], i: usize| {
-            let c = consts[i];
-            (c & CODE != 0).then_some((c & !CODE) as usize)
-        };
         drop(early);
         if place.contains(&u32::MAX) || lower_from.len() != planner.shapes() {
             return Err(JitError(
@@ -283,7 +285,7 @@ impl JitPolicy {
         if planner.release {
             lowering.resize_with(lower_from.len(), || None);
             for (i, r) in std::mem::take(&mut policy.rules).into_iter().enumerate() {
-                match code_of(&consts, i).map(|at| &code[at]) {
+                match code_place(consts[i]).map(|at| &code[at]) {
                     Some(Code::Interp) => interp.push((i as u32, r)),
                     Some(Code::Jit { shape, .. }) if lower_from[*shape] == i => {
                         lowering[*shape] = Some(r)
@@ -324,7 +326,7 @@ impl JitPolicy {
                 None => policy.rules.get(i),
             }
             .ok_or_else(|| JitError(format!("shape {shape}: no rule to lower it from")))?;
-            let Some(Code::Jit { k, .. }) = code_of(&consts, i).map(|at| &code[at]) else {
+            let Some(Code::Jit { k, .. }) = code_place(consts[i]).map(|at| &code[at]) else {
                 return Err(JitError(format!("rule {}: lowered but not code", r.name)));
             };
             let (skip_guard, skip_if) = planner::elision(r, &policy.sets);
@@ -498,7 +500,7 @@ impl JitPolicy {
             .zip(&self.consts)
             .enumerate()
             .filter(|(_, (_, &c))| {
-                c & CODE != 0 && matches!(self.code[(c & !CODE) as usize], Code::Interp)
+                code_place(c).is_some_and(|at| matches!(self.code[at], Code::Interp))
             })
             .map(|(i, (r, _))| (i as u32, r))
             .collect();

@@ -21,9 +21,9 @@ case "$RULES" in
   10k) PROBE=h1.s000010.example WANT=198.18.0.10 ;;
   *) die "RULES is 10k or 100k" ;;
 esac
-launch() {
+launch() {  # [PLUGIN_DIR]
   ( pin "$SERVER_CPU" "$BIN" serve --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --workers 1 \
-      --plugin-dir "$WORK/dnspolicy/suffix-$RULES/plugins" ) >"$RESULTS_DIR/server.log" 2>&1 &
+      --plugin-dir "${1:-$WORK/dnspolicy/suffix-$RULES/plugins}" ) >"$RESULTS_DIR/server.log" 2>&1 &
   SPID=$!
 }
 # Start-up and serving RSS: median of 3 launches.
@@ -57,6 +57,20 @@ sleep 1
 RSS2=$(rss_kb "$SPID")
 echo "big policy ($RULES suffix rules): first answer ${START_S}s after launch (median of 3: ${starts[*]})"
 echo "big policy: RSS serving $RSS kB (median of 3: ${rsss[*]}); peak while reloading $PEAK kB ($(awk -v a="$RSS" -v b="$PEAK" 'BEGIN {printf "%.2f", b / a}')x); reload took $(awk -v a="$R0" -v b="$R1" 'BEGIN {printf "%.2f", b - a}') s; RSS after it $RSS2 kB"
+stop_pid "$SPID"
+trap - EXIT
+# The same server with two of those rules: what the process is without the
+# policy's tables (most of it the binary's code pages, RssFile).
+BASE="$WORK/dnspolicy/suffix-base/plugins"
+mkdir -p "$BASE"
+{ grep -m1 '^rule s0 ' "$WORK/dnspolicy/suffix-$RULES/plugins/suffix.dsl"
+  grep -m1 '^rule other ' "$WORK/dnspolicy/suffix-$RULES/plugins/suffix.dsl"; } >"$BASE/suffix.dsl"
+[ "$(wc -l <"$BASE/suffix.dsl")" = 2 ] || die "two-rule policy: $(cat "$BASE/suffix.dsl")"
+launch "$BASE"
+trap 'stop_pid $SPID' EXIT
+wait_ready "$PORT" h1.s000001.example "$SPID" 30 "$(date +%s.%N)" >/dev/null || die "two-rule server did not come up"
+sleep 1
+echo "big policy: the same server with 2 of its rules: RSS $(rss_kb "$SPID") kB, of it file-backed (the binary) $(awk '/^RssFile/ {print $2}' "/proc/$SPID/status") kB"
 stop_pid "$SPID"
 trap - EXIT
 # The budget (issue 14): start < 1 s, RSS < 100 MB serving, and < 1.5x that
